@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file net_backend.h
+ * @brief Host network backends (tap, AF_PACKET, loopback) behind one ops table.
+ *
+ * @defgroup net_backend Network backends
+ * @brief Where virtio-net frames go to and come from on the host.
+ *
+ * A backend sees frames plus offload metadata (#vio_net_hdr, the virtio-net
+ * header in its wire layout) and never a descriptor. Frames are passed as
+ * iovecs that may point straight into guest memory: backends must not keep
+ * them after the call returns.
+ *
+ * Threading: each queue pair of a backend may be driven by its own thread;
+ * calls on different queue pairs never need a lock between them. Calls on one
+ * queue pair are serialized by the caller.
+ * @{
+ */
+#ifndef VIO_NET_BACKEND_H
+#define VIO_NET_BACKEND_H
+
+#include <errno.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * The virtio-net header (virtio 1.x `virtio_net_hdr_v1` layout: 12 bytes, little-endian
+ * fields). Backends such as tap consume and produce exactly this layout.
+ */
+struct vio_net_hdr {
+    uint8_t flags;        /**< VIO_NET_HDR_F_* */
+    uint8_t gso_type;     /**< VIO_NET_HDR_GSO_* */
+    uint16_t hdr_len;     /**< bytes of headers to copy into each segment (LE) */
+    uint16_t gso_size;    /**< payload bytes per segment (LE) */
+    uint16_t csum_start;  /**< where checksumming starts (LE) */
+    uint16_t csum_offset; /**< where to store the checksum, from csum_start (LE) */
+    uint16_t num_buffers; /**< mergeable RX: number of chains the frame spans (LE) */
+};
+
+/** @name Header flag and GSO values (virtio spec values) */
+/** @{ */
+#define VIO_NET_HDR_F_NEEDS_CSUM 1u
+#define VIO_NET_HDR_F_DATA_VALID 2u
+#define VIO_NET_HDR_F_RSC_INFO 4u
+#define VIO_NET_HDR_GSO_NONE 0u
+#define VIO_NET_HDR_GSO_TCPV4 1u
+#define VIO_NET_HDR_GSO_UDP 3u
+#define VIO_NET_HDR_GSO_TCPV6 4u
+#define VIO_NET_HDR_GSO_UDP_L4 5u
+#define VIO_NET_HDR_GSO_ECN 0x80u
+/** @} */
+
+/** Size of #vio_net_hdr on the wire. */
+#define VIO_NET_HDR_SIZE 12u
+
+/** Receive-mode flags for vio_net_backend_ops::set_rx_mode. */
+enum vio_net_rx_mode {
+    VIO_NET_RX_PROMISC = 1,  /**< deliver every frame on the wire */
+    VIO_NET_RX_ALLMULTI = 2  /**< deliver all multicast */
+};
+
+/** Backend operations. Optional members may be NULL; their wrappers return -ENOTSUP. */
+struct vio_net_backend_ops {
+    /** short name: "tap", "af_packet", "loopback" */
+    const char *name;
+    /** required: offload feature bits the backend can honour, as a mask of VIRTIO_NET_F_* bit numbers
+     *  (CSUM, GUEST_CSUM, HOST_TSO4/6, GUEST_TSO4/6, HOST/GUEST_ECN, HOST/GUEST_UFO, HOST_USO) */
+    uint64_t (*features)(void *opaque);
+    /** optional: apply the negotiated feature set (e.g. TUNSETOFFLOAD from the guest offloads) */
+    int (*configure)(void *opaque, uint64_t negotiated);
+    /**
+     * required: send one frame. @p iov holds the frame without the header.
+     * @retval 0 sent (or consumed and dropped silently, like a full wire)
+     * @retval -EAGAIN backpressure: nothing sent, retry when tx_fd is writable
+     * @retval other negative errno: this frame is dropped (-EINVAL bad metadata, -ENODEV gone ...)
+     */
+    int (*tx)(void *opaque, unsigned qp, const struct vio_net_hdr *hdr, const struct iovec *iov,
+              unsigned iovcnt);
+    /**
+     * optional: length of the next frame (without header) if the backend can tell cheaply.
+     * @retval >=0 length, -EAGAIN no frame waiting
+     */
+    ssize_t (*rx_peek)(void *opaque, unsigned qp);
+    /**
+     * required: receive one frame into @p iov (without the header), header into @p hdr.
+     * @return frame length in bytes (may exceed the iov capacity only if the frame was
+     *         truncated: then -EMSGSIZE is returned instead and the frame is gone)
+     * @retval -EAGAIN no frame
+     * @retval -EMSGSIZE frame larger than @p iov: dropped
+     * @retval other negative errno: backend failure (-ENODEV interface gone ...)
+     */
+    ssize_t (*rx)(void *opaque, unsigned qp, struct vio_net_hdr *hdr, const struct iovec *iov,
+                  unsigned iovcnt);
+    /** optional: fd that polls readable when rx has frames for @p qp (-1: none) */
+    int (*rx_fd)(void *opaque, unsigned qp);
+    /** optional: fd that polls writable when tx may succeed again for @p qp (-1: none) */
+    int (*tx_fd)(void *opaque, unsigned qp);
+    /** optional: VIO_NET_RX_* flags */
+    int (*set_rx_mode)(void *opaque, unsigned flags);
+    /** optional: 1 link up, 0 down, negative errno */
+    int (*link_status)(void *opaque);
+    /** optional: release everything */
+    void (*destroy)(void *opaque);
+};
+
+/** A backend instance: an ops table and its state. */
+struct vio_net_backend {
+    const struct vio_net_backend_ops *ops; /**< the implementation */
+    void *opaque;                          /**< its state */
+    unsigned queue_pairs;                  /**< queue pairs it was opened with */
+};
+
+/** @brief See vio_net_backend_ops::features. */
+static inline uint64_t vio_net_backend_features(const struct vio_net_backend *b)
+{
+    return b->ops->features ? b->ops->features(b->opaque) : 0;
+}
+/** @brief See vio_net_backend_ops::configure (-ENOTSUP when absent, which callers may ignore). */
+static inline int vio_net_backend_configure(const struct vio_net_backend *b, uint64_t negotiated)
+{
+    return b->ops->configure ? b->ops->configure(b->opaque, negotiated) : -ENOTSUP;
+}
+/** @brief See vio_net_backend_ops::tx. */
+static inline int vio_net_backend_tx(const struct vio_net_backend *b, unsigned qp,
+                                     const struct vio_net_hdr *hdr, const struct iovec *iov,
+                                     unsigned iovcnt)
+{
+    return b->ops->tx ? b->ops->tx(b->opaque, qp, hdr, iov, iovcnt) : -ENOTSUP;
+}
+/** @brief See vio_net_backend_ops::rx_peek. */
+static inline ssize_t vio_net_backend_rx_peek(const struct vio_net_backend *b, unsigned qp)
+{
+    return b->ops->rx_peek ? b->ops->rx_peek(b->opaque, qp) : -ENOTSUP;
+}
+/** @brief See vio_net_backend_ops::rx. */
+static inline ssize_t vio_net_backend_rx(const struct vio_net_backend *b, unsigned qp,
+                                         struct vio_net_hdr *hdr, const struct iovec *iov,
+                                         unsigned iovcnt)
+{
+    return b->ops->rx ? b->ops->rx(b->opaque, qp, hdr, iov, iovcnt) : -ENOTSUP;
+}
+/** @brief See vio_net_backend_ops::rx_fd (-1 when absent). */
+static inline int vio_net_backend_rx_fd(const struct vio_net_backend *b, unsigned qp)
+{
+    return b->ops->rx_fd ? b->ops->rx_fd(b->opaque, qp) : -1;
+}
+/** @brief See vio_net_backend_ops::tx_fd (-1 when absent). */
+static inline int vio_net_backend_tx_fd(const struct vio_net_backend *b, unsigned qp)
+{
+    return b->ops->tx_fd ? b->ops->tx_fd(b->opaque, qp) : -1;
+}
+/** @brief See vio_net_backend_ops::set_rx_mode. */
+static inline int vio_net_backend_set_rx_mode(const struct vio_net_backend *b, unsigned flags)
+{
+    return b->ops->set_rx_mode ? b->ops->set_rx_mode(b->opaque, flags) : -ENOTSUP;
+}
+/** @brief See vio_net_backend_ops::link_status. */
+static inline int vio_net_backend_link_status(const struct vio_net_backend *b)
+{
+    return b->ops->link_status ? b->ops->link_status(b->opaque) : -ENOTSUP;
+}
+/** @brief Destroy the backend (closes its fds). NULL ops are a no-op. */
+static inline void vio_net_backend_destroy(struct vio_net_backend *b)
+{
+    if (b && b->ops && b->ops->destroy)
+        b->ops->destroy(b->opaque);
+    if (b) {
+        b->ops = NULL;
+        b->opaque = NULL;
+    }
+}
+
+/** Common options for opening a backend. */
+struct vio_net_backend_config {
+    uint32_t struct_size;  /**< sizeof(struct vio_net_backend_config) */
+    const char *ifname;    /**< tap: name to create/attach ("" or NULL: kernel picks, tap only);
+                                AF_PACKET: interface to bind to */
+    unsigned queue_pairs;  /**< number of queue pairs (fds); 0 means 1 */
+    bool promisc;          /**< AF_PACKET: put the interface in promiscuous mode */
+    bool mac_swap;         /**< loopback: swap source and destination MAC on the way back */
+    unsigned ring_frames;  /**< loopback/AF_PACKET: frames buffered per queue pair (0: default 256) */
+    vio_log_fn log;        /**< optional log callback */
+    void *log_opaque;      /**< passed to @ref log */
+};
+
+/**
+ * @brief Open a tap backend: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR (| IFF_MULTI_QUEUE for > 1 pair),
+ * one fd per queue pair, non-blocking.
+ * @param[out] out backend filled in; destroy with vio_net_backend_destroy()
+ * @retval 0 success
+ * @retval -errno from open/ioctl (e.g. -ENOENT no /dev/net/tun, -EPERM)
+ */
+VIO_API int vio_net_tap_open(const struct vio_net_backend_config *cfg, struct vio_net_backend *out);
+
+/** @brief Name of the tap interface a tap backend created or attached to (NULL for others). */
+VIO_API const char *vio_net_tap_ifname(const struct vio_net_backend *b);
+
+/**
+ * @brief Open an AF_PACKET backend bound to cfg->ifname, with PACKET_VNET_HDR, a mmap'ed receive
+ * ring and PACKET_QDISC_BYPASS; one socket per queue pair (PACKET_FANOUT for several).
+ * @retval 0 success, -ENODEV no such interface, other -errno
+ */
+VIO_API int vio_net_packet_open(const struct vio_net_backend_config *cfg, struct vio_net_backend *out);
+
+/**
+ * @brief Open an in-process loopback backend: frames sent on a queue pair come back on it.
+ * rx_fd is an eventfd that is readable while frames wait.
+ * @retval 0 success, -ENOMEM
+ */
+VIO_API int vio_net_loopback_open(const struct vio_net_backend_config *cfg, struct vio_net_backend *out);
+
+#ifdef __cplusplus
+}
+#endif
+/** @} */
+#endif
