@@ -1,0 +1,1032 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Split virtqueue engine: device side (vio_queue_*) and driver side (vio_drvq_*).
+ *
+ * Spec references are to the virtio 1.2 "Split Virtqueues" section
+ * (split-ring.tex). Barrier pairs are labelled [Pn] on both sides:
+ *
+ *  [P1] driver: release store of avail->idx      device: acquire load of avail->idx
+ *  [P2] device: release store of used->idx       driver: acquire load of used->idx
+ *  [P3] driver: kick_prepare publishes avail->idx, full fence, reads avail_event / used->flags
+ *       device: enable_notify writes avail_event / used->flags, full fence, re-reads avail->idx
+ *  [P4] device: needs_notify after publishing used->idx, full fence, reads used_event / avail->flags
+ *       driver: enable_cb writes used_event / avail->flags, full fence, re-reads used->idx
+ *
+ * Everything the driver (device side) or the device (driver side) writes is
+ * read once into a local and validated before use. A violation marks the
+ * queue broken; it never crashes and never touches memory outside the map.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/ring_access.h"
+#include <linux/virtio_config.h>
+#include "virtio/queue.h"
+
+/* ------------------------------------------------------------------------ */
+/* Shared helpers                                                            */
+
+static const char *const viol_names[VIO_VIOL__COUNT] = {
+    [VIO_VIOL_NONE] = "none",
+    [VIO_VIOL_AVAIL_IDX] = "avail-idx-jump",
+    [VIO_VIOL_HEAD_RANGE] = "head-out-of-range",
+    [VIO_VIOL_NEXT_RANGE] = "next-out-of-range",
+    [VIO_VIOL_CHAIN_LOOP] = "chain-loop",
+    [VIO_VIOL_INDIRECT_LEN] = "indirect-table-length",
+    [VIO_VIOL_INDIRECT_NESTED] = "indirect-nested",
+    [VIO_VIOL_INDIRECT_NEXT] = "indirect-with-next",
+    [VIO_VIOL_INDIRECT_FEATURE] = "indirect-not-negotiated",
+    [VIO_VIOL_TOTAL_LEN] = "chain-over-4GiB",
+    [VIO_VIOL_ADDRESS] = "address-outside-memory",
+    [VIO_VIOL_ORDER] = "readable-after-writable",
+    [VIO_VIOL_DIRECTION] = "wrong-direction",
+    [VIO_VIOL_USED_IDX] = "used-idx-jump",
+    [VIO_VIOL_USED_ID] = "used-id-not-in-flight",
+    [VIO_VIOL_USED_LEN] = "used-len-too-large",
+    [VIO_VIOL_RING_ADDRESS] = "ring-outside-memory",
+};
+
+const char *vio_violation_name(enum vio_violation v)
+{
+    if ((unsigned)v >= VIO_VIOL__COUNT)
+        return "unknown";
+    return viol_names[v];
+}
+
+/* errno reported at the moment a rule is broken (afterwards: -EIO). */
+static int viol_errno(enum vio_violation v)
+{
+    return (v == VIO_VIOL_ADDRESS || v == VIO_VIOL_RING_ADDRESS) ? -EFAULT : -EPROTO;
+}
+
+static bool is_pow2(unsigned v)
+{
+    return v && !(v & (v - 1));
+}
+
+static void set_name(char *dst, size_t cap, const char *name, const char *prefix, unsigned index)
+{
+    if (name && *name)
+        snprintf(dst, cap, "%s", name);
+    else
+        snprintf(dst, cap, "%s%u", prefix, index);
+}
+
+size_t vio_split_ring_layout(uint16_t size, size_t align, size_t *driver_off, size_t *device_off)
+{
+    if (align == 0)
+        align = 1;
+    size_t desc = 16u * (size_t)size;
+    size_t avail = 6u + 2u * (size_t)size; /* flags, idx, ring[size], used_event */
+    size_t used_off = (desc + avail + align - 1) / align * align;
+    size_t used = 6u + 8u * (size_t)size; /* flags, idx, ring[size], avail_event */
+    if (driver_off)
+        *driver_off = desc;
+    if (device_off)
+        *device_off = used_off;
+    return used_off + used;
+}
+
+/* avail->ring[num] is used_event; used->ring[num] is avail_event (spec 2.7.10). */
+static inline uint16_t *avail_used_event(struct vring_avail *a, uint16_t num)
+{
+    return &a->ring[num];
+}
+
+static inline uint16_t *used_avail_event(struct vring_used *u, uint16_t num)
+{
+    return (uint16_t *)&u->ring[num];
+}
+
+/* ------------------------------------------------------------------------ */
+/* Device side                                                               */
+
+struct vio_queue {
+    /* configuration */
+    uint16_t max_size;
+    uint16_t index;
+    enum vio_queue_dir dir;
+    char name[32];
+    vio_log_fn log;
+    void *log_opaque;
+    void (*on_broken)(void *, struct vio_queue *, enum vio_violation);
+    void *broken_opaque;
+
+    /* ring, valid while num != 0 */
+    const struct vio_mem *mem;
+    uint16_t num;
+    uint16_t mask;
+    bool event_idx;
+    bool indirect;
+    bool in_order;
+    uint64_t desc_gpa, avail_gpa, used_gpa;
+    struct vring_desc *desc;
+    struct vring_avail *avail;
+    struct vring_used *used;
+
+    /* indices */
+    uint16_t last_avail;     /* next avail slot the device reads */
+    uint16_t shadow_avail;   /* avail->idx as last read (validated) */
+    uint16_t used_idx;       /* next used slot; equals used->idx once published */
+    uint16_t signalled_used; /* used idx at the last needs_notify() */
+    bool signalled_used_valid;
+    uint32_t inflight;       /* chains popped and not yet pushed */
+
+    bool broken;
+    enum vio_violation why;
+};
+
+int vio_queue_new(const struct vio_queue_config *cfg, struct vio_queue **out)
+{
+    if (!cfg || !out || cfg->struct_size < sizeof(*cfg))
+        return -EINVAL;
+    if (!is_pow2(cfg->max_size) || cfg->max_size > VIO_QUEUE_MAX_SIZE)
+        return -EINVAL;
+    if (cfg->dir > VIO_QUEUE_DIR_IN_ONLY)
+        return -EINVAL;
+    struct vio_queue *q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->max_size = cfg->max_size;
+    q->index = cfg->index;
+    q->dir = cfg->dir;
+    set_name(q->name, sizeof(q->name), cfg->name, "vq", cfg->index);
+    q->log = cfg->log;
+    q->log_opaque = cfg->log_opaque;
+    q->on_broken = cfg->on_broken;
+    q->broken_opaque = cfg->broken_opaque;
+    *out = q;
+    return 0;
+}
+
+void vio_queue_free(struct vio_queue *q)
+{
+    free(q);
+}
+
+/* Mark the queue broken (sticky), log the rule once, tell the owner. */
+static int q_violation(struct vio_queue *q, enum vio_violation why, const char *detail)
+{
+    if (!q->broken) {
+        q->broken = true;
+        q->why = why;
+        vio_logf(q->log, q->log_opaque, VIO_LOG_ERROR, q->name,
+                 "queue %s (index %u) broken: %s (%s); stopping the queue until reset", q->name,
+                 q->index, vio_violation_name(why), detail);
+        if (q->on_broken)
+            q->on_broken(q->broken_opaque, q, why);
+    }
+    return viol_errno(why);
+}
+
+static int q_map_rings(struct vio_queue *q, const struct vio_mem *mem)
+{
+    uint16_t num = q->num;
+    /* Alignment rules of spec 2.7 (desc 16, avail 2, used 4). */
+    if ((q->desc_gpa & 15) || (q->avail_gpa & 1) || (q->used_gpa & 3))
+        return -EFAULT;
+    void *d = vio_mem_ptr(mem, q->desc_gpa, 16u * (uint64_t)num, VIO_MEM_READ);
+    /* the device reads the avail ring, including used_event */
+    void *a = vio_mem_ptr(mem, q->avail_gpa, 6u + 2u * (uint64_t)num, VIO_MEM_READ);
+    /* the device writes the used ring, including avail_event */
+    void *u = vio_mem_ptr(mem, q->used_gpa, 6u + 8u * (uint64_t)num, VIO_MEM_WRITE);
+    if (!d || !a || !u)
+        return -EFAULT;
+    q->mem = mem;
+    q->desc = d;
+    q->avail = a;
+    q->used = u;
+    return 0;
+}
+
+int vio_queue_setup(struct vio_queue *q, const struct vio_mem *mem, uint16_t size, uint64_t features,
+                    uint64_t desc, uint64_t driver, uint64_t device)
+{
+    if (!q || !mem)
+        return -EINVAL;
+    if (!is_pow2(size) || size > q->max_size)
+        return -EINVAL;
+    if (vio_has_feature(features, VIRTIO_F_RING_PACKED))
+        return -EINVAL; /* packed layout: not implemented yet */
+    vio_queue_reset(q);
+    q->num = size;
+    q->mask = (uint16_t)(size - 1);
+    q->event_idx = vio_has_feature(features, VIRTIO_RING_F_EVENT_IDX);
+    q->indirect = vio_has_feature(features, VIRTIO_RING_F_INDIRECT_DESC);
+    q->in_order = vio_has_feature(features, VIRTIO_F_IN_ORDER);
+    q->desc_gpa = desc;
+    q->avail_gpa = driver;
+    q->used_gpa = device;
+    if (q_map_rings(q, mem) < 0) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "desc 0x%llx avail 0x%llx used 0x%llx size %u",
+                 (unsigned long long)desc, (unsigned long long)driver,
+                 (unsigned long long)device, size);
+        q_violation(q, VIO_VIOL_RING_ADDRESS, detail);
+        return -EFAULT;
+    }
+    q->used_idx = vio_ld16(&q->used->idx);
+    q->last_avail = q->used_idx;
+    q->shadow_avail = q->used_idx;
+    return 0;
+}
+
+void vio_queue_reset(struct vio_queue *q)
+{
+    if (!q)
+        return;
+    q->mem = NULL;
+    q->num = 0;
+    q->mask = 0;
+    q->desc = NULL;
+    q->avail = NULL;
+    q->used = NULL;
+    q->last_avail = q->shadow_avail = q->used_idx = 0;
+    q->signalled_used = 0;
+    q->signalled_used_valid = false;
+    q->inflight = 0;
+    q->broken = false;
+    q->why = VIO_VIOL_NONE;
+}
+
+bool vio_queue_ready(const struct vio_queue *q)
+{
+    return q && q->num && !q->broken;
+}
+
+int vio_queue_remap(struct vio_queue *q, const struct vio_mem *mem)
+{
+    if (!q || !mem || !q->num)
+        return -EINVAL;
+    if (q->broken)
+        return -EIO;
+    if (q_map_rings(q, mem) < 0)
+        return q_violation(q, VIO_VIOL_RING_ADDRESS, "ring not mapped after memory change");
+    return 0;
+}
+
+/* Read the driver's avail idx ([P1] acquire) and check it moved at most
+ * queue-size entries past what the device consumed (spec 2.7.13.3 / rust-vmm
+ * rule: more would mean the driver overwrote entries not yet consumed). */
+static int q_refresh_avail(struct vio_queue *q)
+{
+    uint16_t idx = vio_ld_acq16(&q->avail->idx);
+    if ((uint16_t)(idx - q->last_avail) > q->num) {
+        char detail[64];
+        snprintf(detail, sizeof(detail), "avail idx %u, last seen %u, size %u", idx, q->last_avail,
+                 q->num);
+        return q_violation(q, VIO_VIOL_AVAIL_IDX, detail);
+    }
+    q->shadow_avail = idx;
+    return 0;
+}
+
+/* Read descriptor @i of an indirect table that is not contiguous in host
+ * memory (it spans two regions): copy its 16 bytes piecewise. */
+static int read_desc_scattered(const struct vio_mem *mem, uint64_t table, uint32_t i,
+                               struct vio_desc_local *out)
+{
+    struct iovec iov[4];
+    int n = vio_mem_translate(mem, table + 16u * (uint64_t)i, 16, VIO_MEM_READ, iov, 4);
+    if (n < 0)
+        return n;
+    struct vring_desc raw;
+    uint8_t *p = (uint8_t *)&raw;
+    for (int k = 0; k < n; k++) {
+        /* volatile byte copy: read the peer's bytes exactly once */
+        const volatile uint8_t *s = iov[k].iov_base;
+        for (size_t b = 0; b < iov[k].iov_len; b++)
+            *p++ = s[b];
+    }
+    *out = vio_read_desc(&raw);
+    return 0;
+}
+
+int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *iov, unsigned iov_cap)
+{
+    if (!q || !chain || (!iov && iov_cap))
+        return -EINVAL;
+    if (!q->num || q->broken)
+        return -EIO;
+    if (q->last_avail == q->shadow_avail) {
+        int r = q_refresh_avail(q);
+        if (r < 0)
+            return r;
+        if (q->last_avail == q->shadow_avail)
+            return -EAGAIN;
+    }
+
+    /* The ring entry was written before the driver's release of avail->idx [P1]. */
+    uint16_t head = vio_ld16(&q->avail->ring[q->last_avail & q->mask]);
+    if (head >= q->num) {
+        char detail[48];
+        snprintf(detail, sizeof(detail), "head %u, size %u", head, q->num);
+        return q_violation(q, VIO_VIOL_HEAD_RANGE, detail);
+    }
+
+    const struct vring_desc *table = q->desc;
+    uint64_t table_gpa = 0;
+    bool table_scattered = false;
+    uint32_t table_size = q->num;
+    uint32_t i = head;
+    uint32_t hops = 0;      /* descriptors visited in the current table */
+    uint32_t ring_desc = 0; /* descriptors of the ring's own table this chain uses */
+    bool in_indirect = false;
+    bool seen_write = false;
+    uint64_t out_len = 0, in_len = 0;
+    unsigned niov = 0, n_out = 0;
+    enum vio_violation why = VIO_VIOL_NONE;
+    char detail[96] = "";
+
+    for (;;) {
+        /* Hop counter: a chain can visit each descriptor of its table at
+         * most once, so more hops than entries means a loop (spec 2.7.5.3.1). */
+        if (++hops > table_size) {
+            why = VIO_VIOL_CHAIN_LOOP;
+            snprintf(detail, sizeof(detail), "head %u: more than %u descriptors", head, table_size);
+            break;
+        }
+        struct vio_desc_local d;
+        if (!table_scattered) {
+            d = vio_read_desc(&table[i]);
+        } else if (read_desc_scattered(q->mem, table_gpa, i, &d) < 0) {
+            why = VIO_VIOL_ADDRESS;
+            snprintf(detail, sizeof(detail), "head %u: indirect table unreadable", head);
+            break;
+        }
+        if (!in_indirect)
+            ring_desc++;
+
+        if (d.flags & VRING_DESC_F_INDIRECT) {
+            if (!q->indirect) {
+                why = VIO_VIOL_INDIRECT_FEATURE;
+            } else if (in_indirect) {
+                why = VIO_VIOL_INDIRECT_NESTED; /* spec 2.7.5.3.1: no nested tables */
+            } else if (d.flags & VRING_DESC_F_NEXT) {
+                why = VIO_VIOL_INDIRECT_NEXT; /* spec: INDIRECT and NEXT together */
+            } else if (d.len == 0 || (d.len & 15) || d.len / 16 > VIO_QUEUE_MAX_SIZE * 2u) {
+                why = VIO_VIOL_INDIRECT_LEN;
+            }
+            if (why != VIO_VIOL_NONE) {
+                snprintf(detail, sizeof(detail), "head %u desc %u: flags 0x%x len %u", head, i,
+                         d.flags, d.len);
+                break;
+            }
+            const void *t = vio_mem_ptr(q->mem, d.addr, d.len, VIO_MEM_READ);
+            if (t) {
+                table = t;
+                table_scattered = false;
+            } else {
+                /* Not in one region: allowed if fully mapped across adjacent regions. */
+                struct iovec probe[2];
+                int pr = vio_mem_translate(q->mem, d.addr, d.len, VIO_MEM_READ, probe, 2);
+                if (pr < 0) {
+                    why = VIO_VIOL_ADDRESS;
+                    snprintf(detail, sizeof(detail), "head %u: indirect table 0x%llx+%u unmapped",
+                             head, (unsigned long long)d.addr, d.len);
+                    break;
+                }
+                table_scattered = true;
+                table_gpa = d.addr;
+            }
+            in_indirect = true;
+            table_size = d.len / 16;
+            i = 0;
+            hops = 0;
+            continue;
+        }
+
+        bool wr = d.flags & VRING_DESC_F_WRITE;
+        if (wr) {
+            if (q->dir == VIO_QUEUE_DIR_OUT_ONLY)
+                why = VIO_VIOL_DIRECTION;
+            seen_write = true;
+        } else if (seen_write) {
+            why = VIO_VIOL_ORDER; /* spec 2.7.4: device-writable after device-readable only */
+        } else if (q->dir == VIO_QUEUE_DIR_IN_ONLY) {
+            why = VIO_VIOL_DIRECTION;
+        }
+        if (why != VIO_VIOL_NONE) {
+            snprintf(detail, sizeof(detail), "head %u desc %u: %s descriptor", head, i,
+                     wr ? "writable" : "readable");
+            break;
+        }
+        if (wr)
+            in_len += d.len;
+        else
+            out_len += d.len;
+        if (out_len + in_len > UINT32_MAX) {
+            why = VIO_VIOL_TOTAL_LEN;
+            snprintf(detail, sizeof(detail), "head %u: total length over 4 GiB", head);
+            break;
+        }
+        if (d.len) {
+            if (niov >= iov_cap)
+                return -ENOBUFS; /* caller's array too small; nothing consumed */
+            int n = vio_mem_translate(q->mem, d.addr, d.len, wr ? VIO_MEM_WRITE : VIO_MEM_READ,
+                                      iov + niov, iov_cap - niov);
+            if (n == -ENOBUFS)
+                return -ENOBUFS;
+            if (n < 0) {
+                why = VIO_VIOL_ADDRESS;
+                snprintf(detail, sizeof(detail), "head %u desc %u: 0x%llx+%u not mapped%s", head, i,
+                         (unsigned long long)d.addr, d.len, wr ? " writable" : "");
+                break;
+            }
+            niov += (unsigned)n;
+            if (!wr)
+                n_out = niov;
+        }
+        if (!(d.flags & VRING_DESC_F_NEXT))
+            break;
+        if (d.next >= table_size) {
+            why = VIO_VIOL_NEXT_RANGE;
+            snprintf(detail, sizeof(detail), "head %u desc %u: next %u, table size %u", head, i,
+                     d.next, table_size);
+            break;
+        }
+        i = d.next;
+    }
+
+    if (why != VIO_VIOL_NONE) {
+        /* Give the malformed chain back with length 0 so the driver can
+         * reclaim it, then stop the queue. */
+        q->last_avail++;
+        struct vring_used_elem *e = &q->used->ring[q->used_idx & q->mask];
+        e->id = htole32(head);
+        e->len = 0;
+        q->used_idx++;
+        vio_st_rel16(&q->used->idx, q->used_idx); /* [P2] */
+        return q_violation(q, why, detail);
+    }
+
+    q->last_avail++;
+    q->inflight++;
+    chain->head = head;
+    chain->ndesc = (uint16_t)ring_desc;
+    chain->n_out = n_out;
+    chain->n_in = niov - n_out;
+    chain->out_len = (uint32_t)out_len;
+    chain->in_len = (uint32_t)in_len;
+    return 0;
+}
+
+int vio_queue_rewind(struct vio_queue *q, uint16_t n)
+{
+    if (!q || !q->num)
+        return -EINVAL;
+    if (n > q->inflight)
+        return -EINVAL;
+    q->last_avail = (uint16_t)(q->last_avail - n);
+    q->inflight -= n;
+    return 0;
+}
+
+/* Publish used entries written so far ([P2] release) and keep event-idx
+ * bookkeeping right when the used idx runs past the last signalled value. */
+static void q_publish_used(struct vio_queue *q, uint16_t old)
+{
+    vio_st_rel16(&q->used->idx, q->used_idx);
+    if ((int16_t)(q->used_idx - q->signalled_used) < (uint16_t)(q->used_idx - old))
+        q->signalled_used_valid = false;
+}
+
+static inline void q_put_used(struct vio_queue *q, uint16_t slot, uint32_t id, uint32_t len)
+{
+    struct vring_used_elem *e = &q->used->ring[slot & q->mask];
+    e->id = htole32(id);
+    e->len = htole32(len);
+}
+
+int vio_queue_push(struct vio_queue *q, uint16_t head, uint32_t len)
+{
+    if (!q)
+        return -EINVAL;
+    if (!q->num || q->broken)
+        return -EIO;
+    if (head >= q->num)
+        return -EINVAL;
+    uint16_t old = q->used_idx;
+    q_put_used(q, old, head, len);
+    q->used_idx = (uint16_t)(old + 1);
+    if (q->inflight)
+        q->inflight--;
+    q_publish_used(q, old);
+    return 0;
+}
+
+int vio_queue_push_batch(struct vio_queue *q, const struct vio_used_elem *elems, unsigned n)
+{
+    if (!q || (n && !elems))
+        return -EINVAL;
+    if (!q->num || q->broken)
+        return -EIO;
+    if (n > q->num)
+        return -EINVAL;
+    for (unsigned k = 0; k < n; k++)
+        if (elems[k].id >= q->num)
+            return -EINVAL;
+    if (n == 0)
+        return 0;
+    uint16_t old = q->used_idx;
+    for (unsigned k = 0; k < n; k++)
+        q_put_used(q, (uint16_t)(old + k), elems[k].id, elems[k].len);
+    q->used_idx = (uint16_t)(old + n);
+    q->inflight = q->inflight > n ? q->inflight - n : 0;
+    q_publish_used(q, old);
+    return 0;
+}
+
+int vio_queue_push_in_order(struct vio_queue *q, uint16_t last_head, uint32_t last_len,
+                            uint16_t count)
+{
+    if (!q)
+        return -EINVAL;
+    if (!q->num || q->broken)
+        return -EIO;
+    if (!q->in_order)
+        return -ENOTSUP;
+    if (count == 0 || count > q->num || last_head >= q->num)
+        return -EINVAL;
+    /* Spec 2.7.9: one entry, at the slot of the batch's first buffer, naming
+     * the batch's last buffer; the used idx advances by the batch size. */
+    uint16_t old = q->used_idx;
+    q_put_used(q, old, last_head, last_len);
+    q->used_idx = (uint16_t)(old + count);
+    q->inflight = q->inflight > count ? q->inflight - count : 0;
+    q_publish_used(q, old);
+    return 0;
+}
+
+bool vio_queue_needs_notify(struct vio_queue *q)
+{
+    if (!q || !q->num)
+        return false;
+    /* [P4] the used idx store must be visible before we read the driver's
+     * used_event / flags; pairs with the fence in the driver's enable_cb. */
+    vio_mb();
+    uint16_t old = q->signalled_used;
+    uint16_t new = q->used_idx;
+    bool valid = q->signalled_used_valid;
+    q->signalled_used = new;
+    q->signalled_used_valid = true;
+    if (valid && old == new)
+        return false; /* nothing pushed since the last decision */
+    if (!q->event_idx)
+        return !(vio_ld16(&q->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+    uint16_t event = vio_ld16(avail_used_event(q->avail, q->num));
+    return !valid || vring_need_event(event, new, old);
+}
+
+bool vio_queue_enable_notify(struct vio_queue *q)
+{
+    if (!q || !q->num || q->broken)
+        return false;
+    if (q->event_idx)
+        vio_st16(used_avail_event(q->used, q->num), q->shadow_avail);
+    else
+        vio_st16(&q->used->flags, 0);
+    /* [P3] publish our wish for kicks before re-reading avail->idx; pairs
+     * with the fence in the driver's kick_prepare. Without it a buffer added
+     * between our last check and the store above could go unnoticed. */
+    vio_mb();
+    if (q_refresh_avail(q) < 0)
+        return false;
+    return q->shadow_avail != q->last_avail;
+}
+
+void vio_queue_disable_notify(struct vio_queue *q)
+{
+    if (!q || !q->num || q->broken)
+        return;
+    /* With event idx the driver only kicks when passing avail_event, which
+     * we stop moving: nothing to write. */
+    if (!q->event_idx)
+        vio_st16(&q->used->flags, VRING_USED_F_NO_NOTIFY);
+}
+
+bool vio_queue_has_avail(struct vio_queue *q)
+{
+    if (!q || !q->num || q->broken)
+        return false;
+    if (q->last_avail != q->shadow_avail)
+        return true;
+    if (q_refresh_avail(q) < 0)
+        return false;
+    return q->last_avail != q->shadow_avail;
+}
+
+uint16_t vio_queue_get_last_avail(const struct vio_queue *q)
+{
+    return q ? q->last_avail : 0;
+}
+
+int vio_queue_set_last_avail(struct vio_queue *q, uint16_t idx)
+{
+    if (!q || !q->num)
+        return -EIO;
+    q->last_avail = idx;
+    q->shadow_avail = idx;
+    q->used_idx = vio_ld16(&q->used->idx);
+    q->inflight = 0;
+    q->signalled_used_valid = false;
+    return 0;
+}
+
+uint16_t vio_queue_get_used_idx(const struct vio_queue *q)
+{
+    return q ? q->used_idx : 0;
+}
+
+uint16_t vio_queue_size(const struct vio_queue *q)
+{
+    return q ? q->num : 0;
+}
+
+uint16_t vio_queue_index(const struct vio_queue *q)
+{
+    return q ? q->index : 0;
+}
+
+bool vio_queue_is_broken(const struct vio_queue *q)
+{
+    return q && q->broken;
+}
+
+enum vio_violation vio_queue_violation(const struct vio_queue *q)
+{
+    return q ? q->why : VIO_VIOL_NONE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Driver side                                                               */
+
+struct drv_buf {
+    void *token;      /* NULL: slot not in flight */
+    uint32_t in_len;  /* writable bytes (for used len checks / in-order skips) */
+    uint16_t ndesc;   /* ring descriptors used */
+    uint16_t last;    /* last ring descriptor of the chain */
+    uint16_t avail_pos; /* avail index the head was placed at (in-order batches) */
+};
+
+struct vio_drvq {
+    uint16_t num, mask, index;
+    char name[32];
+    bool event_idx, indirect, in_order;
+    vio_log_fn log;
+    void *log_opaque;
+
+    struct vring_desc *desc;
+    struct vring_avail *avail;
+    struct vring_used *used;
+    struct vring_desc *ind_host; /* indirect pool, num * ind_max entries */
+    uint64_t ind_gpa;
+    uint16_t ind_max;
+
+    /* Private copies: the device can scribble over shared memory, so the
+     * free list and per-buffer state never live there. */
+    uint16_t *next;
+    struct drv_buf *bufs;
+    uint16_t *order; /* in-order: head at each avail position */
+    uint16_t free_head, free_tail, num_free;
+
+    uint16_t avail_idx;       /* next avail slot to fill */
+    uint16_t avail_published; /* avail->idx as last published */
+    uint16_t last_used;       /* next used slot to read */
+    uint16_t used_seen;       /* used->idx as last read (validated) */
+
+    /* in-order batch being returned */
+    uint16_t batch_last;
+    uint32_t batch_len;
+    bool batch_active;
+
+    uint16_t detach_cursor;
+    bool broken;
+    enum vio_violation why;
+};
+
+static int d_violation(struct vio_drvq *q, enum vio_violation why, const char *detail)
+{
+    if (!q->broken) {
+        q->broken = true;
+        q->why = why;
+        vio_logf(q->log, q->log_opaque, VIO_LOG_ERROR, q->name,
+                 "queue %s (index %u) broken by the device: %s (%s)", q->name, q->index,
+                 vio_violation_name(why), detail);
+    }
+    return viol_errno(why);
+}
+
+void vio_drvq_free(struct vio_drvq *q)
+{
+    if (!q)
+        return;
+    free(q->next);
+    free(q->bufs);
+    free(q->order);
+    free(q);
+}
+
+int vio_drvq_new(const struct vio_drvq_config *cfg, struct vio_drvq **out)
+{
+    if (!cfg || !out || cfg->struct_size < sizeof(*cfg) || !cfg->mem)
+        return -EINVAL;
+    uint16_t num = cfg->size;
+    if (!is_pow2(num) || num > VIO_QUEUE_MAX_SIZE)
+        return -EINVAL;
+    if (vio_has_feature(cfg->features, VIRTIO_F_RING_PACKED))
+        return -EINVAL;
+    if ((cfg->desc & 15) || (cfg->driver & 1) || (cfg->device & 3))
+        return -EFAULT;
+    void *d = vio_mem_ptr(cfg->mem, cfg->desc, 16u * (uint64_t)num, VIO_MEM_WRITE);
+    void *a = vio_mem_ptr(cfg->mem, cfg->driver, 6u + 2u * (uint64_t)num, VIO_MEM_WRITE);
+    void *u = vio_mem_ptr(cfg->mem, cfg->device, 6u + 8u * (uint64_t)num, VIO_MEM_READ);
+    if (!d || !a || !u)
+        return -EFAULT;
+    void *ind = NULL;
+    if (cfg->indirect_pool) {
+        if (!cfg->indirect_max || (cfg->indirect_pool & 15))
+            return -EINVAL;
+        ind = vio_mem_ptr(cfg->mem, cfg->indirect_pool,
+                          16u * (uint64_t)num * cfg->indirect_max, VIO_MEM_WRITE);
+        if (!ind)
+            return -EFAULT;
+    }
+
+    struct vio_drvq *q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->next = calloc(num, sizeof(*q->next));
+    q->bufs = calloc(num, sizeof(*q->bufs));
+    q->order = calloc(num, sizeof(*q->order));
+    if (!q->next || !q->bufs || !q->order) {
+        vio_drvq_free(q);
+        return -ENOMEM;
+    }
+    q->num = num;
+    q->mask = (uint16_t)(num - 1);
+    q->index = cfg->index;
+    set_name(q->name, sizeof(q->name), cfg->name, "drvq", cfg->index);
+    q->event_idx = vio_has_feature(cfg->features, VIRTIO_RING_F_EVENT_IDX);
+    q->indirect = vio_has_feature(cfg->features, VIRTIO_RING_F_INDIRECT_DESC) && ind;
+    q->in_order = vio_has_feature(cfg->features, VIRTIO_F_IN_ORDER);
+    q->log = cfg->log;
+    q->log_opaque = cfg->log_opaque;
+    q->desc = d;
+    q->avail = a;
+    q->used = u;
+    q->ind_host = ind;
+    q->ind_gpa = cfg->indirect_pool;
+    q->ind_max = cfg->indirect_max;
+
+    /* Fresh ring: zero indices, flags and event fields. */
+    memset(d, 0, 16u * (size_t)num);
+    memset(a, 0, 6u + 2u * (size_t)num);
+    memset(u, 0, 6u + 8u * (size_t)num);
+    for (uint16_t k = 0; k + 1 < num; k++)
+        q->next[k] = (uint16_t)(k + 1);
+    q->next[num - 1] = 0;
+    q->free_head = 0;
+    q->free_tail = (uint16_t)(num - 1);
+    q->num_free = num;
+    *out = q;
+    return 0;
+}
+
+/* Return a chain's descriptors to the free list. In-order queues append at
+ * the tail so descriptors are reused in ring order; others push at the
+ * head (the most recently used descriptors are the warmest in cache). */
+static void d_free_chain(struct vio_drvq *q, uint16_t head)
+{
+    struct drv_buf *b = &q->bufs[head];
+    uint16_t last = b->last;
+    if (q->num_free == 0) {
+        q->free_head = head;
+        q->free_tail = last;
+    } else if (q->in_order) {
+        q->next[q->free_tail] = head;
+        q->free_tail = last;
+    } else {
+        q->next[last] = q->free_head;
+        q->free_head = head;
+    }
+    q->num_free = (uint16_t)(q->num_free + b->ndesc);
+    b->token = NULL;
+}
+
+int vio_drvq_add(struct vio_drvq *q, const struct vio_sg *sg, unsigned n_out, unsigned n_in,
+                 void *token)
+{
+    if (!q || !sg || !token)
+        return -EINVAL;
+    unsigned total = n_out + n_in;
+    if (total == 0 || total < n_out || total > 65535u)
+        return -EINVAL;
+    if (q->broken)
+        return -EIO;
+    uint64_t in_len = 0;
+    for (unsigned k = 0; k < total; k++) {
+        if (sg[k].len == 0)
+            return -EINVAL;
+        if (k >= n_out)
+            in_len += sg[k].len;
+    }
+    if (in_len > UINT32_MAX)
+        return -EINVAL;
+
+    bool use_ind = q->indirect && total > 1 && total <= q->ind_max;
+    unsigned need = use_ind ? 1 : total;
+    if (need > q->num)
+        return -EINVAL;
+    if (q->num_free < need)
+        return -ENOSPC;
+
+    uint16_t head = q->free_head;
+    uint16_t i = head, last = head;
+    if (use_ind) {
+        struct vring_desc *t = q->ind_host + (size_t)head * q->ind_max;
+        for (unsigned k = 0; k < total; k++) {
+            uint16_t fl = (uint16_t)((k >= n_out ? VRING_DESC_F_WRITE : 0) |
+                                     (k + 1 < total ? VRING_DESC_F_NEXT : 0));
+            vio_write_desc(&t[k], sg[k].addr, sg[k].len, fl, (uint16_t)(k + 1 < total ? k + 1 : 0));
+        }
+        uint64_t tgpa = q->ind_gpa + 16u * (uint64_t)head * q->ind_max;
+        vio_write_desc(&q->desc[head], tgpa, 16u * total, VRING_DESC_F_INDIRECT, 0);
+        i = q->next[head];
+    } else {
+        for (unsigned k = 0; k < total; k++) {
+            uint16_t fl = (uint16_t)((k >= n_out ? VRING_DESC_F_WRITE : 0) |
+                                     (k + 1 < total ? VRING_DESC_F_NEXT : 0));
+            vio_write_desc(&q->desc[i], sg[k].addr, sg[k].len, fl, q->next[i]);
+            last = i;
+            i = q->next[i];
+        }
+    }
+    q->free_head = i;
+    q->num_free = (uint16_t)(q->num_free - need);
+
+    struct drv_buf *b = &q->bufs[head];
+    b->token = token;
+    b->in_len = (uint32_t)in_len;
+    b->ndesc = (uint16_t)need;
+    b->last = last;
+    b->avail_pos = q->avail_idx;
+    q->order[q->avail_idx & q->mask] = head;
+    q->avail->ring[q->avail_idx & q->mask] = htole16(head);
+    q->avail_idx++;
+    return 0;
+}
+
+bool vio_drvq_kick_prepare(struct vio_drvq *q)
+{
+    if (!q || q->broken)
+        return false;
+    uint16_t old = q->avail_published;
+    uint16_t new = q->avail_idx;
+    if (old == new)
+        return false;
+    vio_st_rel16(&q->avail->idx, new); /* [P1] descriptors and ring entries first */
+    q->avail_published = new;
+    /* [P3] the new avail idx must be visible before we read the device's
+     * avail_event / flags; pairs with the fence in enable_notify. */
+    vio_mb();
+    if (q->event_idx)
+        return vring_need_event(vio_ld16(used_avail_event(q->used, q->num)), new, old);
+    return !(vio_ld16(&q->used->flags) & VRING_USED_F_NO_NOTIFY);
+}
+
+/* Read used->idx ([P2] acquire) and check it stays within what is in flight. */
+static int d_refresh_used(struct vio_drvq *q)
+{
+    uint16_t idx = vio_ld_acq16(&q->used->idx);
+    uint16_t inflight = (uint16_t)(q->avail_published - q->last_used);
+    if ((uint16_t)(idx - q->last_used) > inflight) {
+        char detail[80];
+        snprintf(detail, sizeof(detail), "used idx %u, last used %u, in flight %u", idx,
+                 q->last_used, inflight);
+        return d_violation(q, VIO_VIOL_USED_IDX, detail);
+    }
+    q->used_seen = idx;
+    return 0;
+}
+
+int vio_drvq_get_used(struct vio_drvq *q, void **token, uint32_t *len)
+{
+    if (!q || !token)
+        return -EINVAL;
+    if (q->broken)
+        return -EIO;
+
+    if (q->in_order && q->batch_active) {
+        /* Continue an in-order batch: buffers before the named one were
+         * fully used (spec 2.7.9). */
+        uint16_t head = q->order[q->last_used & q->mask];
+        struct drv_buf *b = &q->bufs[head];
+        uint32_t l = (head == q->batch_last) ? q->batch_len : b->in_len;
+        if (head == q->batch_last)
+            q->batch_active = false;
+        *token = b->token;
+        if (len)
+            *len = l;
+        d_free_chain(q, head);
+        q->last_used++;
+        return 0;
+    }
+
+    if (q->last_used == q->used_seen) {
+        int r = d_refresh_used(q);
+        if (r < 0)
+            return r;
+        if (q->last_used == q->used_seen)
+            return -EAGAIN;
+    }
+    const volatile struct vring_used_elem *e = &q->used->ring[q->last_used & q->mask];
+    uint32_t id = le32toh(e->id);
+    uint32_t l = le32toh(e->len);
+    char detail[80];
+    if (id >= q->num || !q->bufs[id].token) {
+        snprintf(detail, sizeof(detail), "used id %u not in flight", id);
+        return d_violation(q, VIO_VIOL_USED_ID, detail);
+    }
+    struct drv_buf *b = &q->bufs[id];
+    if (l > b->in_len) {
+        snprintf(detail, sizeof(detail), "used id %u len %u, writable %u", id, l, b->in_len);
+        return d_violation(q, VIO_VIOL_USED_LEN, detail);
+    }
+    if (q->in_order) {
+        /* The entry names the last buffer of a batch starting at last_used. */
+        uint16_t pos = (uint16_t)(b->avail_pos - q->last_used);
+        if (pos >= (uint16_t)(q->used_seen - q->last_used)) {
+            snprintf(detail, sizeof(detail), "in-order id %u beyond used idx %u", id, q->used_seen);
+            return d_violation(q, VIO_VIOL_USED_ID, detail);
+        }
+        if (pos > 0) {
+            q->batch_last = (uint16_t)id;
+            q->batch_len = l;
+            q->batch_active = true;
+            return vio_drvq_get_used(q, token, len);
+        }
+    }
+    *token = b->token;
+    if (len)
+        *len = l;
+    d_free_chain(q, (uint16_t)id);
+    q->last_used++;
+    return 0;
+}
+
+bool vio_drvq_enable_cb(struct vio_drvq *q)
+{
+    if (!q || q->broken)
+        return false;
+    if (q->event_idx)
+        vio_st16(avail_used_event(q->avail, q->num), q->last_used);
+    else
+        vio_st16(&q->avail->flags, 0);
+    /* [P4] pairs with the fence in the device's needs_notify. */
+    vio_mb();
+    if (q->batch_active)
+        return true;
+    return vio_ld_acq16(&q->used->idx) != q->last_used;
+}
+
+void vio_drvq_disable_cb(struct vio_drvq *q)
+{
+    if (!q || q->broken)
+        return;
+    if (!q->event_idx)
+        vio_st16(&q->avail->flags, VRING_AVAIL_F_NO_INTERRUPT);
+}
+
+int vio_drvq_detach_unused(struct vio_drvq *q, void **token)
+{
+    if (!q || !token)
+        return -EINVAL;
+    while (q->detach_cursor < q->num) {
+        uint16_t h = q->detach_cursor++;
+        if (q->bufs[h].token) {
+            *token = q->bufs[h].token;
+            d_free_chain(q, h);
+            return 0;
+        }
+    }
+    q->detach_cursor = 0;
+    return -EAGAIN;
+}
+
+unsigned vio_drvq_num_free(const struct vio_drvq *q)
+{
+    return q ? q->num_free : 0;
+}
+
+bool vio_drvq_is_broken(const struct vio_drvq *q)
+{
+    return q && q->broken;
+}
+
+enum vio_violation vio_drvq_violation(const struct vio_drvq *q)
+{
+    return q ? q->why : VIO_VIOL_NONE;
+}
