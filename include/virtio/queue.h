@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /**
  * @file queue.h
- * @brief Virtqueue engine: the device side (#vio_queue) and the driver side (#vio_drvq).
+ * @brief Virtqueue engine: the device side (struct vio_queue) and the driver side (struct vio_drvq).
  *
  * @defgroup queue Virtqueue engine
  * @brief Both sides of a virtqueue on memory shared with another party.
@@ -42,7 +42,7 @@ extern "C" {
 
 /** The rule a peer broke; reported by vio_queue_violation() / vio_drvq_violation(). */
 enum vio_violation {
-    VIO_VIOL_NONE = 0,
+    VIO_VIOL_NONE = 0,         /**< no rule broken */
     VIO_VIOL_AVAIL_IDX,        /**< avail idx moved more than queue size ahead (-EPROTO) */
     VIO_VIOL_HEAD_RANGE,       /**< head index >= queue size (-EPROTO) */
     VIO_VIOL_NEXT_RANGE,       /**< next index >= table size (-EPROTO) */
@@ -59,7 +59,7 @@ enum vio_violation {
     VIO_VIOL_USED_ID,          /**< driver side: used id not a buffer in flight (-EPROTO) */
     VIO_VIOL_USED_LEN,         /**< driver side: used len larger than the writable part (-EPROTO) */
     VIO_VIOL_RING_ADDRESS,     /**< ring areas not inside guest memory (-EFAULT) */
-    VIO_VIOL__COUNT
+    VIO_VIOL__COUNT            /**< number of violation kinds (not a violation) */
 };
 
 /** @brief Short stable name of a violation ("avail-idx-jump", ...). */
@@ -177,6 +177,7 @@ VIO_API int vio_queue_rewind(struct vio_queue *q, uint16_t n);
 
 /**
  * @brief Mark one chain used.
+ * @param[in] q    the queue
  * @param[in] head chain head from vio_queue_pop()
  * @param[in] len  bytes the device wrote into the writable part
  * @retval 0 success
@@ -249,6 +250,49 @@ VIO_API bool vio_queue_is_broken(const struct vio_queue *q);
 /** @brief Which rule broke the queue (#VIO_VIOL_NONE if not broken). */
 VIO_API enum vio_violation vio_queue_violation(const struct vio_queue *q);
 
+/**
+ * @brief Bytes of shared memory one queue of size @p size needs for inflight tracking
+ * (the vhost-user INFLIGHT_SHMFD split-ring layout: a 16-byte header plus 16 bytes per
+ * descriptor).
+ */
+VIO_API size_t vio_queue_inflight_size(uint16_t size);
+
+/**
+ * @brief Record in-flight chains in @p region so a restarted device can resume exactly.
+ *
+ * Call after vio_queue_setup() (and vio_queue_set_last_avail() if used). A region whose
+ * version field is 0 is fresh and gets initialized. Otherwise it is the record of a previous
+ * instance: a completion that was published but not yet cleared is cleared, the chains still
+ * marked in flight are popped again first, in the order they were first popped, and the avail
+ * index continues after them (used idx + chains in flight). Each pop then marks its head,
+ * each push clears it. vio_queue_push_in_order() is refused (-ENOTSUP) while tracking,
+ * vio_queue_push_batch() completes element by element. Pass NULL to stop tracking.
+ *
+ * The region is shared with the frontend: its contents are treated as untrusted (resubmitted
+ * chains are walked and validated like any other).
+ * @return the number of chains that will be resubmitted (>= 0)
+ * @retval -EINVAL queue not set up, @p len too small, or the region's desc_num differs from the
+ *                 queue size
+ */
+VIO_API int vio_queue_set_inflight(struct vio_queue *q, void *region, size_t len);
+
+/**
+ * @brief Log every device write to the used ring in a dirty-page bitmap (live migration,
+ * vhost VHOST_F_LOG_ALL): one bit per 4 KiB guest page, set atomically.
+ * @param[in] bitmap     the log (shared with the frontend), or NULL to stop logging
+ * @param[in] len        bitmap size in bytes
+ * @param[in] used_gpa   guest-physical address of the used ring, as the log knows it
+ * @retval 0 success, -EINVAL queue not set up
+ */
+VIO_API int vio_queue_set_dirty_log(struct vio_queue *q, void *bitmap, uint64_t len,
+                                    uint64_t used_gpa);
+
+/**
+ * @brief Mark [gpa, gpa+len) dirty in a 4 KiB-page bitmap of @p bitmap_len bytes.
+ * Pages beyond the bitmap are ignored. Thread-safe (atomic OR); never allocates.
+ */
+VIO_API void vio_dirty_log_mark(void *bitmap, uint64_t bitmap_len, uint64_t gpa, uint64_t len);
+
 /** @} */
 
 /* ------------------------------------------------------------------------ */
@@ -298,6 +342,10 @@ VIO_API void vio_drvq_free(struct vio_drvq *q);
  *
  * Uses an indirect table when negotiated, a pool was given, and the buffer has more than one
  * segment. Not visible to the device until vio_drvq_kick_prepare().
+ * @param[in] q     the queue
+ * @param[in] sg    segments, readable ones first (guest addresses; copied into the ring)
+ * @param[in] n_out number of device-readable segments
+ * @param[in] n_in  number of device-writable segments after them
  * @param[in] token caller pointer returned by vio_drvq_get_used(); must not be NULL
  * @retval 0 success
  * @retval -ENOSPC not enough free descriptors
@@ -315,6 +363,7 @@ VIO_API bool vio_drvq_kick_prepare(struct vio_drvq *q);
 
 /**
  * @brief Collect one used buffer.
+ * @param[in]  q     the queue
  * @param[out] token the token given to vio_drvq_add()
  * @param[out] len   bytes the device wrote (for IN_ORDER batches, the skipped buffers report
  *                   their whole writable length)

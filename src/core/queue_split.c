@@ -17,6 +17,7 @@
  * queue broken; it never crashes and never touches memory outside the map.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +104,29 @@ static inline uint16_t *used_avail_event(struct vring_used *u, uint16_t num)
 /* ------------------------------------------------------------------------ */
 /* Device side                                                               */
 
+/* vhost-user inflight region, split layout (docs/interop/vhost-user.rst,
+ * "Inflight I/O tracking"); shared with the frontend, so untrusted. */
+struct vio_inflight_desc {
+    uint8_t inflight;
+    uint8_t padding[5];
+    uint16_t next;
+    uint64_t counter;
+};
+
+struct vio_inflight_split {
+    uint64_t features;
+    uint16_t version;
+    uint16_t desc_num;
+    uint16_t last_batch_head;
+    uint16_t used_idx;
+    struct vio_inflight_desc desc[];
+};
+
+struct vio_resubmit {
+    uint64_t counter;
+    uint16_t head;
+};
+
 struct vio_queue {
     /* configuration */
     uint16_t max_size;
@@ -134,6 +158,18 @@ struct vio_queue {
     bool signalled_used_valid;
     uint32_t inflight;       /* chains popped and not yet pushed */
 
+    /* inflight tracking (vhost-user INFLIGHT_SHMFD), NULL when off */
+    struct vio_inflight_split *infl;
+    uint64_t infl_counter;
+    struct vio_resubmit *resubmit; /* max_size entries, allocated at creation */
+    uint16_t resubmit_n, resubmit_pos;
+    uint16_t resubmit_base; /* last_avail when the resubmit list was built */
+
+    /* dirty page log (LOG_ALL), NULL when off */
+    void *log_bitmap;
+    uint64_t log_len;
+    uint64_t log_used_gpa;
+
     bool broken;
     enum vio_violation why;
 };
@@ -157,12 +193,20 @@ int vio_queue_new(const struct vio_queue_config *cfg, struct vio_queue **out)
     q->log_opaque = cfg->log_opaque;
     q->on_broken = cfg->on_broken;
     q->broken_opaque = cfg->broken_opaque;
+    q->resubmit = calloc(cfg->max_size, sizeof(*q->resubmit));
+    if (!q->resubmit) {
+        free(q);
+        return -ENOMEM;
+    }
     *out = q;
     return 0;
 }
 
 void vio_queue_free(struct vio_queue *q)
 {
+    if (!q)
+        return;
+    free(q->resubmit);
     free(q);
 }
 
@@ -247,6 +291,11 @@ void vio_queue_reset(struct vio_queue *q)
     q->signalled_used = 0;
     q->signalled_used_valid = false;
     q->inflight = 0;
+    q->infl = NULL;
+    q->infl_counter = 0;
+    q->resubmit_n = q->resubmit_pos = 0;
+    q->log_bitmap = NULL;
+    q->log_len = 0;
     q->broken = false;
     q->why = VIO_VIOL_NONE;
 }
@@ -283,6 +332,8 @@ static int q_refresh_avail(struct vio_queue *q)
     return 0;
 }
 
+static void q_complete(struct vio_queue *q, uint16_t head, uint32_t len);
+
 /* Read descriptor @i of an indirect table that is not contiguous in host
  * memory (it spans two regions): copy its 16 bytes piecewise. */
 static int read_desc_scattered(const struct vio_mem *mem, uint64_t table, uint32_t i,
@@ -310,16 +361,22 @@ int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *io
         return -EINVAL;
     if (!q->num || q->broken)
         return -EIO;
-    if (q->last_avail == q->shadow_avail) {
-        int r = q_refresh_avail(q);
-        if (r < 0)
-            return r;
-        if (q->last_avail == q->shadow_avail)
-            return -EAGAIN;
+    uint16_t head;
+    bool resubmitted = q->resubmit_pos < q->resubmit_n;
+    if (resubmitted) {
+        /* A previous instance's chains in flight come first (inflight tracking). */
+        head = q->resubmit[q->resubmit_pos].head;
+    } else {
+        if (q->last_avail == q->shadow_avail) {
+            int r = q_refresh_avail(q);
+            if (r < 0)
+                return r;
+            if (q->last_avail == q->shadow_avail)
+                return -EAGAIN;
+        }
+        /* The ring entry was written before the driver's release of avail->idx [P1]. */
+        head = vio_ld16(&q->avail->ring[q->last_avail & q->mask]);
     }
-
-    /* The ring entry was written before the driver's release of avail->idx [P1]. */
-    uint16_t head = vio_ld16(&q->avail->ring[q->last_avail & q->mask]);
     if (head >= q->num) {
         char detail[48];
         snprintf(detail, sizeof(detail), "head %u, size %u", head, q->num);
@@ -453,17 +510,26 @@ int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *io
     if (why != VIO_VIOL_NONE) {
         /* Give the malformed chain back with length 0 so the driver can
          * reclaim it, then stop the queue. */
-        q->last_avail++;
-        struct vring_used_elem *e = &q->used->ring[q->used_idx & q->mask];
-        e->id = htole32(head);
-        e->len = 0;
-        q->used_idx++;
-        vio_st_rel16(&q->used->idx, q->used_idx); /* [P2] */
+        if (resubmitted)
+            q->resubmit_pos++;
+        else
+            q->last_avail++;
+        q->inflight++;
+        q_complete(q, head, 0);
         return q_violation(q, why, detail);
     }
 
-    q->last_avail++;
+    if (resubmitted)
+        q->resubmit_pos++;
+    else
+        q->last_avail++;
     q->inflight++;
+    if (q->infl) {
+        /* Record the chain before the device acts on it. */
+        struct vio_inflight_desc *rd = &q->infl->desc[head];
+        rd->counter = ++q->infl_counter;
+        atomic_store_explicit((_Atomic uint8_t *)&rd->inflight, 1, memory_order_release);
+    }
     chain->head = head;
     chain->ndesc = (uint16_t)ring_desc;
     chain->n_out = n_out;
@@ -479,9 +545,27 @@ int vio_queue_rewind(struct vio_queue *q, uint16_t n)
         return -EINVAL;
     if (n > q->inflight)
         return -EINVAL;
-    q->last_avail = (uint16_t)(q->last_avail - n);
+    /* Pops were: resubmitted chains first, then ring chains; undo from the end. */
+    uint16_t from_ring = n;
+    if (q->resubmit_pos) {
+        uint16_t ring_pops = (uint16_t)(q->last_avail - q->resubmit_base);
+        if (n > ring_pops) {
+            uint16_t rs = (uint16_t)(n - ring_pops);
+            if (rs > q->resubmit_pos)
+                return -EINVAL;
+            q->resubmit_pos = (uint16_t)(q->resubmit_pos - rs);
+            from_ring = ring_pops;
+        }
+    }
+    q->last_avail = (uint16_t)(q->last_avail - from_ring);
     q->inflight -= n;
     return 0;
+}
+
+static inline void q_log(struct vio_queue *q, uint64_t off, uint64_t len)
+{
+    if (q->log_bitmap)
+        vio_dirty_log_mark(q->log_bitmap, q->log_len, q->log_used_gpa + off, len);
 }
 
 /* Publish used entries written so far ([P2] release) and keep event-idx
@@ -489,6 +573,7 @@ int vio_queue_rewind(struct vio_queue *q, uint16_t n)
 static void q_publish_used(struct vio_queue *q, uint16_t old)
 {
     vio_st_rel16(&q->used->idx, q->used_idx);
+    q_log(q, offsetof(struct vring_used, idx), sizeof(uint16_t));
     if ((int16_t)(q->used_idx - q->signalled_used) < (uint16_t)(q->used_idx - old))
         q->signalled_used_valid = false;
 }
@@ -498,6 +583,29 @@ static inline void q_put_used(struct vio_queue *q, uint16_t slot, uint32_t id, u
     struct vring_used_elem *e = &q->used->ring[slot & q->mask];
     e->id = htole32(id);
     e->len = htole32(len);
+    q_log(q, offsetof(struct vring_used, ring) + sizeof(*e) * (uint64_t)(slot & q->mask), sizeof(*e));
+}
+
+/* Complete one chain: used entry, used idx, and with inflight tracking the
+ * libvhost-user compatible sequence (last_batch_head before publishing, the
+ * chain's flag and the region's used_idx after) so a crash at any point is
+ * recoverable by vio_queue_set_inflight(). */
+static void q_complete(struct vio_queue *q, uint16_t head, uint32_t len)
+{
+    uint16_t old = q->used_idx;
+    if (q->infl)
+        q->infl->last_batch_head = head;
+    q_put_used(q, old, head, len);
+    q->used_idx = (uint16_t)(old + 1);
+    if (q->inflight)
+        q->inflight--;
+    q_publish_used(q, old);
+    if (q->infl) {
+        atomic_store_explicit((_Atomic uint8_t *)&q->infl->desc[head].inflight, 0,
+                              memory_order_release);
+        atomic_store_explicit((_Atomic uint16_t *)&q->infl->used_idx, q->used_idx,
+                              memory_order_release);
+    }
 }
 
 int vio_queue_push(struct vio_queue *q, uint16_t head, uint32_t len)
@@ -508,12 +616,7 @@ int vio_queue_push(struct vio_queue *q, uint16_t head, uint32_t len)
         return -EIO;
     if (head >= q->num)
         return -EINVAL;
-    uint16_t old = q->used_idx;
-    q_put_used(q, old, head, len);
-    q->used_idx = (uint16_t)(old + 1);
-    if (q->inflight)
-        q->inflight--;
-    q_publish_used(q, old);
+    q_complete(q, head, len);
     return 0;
 }
 
@@ -530,6 +633,11 @@ int vio_queue_push_batch(struct vio_queue *q, const struct vio_used_elem *elems,
             return -EINVAL;
     if (n == 0)
         return 0;
+    if (q->infl) {
+        for (unsigned k = 0; k < n; k++)
+            q_complete(q, (uint16_t)elems[k].id, elems[k].len);
+        return 0;
+    }
     uint16_t old = q->used_idx;
     for (unsigned k = 0; k < n; k++)
         q_put_used(q, (uint16_t)(old + k), elems[k].id, elems[k].len);
@@ -546,7 +654,7 @@ int vio_queue_push_in_order(struct vio_queue *q, uint16_t last_head, uint32_t la
         return -EINVAL;
     if (!q->num || q->broken)
         return -EIO;
-    if (!q->in_order)
+    if (!q->in_order || q->infl)
         return -ENOTSUP;
     if (count == 0 || count > q->num || last_head >= q->num)
         return -EINVAL;
@@ -584,10 +692,13 @@ bool vio_queue_enable_notify(struct vio_queue *q)
 {
     if (!q || !q->num || q->broken)
         return false;
-    if (q->event_idx)
+    if (q->event_idx) {
         vio_st16(used_avail_event(q->used, q->num), q->shadow_avail);
-    else
+        q_log(q, offsetof(struct vring_used, ring) + 8u * (uint64_t)q->num, sizeof(uint16_t));
+    } else {
         vio_st16(&q->used->flags, 0);
+        q_log(q, offsetof(struct vring_used, flags), sizeof(uint16_t));
+    }
     /* [P3] publish our wish for kicks before re-reading avail->idx; pairs
      * with the fence in the driver's kick_prepare. Without it a buffer added
      * between our last check and the store above could go unnoticed. */
@@ -616,6 +727,117 @@ bool vio_queue_has_avail(struct vio_queue *q)
     if (q_refresh_avail(q) < 0)
         return false;
     return q->last_avail != q->shadow_avail;
+}
+
+size_t vio_queue_inflight_size(uint16_t size)
+{
+    return sizeof(struct vio_inflight_split) + sizeof(struct vio_inflight_desc) * (size_t)size;
+}
+
+/* In-place heap sort of the resubmit list by counter (no allocation: qsort may malloc). */
+static void resubmit_sift(struct vio_resubmit *a, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < n && a[l].counter > a[m].counter)
+            m = l;
+        if (l + 1 < n && a[l + 1].counter > a[m].counter)
+            m = l + 1;
+        if (m == i)
+            return;
+        struct vio_resubmit t = a[i];
+        a[i] = a[m];
+        a[m] = t;
+        i = m;
+    }
+}
+
+static void resubmit_sort(struct vio_resubmit *a, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        resubmit_sift(a, n, i);
+    for (size_t end = n; end > 1; end--) {
+        struct vio_resubmit t = a[0];
+        a[0] = a[end - 1];
+        a[end - 1] = t;
+        resubmit_sift(a, end - 1, 0);
+    }
+}
+
+int vio_queue_set_inflight(struct vio_queue *q, void *region, size_t len)
+{
+    if (!q || !q->num)
+        return -EINVAL;
+    if (!region) {
+        q->infl = NULL;
+        q->resubmit_n = q->resubmit_pos = 0;
+        return 0;
+    }
+    if (len < vio_queue_inflight_size(q->num))
+        return -EINVAL;
+    struct vio_inflight_split *r = region;
+    q->resubmit_n = q->resubmit_pos = 0;
+    q->infl_counter = 0;
+    if (r->version == 0) {
+        memset(r, 0, vio_queue_inflight_size(q->num));
+        r->version = 1;
+        r->desc_num = q->num;
+        r->used_idx = q->used_idx;
+        q->infl = r;
+        return 0;
+    }
+    if (r->desc_num != q->num)
+        return -EINVAL;
+    /* Crash between publishing a completion and clearing its flag: the
+     * region's used_idx lags the ring's; the completion was last_batch_head. */
+    uint16_t ring_used = vio_ld16(&q->used->idx);
+    if (r->used_idx != ring_used && r->last_batch_head < q->num)
+        r->desc[r->last_batch_head].inflight = 0;
+    r->used_idx = ring_used;
+    uint16_t n = 0;
+    uint64_t maxc = 0;
+    for (uint16_t h = 0; h < q->num; h++) {
+        if (!r->desc[h].inflight)
+            continue;
+        r->desc[h].inflight = 1;
+        q->resubmit[n].head = h;
+        q->resubmit[n].counter = r->desc[h].counter;
+        if (r->desc[h].counter > maxc)
+            maxc = r->desc[h].counter;
+        n++;
+    }
+    resubmit_sort(q->resubmit, n);
+    q->resubmit_n = n;
+    q->infl_counter = maxc;
+    q->used_idx = ring_used;
+    q->last_avail = q->shadow_avail = (uint16_t)(ring_used + n);
+    q->resubmit_base = q->last_avail;
+    q->inflight = 0;
+    q->signalled_used_valid = false;
+    q->infl = r;
+    return n;
+}
+
+int vio_queue_set_dirty_log(struct vio_queue *q, void *bitmap, uint64_t len, uint64_t used_gpa)
+{
+    if (!q || !q->num)
+        return -EINVAL;
+    q->log_bitmap = len ? bitmap : NULL;
+    q->log_len = bitmap ? len : 0;
+    q->log_used_gpa = used_gpa;
+    return 0;
+}
+
+void vio_dirty_log_mark(void *bitmap, uint64_t bitmap_len, uint64_t gpa, uint64_t len)
+{
+    if (!bitmap || !len)
+        return;
+    uint64_t first = gpa / 4096u;
+    uint64_t last = (gpa + len - 1 < gpa) ? UINT64_MAX / 4096u : (gpa + len - 1) / 4096u;
+    uint64_t pages = bitmap_len * 8u;
+    _Atomic uint8_t *b = bitmap;
+    for (uint64_t pg = first; pg <= last && pg < pages; pg++)
+        atomic_fetch_or_explicit(&b[pg / 8], (uint8_t)(1u << (pg % 8)), memory_order_relaxed);
 }
 
 uint16_t vio_queue_get_last_avail(const struct vio_queue *q)
