@@ -593,8 +593,11 @@ static inline void q_put_used(struct vio_queue *q, uint16_t slot, uint32_t id, u
 static void q_complete(struct vio_queue *q, uint16_t head, uint32_t len)
 {
     uint16_t old = q->used_idx;
-    if (q->infl)
+    if (q->infl) {
+        /* spec steps 2-3: link the chain into the last-batch list */
+        q->infl->desc[head].next = q->infl->last_batch_head;
         q->infl->last_batch_head = head;
+    }
     q_put_used(q, old, head, len);
     q->used_idx = (uint16_t)(old + 1);
     if (q->inflight)
@@ -791,8 +794,16 @@ int vio_queue_set_inflight(struct vio_queue *q, void *region, size_t len)
     /* Crash between publishing a completion and clearing its flag: the
      * region's used_idx lags the ring's; the completion was last_batch_head. */
     uint16_t ring_used = vio_ld16(&q->used->idx);
-    if (r->used_idx != ring_used && r->last_batch_head < q->num)
-        r->desc[r->last_batch_head].inflight = 0;
+    if (r->used_idx != ring_used) {
+        /* The last batch was published but its flags may not all be
+         * cleared: walk the batch list (bounded by its size and the queue). */
+        uint16_t batch = (uint16_t)(ring_used - r->used_idx);
+        uint16_t h = r->last_batch_head;
+        for (uint32_t k = 0; k < batch && k < q->num && h < q->num; k++) {
+            r->desc[h].inflight = 0;
+            h = r->desc[h].next;
+        }
+    }
     r->used_idx = ring_used;
     uint16_t n = 0;
     uint64_t maxc = 0;
