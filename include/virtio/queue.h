@@ -231,7 +231,7 @@ VIO_API uint16_t vio_queue_get_last_avail(const struct vio_queue *q);
 /**
  * @brief Set the next avail index (vhost SET_VRING_BASE). Also resets the used shadow to the
  * used ring's current idx.
- * @retval 0 success, -EIO not set up
+ * @retval 0 success, -EIO not set up or broken
  */
 VIO_API int vio_queue_set_last_avail(struct vio_queue *q, uint16_t idx);
 
@@ -273,6 +273,7 @@ VIO_API size_t vio_queue_inflight_size(uint16_t size);
  * @return the number of chains that will be resubmitted (>= 0)
  * @retval -EINVAL queue not set up, @p len too small, or the region's desc_num differs from the
  *                 queue size
+ * @retval -EIO the queue is broken
  */
 VIO_API int vio_queue_set_inflight(struct vio_queue *q, void *region, size_t len);
 

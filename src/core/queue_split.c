@@ -274,6 +274,11 @@ int vio_queue_setup(struct vio_queue *q, const struct vio_mem *mem, uint16_t siz
     q->used_idx = vio_ld16(&q->used->idx);
     q->last_avail = q->used_idx;
     q->shadow_avail = q->used_idx;
+    /* A fresh ring: nothing is owed to the driver, so the used idx is an
+     * exact "last signalled" point. (After vio_queue_set_last_avail() it is
+     * not: a previous instance may have owed an interrupt.) */
+    q->signalled_used = q->used_idx;
+    q->signalled_used_valid = true;
     return 0;
 }
 
@@ -311,8 +316,13 @@ int vio_queue_remap(struct vio_queue *q, const struct vio_mem *mem)
         return -EINVAL;
     if (q->broken)
         return -EIO;
-    if (q_map_rings(q, mem) < 0)
+    if (q_map_rings(q, mem) < 0) {
+        /* The old mapping may be unmapped right after this: forget it. */
+        q->desc = NULL;
+        q->avail = NULL;
+        q->used = NULL;
         return q_violation(q, VIO_VIOL_RING_ADDRESS, "ring not mapped after memory change");
+    }
     return 0;
 }
 
@@ -339,8 +349,8 @@ static void q_complete(struct vio_queue *q, uint16_t head, uint32_t len);
 static int read_desc_scattered(const struct vio_mem *mem, uint64_t table, uint32_t i,
                                struct vio_desc_local *out)
 {
-    struct iovec iov[4];
-    int n = vio_mem_translate(mem, table + 16u * (uint64_t)i, 16, VIO_MEM_READ, iov, 4);
+    struct iovec iov[16]; /* 16 bytes span at most 16 regions */
+    int n = vio_mem_translate(mem, table + 16u * (uint64_t)i, 16, VIO_MEM_READ, iov, 16);
     if (n < 0)
         return n;
     struct vring_desc raw;
@@ -436,15 +446,9 @@ int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *io
                 table = t;
                 table_scattered = false;
             } else {
-                /* Not in one region: allowed if fully mapped across adjacent regions. */
-                struct iovec probe[2];
-                int pr = vio_mem_translate(q->mem, d.addr, d.len, VIO_MEM_READ, probe, 2);
-                if (pr < 0) {
-                    why = VIO_VIOL_ADDRESS;
-                    snprintf(detail, sizeof(detail), "head %u: indirect table 0x%llx+%u unmapped",
-                             head, (unsigned long long)d.addr, d.len);
-                    break;
-                }
+                /* Not inside one region: it may still be mapped across adjacent
+                 * regions; each entry is then read piecewise and checked as it
+                 * is read (an unmapped byte is an address violation). */
                 table_scattered = true;
                 table_gpa = d.addr;
             }
@@ -673,7 +677,7 @@ int vio_queue_push_in_order(struct vio_queue *q, uint16_t last_head, uint32_t la
 
 bool vio_queue_needs_notify(struct vio_queue *q)
 {
-    if (!q || !q->num)
+    if (!q || !q->num || q->broken)
         return false;
     /* [P4] the used idx store must be visible before we read the driver's
      * used_event / flags; pairs with the fence in the driver's enable_cb. */
@@ -771,6 +775,8 @@ int vio_queue_set_inflight(struct vio_queue *q, void *region, size_t len)
 {
     if (!q || !q->num)
         return -EINVAL;
+    if (q->broken)
+        return -EIO;
     if (!region) {
         q->infl = NULL;
         q->resubmit_n = q->resubmit_pos = 0;
@@ -858,7 +864,7 @@ uint16_t vio_queue_get_last_avail(const struct vio_queue *q)
 
 int vio_queue_set_last_avail(struct vio_queue *q, uint16_t idx)
 {
-    if (!q || !q->num)
+    if (!q || !q->num || q->broken)
         return -EIO;
     q->last_avail = idx;
     q->shadow_avail = idx;
@@ -1179,7 +1185,10 @@ int vio_drvq_get_used(struct vio_drvq *q, void **token, uint32_t *len)
     uint32_t id = le32toh(e->id);
     uint32_t l = le32toh(e->len);
     char detail[80];
-    if (id >= q->num || !q->bufs[id].token) {
+    /* In flight means added *and published*: its avail position lies in the
+     * last @num published slots. */
+    uint16_t age = id < q->num ? (uint16_t)(q->avail_published - q->bufs[id].avail_pos) : 0;
+    if (id >= q->num || !q->bufs[id].token || age == 0 || age > q->num) {
         snprintf(detail, sizeof(detail), "used id %u not in flight", id);
         return d_violation(q, VIO_VIOL_USED_ID, detail);
     }
