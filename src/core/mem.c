@@ -23,10 +23,12 @@
  * threads may translate concurrently on a map nobody is changing.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "virtio/mem.h"
+#include "core/mem_internal.h"
 
 /* Upper bound on the capacity: keeps every count an unsigned/int without care. */
 #define VIO_MEM_MAX_CAPACITY 65536u
@@ -39,6 +41,7 @@ struct vio_mem_uent {
 };
 
 struct vio_mem {
+    uint64_t generation;        /* first member: read inline by vio_mem_gen() */
     unsigned cap;
     unsigned n;                 /* regions in gstart/reg */
     unsigned nu;                /* entries in uidx */
@@ -46,6 +49,7 @@ struct vio_mem {
     struct vio_mem_region *reg; /* [cap] regions, same order as gstart */
     struct vio_mem_uent *uidx;  /* [cap] keyed user ranges, sorted by uva */
 };
+_Static_assert(offsetof(struct vio_mem, generation) == 0, "vio_mem_gen() reads the first member");
 
 /* Number of entries of keys[0..n) that are <= x: the index just past the candidate. */
 static unsigned upper_bound_u64(const uint64_t *keys, unsigned n, uint64_t x)
@@ -169,6 +173,7 @@ int vio_mem_add(struct vio_mem *m, const struct vio_mem_region *r)
     m->gstart[pos] = r->guest_addr;
     m->reg[pos] = *r;
     m->n++;
+    m->generation++;
 
     if (r->user_addr != 0) {
         memmove(&m->uidx[upos + 1], &m->uidx[upos], (size_t)(m->nu - upos) * sizeof(*m->uidx));
@@ -193,6 +198,7 @@ int vio_mem_remove(struct vio_mem *m, uint64_t guest_addr, uint64_t size)
     memmove(&m->gstart[pos], &m->gstart[pos + 1], (size_t)(m->n - pos - 1) * sizeof(*m->gstart));
     memmove(&m->reg[pos], &m->reg[pos + 1], (size_t)(m->n - pos - 1) * sizeof(*m->reg));
     m->n--;
+    m->generation++;
 
     if (uva != 0) {
         /* present by construction: add keyed it and keyed ranges are unique */
@@ -213,6 +219,7 @@ void vio_mem_clear(struct vio_mem *m)
         return;
     m->n = 0;
     m->nu = 0;
+    m->generation++;
 }
 
 unsigned vio_mem_count(const struct vio_mem *m)
@@ -241,6 +248,20 @@ static const struct vio_mem_region *find_gpa(const struct vio_mem *m, uint64_t g
         return NULL;
     *idx = pos - 1;
     return r;
+}
+
+bool vio_mem_hint_fill(const struct vio_mem *m, uint64_t gpa, struct vio_mem_hint *h)
+{
+    unsigned i;
+    const struct vio_mem_region *r = m ? find_gpa(m, gpa, &i) : NULL;
+    if (!r)
+        return false;
+    h->gpa = r->guest_addr;
+    h->size = r->size;
+    h->host = (uintptr_t)r->host_ptr;
+    h->readonly = r->readonly;
+    h->generation = m->generation;
+    return true;
 }
 
 int vio_mem_translate(const struct vio_mem *m, uint64_t gpa, uint64_t len, int access,

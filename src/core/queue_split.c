@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/mem_internal.h"
 #include "core/ring_access.h"
 #include <linux/virtio_config.h>
 #include "virtio/queue.h"
@@ -164,6 +165,9 @@ struct vio_queue {
     struct vio_resubmit *resubmit; /* max_size entries, allocated at creation */
     uint16_t resubmit_n, resubmit_pos;
     uint16_t resubmit_base; /* last_avail when the resubmit list was built */
+
+    /* last region a buffer hit (invalidated by the map's generation) */
+    struct vio_mem_hint hint;
 
     /* dirty page log (LOG_ALL), NULL when off */
     void *log_bitmap;
@@ -405,7 +409,8 @@ int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *io
     uint64_t out_len = 0, in_len = 0;
     unsigned niov = 0, n_out = 0;
     enum vio_violation why = VIO_VIOL_NONE;
-    char detail[96] = "";
+    char detail[96]; /* written only on a violation path */
+    const uint64_t mem_gen = vio_mem_gen(q->mem);
 
     for (;;) {
         /* Hop counter: a chain can visit each descriptor of its table at
@@ -486,8 +491,15 @@ int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *io
         if (d.len) {
             if (niov >= iov_cap)
                 return -ENOBUFS; /* caller's array too small; nothing consumed */
-            int n = vio_mem_translate(q->mem, d.addr, d.len, wr ? VIO_MEM_WRITE : VIO_MEM_READ,
+            int n;
+            if (vio_mem_hint_translate(&q->hint, mem_gen, d.addr, d.len, wr, &iov[niov])) {
+                n = 1;
+            } else {
+                n = vio_mem_translate(q->mem, d.addr, d.len, wr ? VIO_MEM_WRITE : VIO_MEM_READ,
                                       iov + niov, iov_cap - niov);
+                if (n > 0)
+                    vio_mem_hint_fill(q->mem, d.addr + d.len - 1, &q->hint);
+            }
             if (n == -ENOBUFS)
                 return -ENOBUFS;
             if (n < 0) {
@@ -908,6 +920,7 @@ struct drv_buf {
     uint16_t ndesc;   /* ring descriptors used */
     uint16_t last;    /* last ring descriptor of the chain */
     uint16_t avail_pos; /* avail index the head was placed at (in-order batches) */
+    bool pending;       /* added but not yet published by kick_prepare */
 };
 
 struct vio_drvq {
@@ -1112,6 +1125,7 @@ int vio_drvq_add(struct vio_drvq *q, const struct vio_sg *sg, unsigned n_out, un
     b->ndesc = (uint16_t)need;
     b->last = last;
     b->avail_pos = q->avail_idx;
+    b->pending = true;
     q->order[q->avail_idx & q->mask] = head;
     q->avail->ring[q->avail_idx & q->mask] = htole16(head);
     q->avail_idx++;
@@ -1126,6 +1140,8 @@ bool vio_drvq_kick_prepare(struct vio_drvq *q)
     uint16_t new = q->avail_idx;
     if (old == new)
         return false;
+    for (uint16_t pos = old; pos != new; pos++)
+        q->bufs[q->order[pos & q->mask]].pending = false;
     vio_st_rel16(&q->avail->idx, new); /* [P1] descriptors and ring entries first */
     q->avail_published = new;
     /* [P3] the new avail idx must be visible before we read the device's
@@ -1185,10 +1201,8 @@ int vio_drvq_get_used(struct vio_drvq *q, void **token, uint32_t *len)
     uint32_t id = le32toh(e->id);
     uint32_t l = le32toh(e->len);
     char detail[80];
-    /* In flight means added *and published*: its avail position lies in the
-     * last @num published slots. */
-    uint16_t age = id < q->num ? (uint16_t)(q->avail_published - q->bufs[id].avail_pos) : 0;
-    if (id >= q->num || !q->bufs[id].token || age == 0 || age > q->num) {
+    /* In flight means added *and published* (kick_prepare clears pending). */
+    if (id >= q->num || !q->bufs[id].token || q->bufs[id].pending) {
         snprintf(detail, sizeof(detail), "used id %u not in flight", id);
         return d_violation(q, VIO_VIOL_USED_ID, detail);
     }
