@@ -280,6 +280,7 @@ VIO_API int vio_queue_set_inflight(struct vio_queue *q, void *region, size_t len
 /**
  * @brief Log every device write to the used ring in a dirty-page bitmap (live migration,
  * vhost VHOST_F_LOG_ALL): one bit per 4 KiB guest page, set atomically.
+ * @param[in] q          the queue
  * @param[in] bitmap     the log (shared with the frontend), or NULL to stop logging
  * @param[in] len        bitmap size in bytes
  * @param[in] used_gpa   guest-physical address of the used ring, as the log knows it

@@ -8,11 +8,15 @@
  * DRIVER_OK state machine with the virtio spec's validation.
  *
  * Transports feed driver writes (status register, feature words) into a
- * #vio_status and act on the events it returns; device models never
- * re-derive them.
+ * struct vio_status and act on the events it returns; device models never
+ * re-derive them. Everything passed to vio_status_write() and the feature
+ * setters is guest controlled.
  *
  * Threading: one thread at a time per object, except vio_status_set_needs_reset(),
- * which may be called from any thread (it is an atomic OR).
+ * which may be called from any thread (it is an atomic OR with release order;
+ * vio_status_read() loads with acquire, and vio_status_write() is a
+ * compare-exchange loop, so a NEEDS_RESET set concurrently with a driver write
+ * is never lost).
  * @{
  */
 #ifndef VIO_STATUS_H
@@ -60,14 +64,21 @@ struct vio_status_config {
     uint32_t struct_size;     /**< sizeof(struct vio_status_config) */
     uint64_t device_features; /**< feature bits the device offers */
     bool allow_legacy;        /**< accept a driver that does not take VERSION_1 (default: refuse) */
-    /** optional device-specific check of the accepted set at FEATURES_OK (0 = accept, <0 = refuse) */
+    /** optional device-specific check of the accepted set at FEATURES_OK (or at DRIVER_OK for a
+     *  legacy driver); 0 = accept, non-zero = refuse. Runs at most once per vio_status_write(),
+     *  on the calling thread. */
     int (*validate)(void *opaque, uint64_t driver_features);
     void *validate_opaque;    /**< passed to @ref validate */
 };
 
 /**
  * @brief Create a status object in the reset state.
- * @retval 0 success, -EINVAL bad config, -ENOMEM
+ * @param[in]  cfg creation parameters (copied)
+ * @param[out] out the new object, owned by the caller (vio_status_free()); NULL on failure
+ * @retval 0 success
+ * @retval -EINVAL cfg or out NULL, struct_size too small, or VERSION_1 not offered while
+ *                 allow_legacy is false (a modern device MUST offer it)
+ * @retval -ENOMEM allocation failed
  */
 VIO_API int vio_status_new(const struct vio_status_config *cfg, struct vio_status **out);
 
@@ -80,18 +91,28 @@ VIO_API uint8_t vio_status_read(const struct vio_status *st);
 /**
  * @brief Apply a driver write of the status register.
  *
- * 0 resets (features cleared, events RESET). Otherwise bits may only be added:
- * DRIVER needs ACKNOWLEDGE, FEATURES_OK needs DRIVER, DRIVER_OK needs
- * FEATURES_OK (DRIVER for a legacy driver), FAILED is always accepted.
- * FEATURES_OK is refused (the bit stays clear, as the spec asks) when the
- * driver accepted a bit the device did not offer, did not accept VERSION_1
- * (unless allow_legacy), or the validate hook says no.
+ * 0 resets (features cleared, NEEDS_RESET and FAILED cleared, events RESET).
+ * Otherwise bits may only be added: DRIVER needs ACKNOWLEDGE, FEATURES_OK needs
+ * DRIVER (and not DRIVER_OK), DRIVER_OK needs FEATURES_OK (DRIVER for a legacy
+ * driver: allow_legacy and VERSION_1 not accepted), FAILED is always accepted
+ * and after it only a reset. Prerequisites may arrive in the same write
+ * (ACKNOWLEDGE | DRIVER at once is fine). FEATURES_OK is refused (the bit stays
+ * clear, as the spec asks) when the driver accepted a bit the device did not
+ * offer, did not accept VERSION_1 (unless allow_legacy), or the validate hook
+ * says no; a legacy driver's features get the same check at DRIVER_OK.
  *
- * @param[out] events optional: #vio_status_event bits caused by this write
+ * NEEDS_RESET belongs to the device: a write that echoes it back (read-modify-write
+ * of the register) is fine and a write that omits it does not clear it, but a
+ * write that would set it is refused.
+ *
+ * @param[in]  st     the status object
+ * @param[in]  val    the value the driver wrote (guest controlled)
+ * @param[out] events optional: #vio_status_event bits caused by this write (0 on error)
  * @retval 0 accepted
- * @retval -ENOTSUP FEATURES_OK refused (status keeps the other bits)
- * @retval -EINVAL illegal transition (clearing bits, skipping steps, writing NEEDS_RESET);
- *                 the status is left unchanged
+ * @retval -ENOTSUP FEATURES_OK (or a legacy DRIVER_OK) refused: that bit and a DRIVER_OK
+ *                  in the same write stay clear, the other new bits are applied
+ * @retval -EINVAL illegal transition (clearing bits, skipping steps, setting NEEDS_RESET
+ *                 or a reserved bit, adding bits after FAILED); the status is left unchanged
  */
 VIO_API int vio_status_write(struct vio_status *st, uint8_t val, unsigned *events);
 
@@ -100,15 +121,24 @@ VIO_API uint64_t vio_status_device_features(const struct vio_status *st);
 
 /**
  * @brief The driver's accepted feature bits (a full 64-bit write).
+ *
+ * Any bits are stored; unoffered ones make FEATURES_OK fail later.
+ * @param[in] st       the status object
+ * @param[in] features accepted bits (guest controlled)
  * @retval 0 success
- * @retval -EBUSY FEATURES_OK already set (features are fixed) or status not in DRIVER
+ * @retval -EBUSY DRIVER not set, or FEATURES_OK / DRIVER_OK already set (features are fixed);
+ *                nothing changes
  */
 VIO_API int vio_status_set_driver_features(struct vio_status *st, uint64_t features);
 
 /**
  * @brief One 32-bit half of the driver features (PCI/MMIO select registers).
- * @param[in] word 0 for bits 0..31, 1 for bits 32..63
- * @retval 0, -EBUSY as vio_status_set_driver_features(), -EINVAL word > 1
+ * @param[in] st   the status object
+ * @param[in] word 0 for bits 0..31, 1 for bits 32..63 (guest controlled select register)
+ * @param[in] val  the bits of that half; the other half is kept
+ * @retval 0 success
+ * @retval -EINVAL word > 1 (checked first)
+ * @retval -EBUSY as vio_status_set_driver_features()
  */
 VIO_API int vio_status_set_driver_features_word(struct vio_status *st, unsigned word, uint32_t val);
 
