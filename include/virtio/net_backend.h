@@ -45,15 +45,15 @@ struct vio_net_hdr {
 
 /** @name Header flag and GSO values (virtio spec values) */
 /** @{ */
-#define VIO_NET_HDR_F_NEEDS_CSUM 1u
-#define VIO_NET_HDR_F_DATA_VALID 2u
-#define VIO_NET_HDR_F_RSC_INFO 4u
-#define VIO_NET_HDR_GSO_NONE 0u
-#define VIO_NET_HDR_GSO_TCPV4 1u
-#define VIO_NET_HDR_GSO_UDP 3u
-#define VIO_NET_HDR_GSO_TCPV6 4u
-#define VIO_NET_HDR_GSO_UDP_L4 5u
-#define VIO_NET_HDR_GSO_ECN 0x80u
+#define VIO_NET_HDR_F_NEEDS_CSUM 1u /**< checksum from csum_start still to be computed */
+#define VIO_NET_HDR_F_DATA_VALID 2u /**< checksum already validated */
+#define VIO_NET_HDR_F_RSC_INFO 4u /**< coalesced frame: gso fields carry RSC info */
+#define VIO_NET_HDR_GSO_NONE 0u /**< not a GSO frame */
+#define VIO_NET_HDR_GSO_TCPV4 1u /**< TCP over IPv4 segmentation */
+#define VIO_NET_HDR_GSO_UDP 3u /**< UDP fragmentation offload (UFO) */
+#define VIO_NET_HDR_GSO_TCPV6 4u /**< TCP over IPv6 segmentation */
+#define VIO_NET_HDR_GSO_UDP_L4 5u /**< UDP segmentation offload (USO) */
+#define VIO_NET_HDR_GSO_ECN 0x80u /**< flag: TCP segments carry ECN (CWR) */
 /** @} */
 
 /** Size of #vio_net_hdr on the wire. */
@@ -72,13 +72,18 @@ struct vio_net_backend_ops {
     /** required: offload feature bits the backend can honour, as a mask of VIRTIO_NET_F_* bit numbers
      *  (CSUM, GUEST_CSUM, HOST_TSO4/6, GUEST_TSO4/6, HOST/GUEST_ECN, HOST/GUEST_UFO, HOST_USO) */
     uint64_t (*features)(void *opaque);
-    /** optional: apply the negotiated feature set (e.g. TUNSETOFFLOAD from the guest offloads) */
+    /** optional: apply the negotiated feature set (e.g. TUNSETOFFLOAD from the guest offloads).
+     *  Until it is called, tap and AF_PACKET hand the driver no partial checksums or GSO frames,
+     *  loopback returns headers exactly as they were sent. */
     int (*configure)(void *opaque, uint64_t negotiated);
     /**
-     * required: send one frame. @p iov holds the frame without the header.
+     * required: send one frame. @p iov holds the frame without the header; @p hdr may be NULL
+     * (no offload). At most 1022 iovecs.
      * @retval 0 sent (or consumed and dropped silently, like a full wire)
      * @retval -EAGAIN backpressure: nothing sent, retry when tx_fd is writable
-     * @retval other negative errno: this frame is dropped (-EINVAL bad metadata, -ENODEV gone ...)
+     * @retval -ENETDOWN link down: this frame is dropped
+     * @retval -ENODEV the interface is gone: sticky, reported once through the log callback
+     * @retval other negative errno: this frame is dropped (-EINVAL bad metadata, -EMSGSIZE ...)
      */
     int (*tx)(void *opaque, unsigned qp, const struct vio_net_hdr *hdr, const struct iovec *iov,
               unsigned iovcnt);
@@ -93,7 +98,11 @@ struct vio_net_backend_ops {
      *         truncated: then -EMSGSIZE is returned instead and the frame is gone)
      * @retval -EAGAIN no frame
      * @retval -EMSGSIZE frame larger than @p iov: dropped
-     * @retval other negative errno: backend failure (-ENODEV interface gone ...)
+     * @retval -ENODEV the interface is gone: sticky, reported once through the log callback
+     * @retval other negative errno: backend failure
+     * hdr->num_buffers is set to 1 (the device model rewrites it for mergeable buffers);
+     * once configure() has run, flags are 0 unless GUEST_CSUM was negotiated and GSO types
+     * the driver did not negotiate never arrive. @p hdr may be NULL.
      */
     ssize_t (*rx)(void *opaque, unsigned qp, struct vio_net_hdr *hdr, const struct iovec *iov,
                   unsigned iovcnt);
@@ -178,7 +187,8 @@ static inline void vio_net_backend_destroy(struct vio_net_backend *b)
 
 /** Common options for opening a backend. */
 struct vio_net_backend_config {
-    uint32_t struct_size;  /**< sizeof(struct vio_net_backend_config) */
+    uint32_t struct_size;  /**< sizeof(struct vio_net_backend_config); a smaller (older) size
+                                leaves the fields past it at their defaults */
     const char *ifname;    /**< tap: name to create/attach ("" or NULL: kernel picks, tap only);
                                 AF_PACKET: interface to bind to */
     unsigned queue_pairs;  /**< number of queue pairs (fds); 0 means 1 */
@@ -192,26 +202,33 @@ struct vio_net_backend_config {
 /**
  * @brief Open a tap backend: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR (| IFF_MULTI_QUEUE for > 1 pair),
  * one fd per queue pair, non-blocking.
+ * @param[in]  cfg configuration (ifname, queue_pairs, log)
  * @param[out] out backend filled in; destroy with vio_net_backend_destroy()
  * @retval 0 success
+ * @retval -EINVAL bad config, or a name of IFNAMSIZ characters or more
  * @retval -errno from open/ioctl (e.g. -ENOENT no /dev/net/tun, -EPERM)
+ *
+ * @p cfg may be NULL: a kernel-named tap with one queue pair.
  */
 VIO_API int vio_net_tap_open(const struct vio_net_backend_config *cfg, struct vio_net_backend *out);
 
-/** @brief Name of the tap interface a tap backend created or attached to (NULL for others). */
+/** @brief Name of the tap interface a tap backend created or attached to, as it was at open
+ * (NULL for other backends). Owned by the backend, valid until it is destroyed. */
 VIO_API const char *vio_net_tap_ifname(const struct vio_net_backend *b);
 
 /**
  * @brief Open an AF_PACKET backend bound to cfg->ifname, with PACKET_VNET_HDR, a mmap'ed receive
- * ring and PACKET_QDISC_BYPASS; one socket per queue pair (PACKET_FANOUT for several).
- * @retval 0 success, -ENODEV no such interface, other -errno
+ * ring (TPACKET_V2) and PACKET_QDISC_BYPASS; one socket per queue pair (PACKET_FANOUT_HASH for
+ * several).
+ * @retval 0 success, -ENODEV no such interface, -EINVAL no ifname or bad config, other -errno
  */
 VIO_API int vio_net_packet_open(const struct vio_net_backend_config *cfg, struct vio_net_backend *out);
 
 /**
  * @brief Open an in-process loopback backend: frames sent on a queue pair come back on it.
- * rx_fd is an eventfd that is readable while frames wait.
- * @retval 0 success, -ENOMEM
+ * rx_fd is an eventfd that is readable while frames wait; tx_fd an eventfd that is writable
+ * while the ring has room. @p cfg may be NULL (defaults).
+ * @retval 0 success, -ENOMEM, -EINVAL bad config
  */
 VIO_API int vio_net_loopback_open(const struct vio_net_backend_config *cfg, struct vio_net_backend *out);
 

@@ -1,0 +1,365 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Loopback backend: what queue pair q transmits, queue pair q receives.
+ *
+ * Each queue pair owns a ring of ring_frames preallocated slots (a header plus up to
+ * LB_FRAME_MAX bytes of frame). tx copies the frame into the next free slot, rx copies
+ * the oldest slot out. Nothing is allocated after open.
+ *
+ * Concurrency: a queue pair is both the producer (its tx) and the consumer (its rx),
+ * and the backend interface says the caller serializes calls on one queue pair, so
+ * the ring indices need no lock and no atomics. Different queue pairs share nothing
+ * mutable except the negotiated feature word, which is an atomic.
+ *
+ * Readiness without a syscall per frame: rx_fd is an eventfd whose counter is
+ * non-zero exactly while the ring holds frames. tx writes 1 only on the
+ * empty -> non-empty transition; rx reads (which zeroes the counter) only on the
+ * non-empty -> empty transition. Because both transitions happen on the same
+ * (serialized) queue pair, the counter and the ring never disagree between calls.
+ *
+ * tx_fd is a second eventfd that polls writable exactly while the ring has room:
+ * when tx finds the ring full it writes 0xfffffffffffffffe (the eventfd maximum),
+ * which makes the fd non-writable; the first rx that frees a slot reads it back to 0.
+ * Again one syscall per full <-> not-full transition, none per frame.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "backend/util.h"
+#include "virtio/net_backend.h"
+
+/* Largest frame a slot holds: 64 KiB of payload plus room for link-layer headers. */
+#define LB_FRAME_MAX (65536u + 64u)
+/* Upper bound on ring_frames: 32768 slots of 64 KiB is 2 GiB of (lazily faulted) memory. */
+#define LB_RING_MAX 32768u
+/* Writing this makes an eventfd's counter reach its maximum: POLLOUT clears. */
+#define LB_EFD_FULL UINT64_C(0xfffffffffffffffe)
+
+struct lb_slot {
+    struct vio_net_hdr hdr;
+    uint32_t len;
+};
+
+struct lb_qp {
+    struct lb_slot *meta; /* ring_frames headers and lengths */
+    uint8_t *data;        /* ring_frames * LB_FRAME_MAX bytes, slot i at i * LB_FRAME_MAX */
+    size_t data_bytes;
+    unsigned head;        /* oldest queued slot */
+    unsigned count;       /* queued slots */
+    bool tx_blocked;      /* tx_efd is currently held non-writable */
+    int rx_efd;
+    int tx_efd;
+};
+
+struct lb {
+    unsigned nqp;
+    unsigned ring_frames;
+    bool mac_swap;
+    uint64_t features;
+    _Atomic uint64_t negotiated;
+    atomic_bool warned_gso;
+    atomic_bool warned_csum;
+    vio_log_fn log;
+    void *log_opaque;
+    struct lb_qp qp[];
+};
+
+static uint64_t lb_feature_mask(void)
+{
+    uint64_t f = 0;
+    static const unsigned bits[] = {
+        VIRTIO_NET_F_CSUM,      VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4,
+        VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_HOST_ECN,   VIRTIO_NET_F_HOST_UFO,
+        VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_GUEST_ECN,
+        VIRTIO_NET_F_GUEST_UFO,
+#ifdef VIRTIO_NET_F_HOST_USO
+        VIRTIO_NET_F_HOST_USO,
+#endif
+#if defined(VIRTIO_NET_F_GUEST_USO4) && defined(VIRTIO_NET_F_GUEST_USO6)
+        VIRTIO_NET_F_GUEST_USO4, VIRTIO_NET_F_GUEST_USO6,
+#endif
+    };
+    for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
+        f |= vio_feature_bit(bits[i]);
+    return f;
+}
+
+static uint64_t lb_features(void *opaque)
+{
+    return ((struct lb *)opaque)->features;
+}
+
+static int lb_configure(void *opaque, uint64_t negotiated)
+{
+    struct lb *lb = opaque;
+    atomic_store_explicit(&lb->negotiated, negotiated & lb->features, memory_order_relaxed);
+    return 0;
+}
+
+static uint8_t *lb_slot_data(struct lb_qp *q, unsigned idx)
+{
+    return q->data + (size_t)idx * LB_FRAME_MAX;
+}
+
+/* Reads (zeroes) an eventfd counter; only called when the counter is known non-zero. */
+static void lb_efd_clear(int fd)
+{
+    uint64_t v;
+    ssize_t r = read(fd, &v, sizeof(v));
+    (void)r; /* cannot fail: the counter is non-zero and the fd valid */
+}
+
+/* Adds @p v to an eventfd counter; only called when the counter is known to be 0. */
+static void lb_efd_set(int fd, uint64_t v)
+{
+    ssize_t r = write(fd, &v, sizeof(v));
+    (void)r; /* cannot fail: 0 + v never exceeds the eventfd maximum */
+}
+
+/* Drops the head slot, keeping both eventfds in step with the ring (see the file comment). */
+static void lb_pop(struct lb_qp *q, unsigned ring_frames)
+{
+    q->head = q->head + 1 == ring_frames ? 0 : q->head + 1;
+    q->count--;
+    if (q->count == 0)
+        lb_efd_clear(q->rx_efd); /* non-empty -> empty: rx_fd stops polling readable */
+    if (q->tx_blocked) {
+        q->tx_blocked = false;
+        lb_efd_clear(q->tx_efd); /* full -> not full: tx_fd polls writable again */
+    }
+}
+
+/*
+ * Makes the head slot fit what the driver negotiated: completes a partial checksum
+ * when GUEST_CSUM is off, and drops GSO frames of a type the driver cannot receive
+ * (segmenting them is out of scope). Returns the head slot or NULL when empty.
+ */
+static struct lb_slot *lb_head(struct lb *lb, struct lb_qp *q)
+{
+    uint64_t neg = atomic_load_explicit(&lb->negotiated, memory_order_relaxed);
+    while (q->count) {
+        struct lb_slot *s = &q->meta[q->head];
+        if (!vio_be_gso_allowed(s->hdr.gso_type, neg)) {
+            if (vio_be_once(&lb->warned_gso))
+                vio_logf(lb->log, lb->log_opaque, VIO_LOG_WARN, "loopback",
+                         "dropping GSO frames (type %u) the driver did not negotiate",
+                         s->hdr.gso_type);
+            lb_pop(q, lb->ring_frames);
+            continue;
+        }
+        if (!vio_has_feature(neg, VIRTIO_NET_F_GUEST_CSUM)) {
+            if ((s->hdr.flags & VIO_NET_HDR_F_NEEDS_CSUM) &&
+                vio_be_csum_complete(lb_slot_data(q, q->head), s->len, le16toh(s->hdr.csum_start),
+                                     le16toh(s->hdr.csum_offset)) < 0) {
+                if (vio_be_once(&lb->warned_csum))
+                    vio_logf(lb->log, lb->log_opaque, VIO_LOG_WARN, "loopback",
+                             "dropping frames whose csum_start/csum_offset lie outside them");
+                lb_pop(q, lb->ring_frames);
+                continue;
+            }
+            s->hdr.flags = 0;
+        }
+        return s;
+    }
+    return NULL;
+}
+
+static int lb_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, const struct iovec *iov,
+                 unsigned iovcnt)
+{
+    struct lb *lb = opaque;
+    if (qpi >= lb->nqp || (iovcnt && !iov))
+        return -EINVAL;
+    struct lb_qp *q = &lb->qp[qpi];
+    ssize_t len = vio_be_iov_len(iov, iovcnt);
+    if (len < 0)
+        return (int)len;
+    if (len == 0)
+        return -EINVAL;
+    if ((size_t)len > LB_FRAME_MAX)
+        return -EMSGSIZE;
+    if (q->count == lb->ring_frames) {
+        if (!q->tx_blocked) {
+            lb_efd_set(q->tx_efd, LB_EFD_FULL); /* not full -> full: tx_fd stops polling writable */
+            q->tx_blocked = true;
+        }
+        return -EAGAIN;
+    }
+    unsigned idx = q->head + q->count;
+    if (idx >= lb->ring_frames)
+        idx -= lb->ring_frames;
+    struct lb_slot *s = &q->meta[idx];
+    uint8_t *d = lb_slot_data(q, idx);
+    vio_be_gather(d, iov, iovcnt, (size_t)len);
+    if (hdr)
+        s->hdr = *hdr;
+    else
+        memset(&s->hdr, 0, sizeof(s->hdr));
+    s->len = (uint32_t)len;
+    if (lb->mac_swap && len >= 12) {
+        uint8_t tmp[6];
+        memcpy(tmp, d, 6);
+        memcpy(d, d + 6, 6);
+        memcpy(d + 6, tmp, 6);
+    }
+    if (q->count++ == 0)
+        lb_efd_set(q->rx_efd, 1); /* empty -> non-empty: rx_fd polls readable */
+    return 0;
+}
+
+static ssize_t lb_rx_peek(void *opaque, unsigned qpi)
+{
+    struct lb *lb = opaque;
+    if (qpi >= lb->nqp)
+        return -EINVAL;
+    struct lb_slot *s = lb_head(lb, &lb->qp[qpi]);
+    return s ? (ssize_t)s->len : -EAGAIN;
+}
+
+static ssize_t lb_rx(void *opaque, unsigned qpi, struct vio_net_hdr *hdr, const struct iovec *iov,
+                     unsigned iovcnt)
+{
+    struct lb *lb = opaque;
+    if (qpi >= lb->nqp || (iovcnt && !iov))
+        return -EINVAL;
+    struct lb_qp *q = &lb->qp[qpi];
+    ssize_t cap = vio_be_iov_len(iov, iovcnt);
+    if (cap < 0)
+        return cap;
+    struct lb_slot *s = lb_head(lb, q);
+    if (!s)
+        return -EAGAIN;
+    size_t len = s->len;
+    if (len > (size_t)cap) {
+        lb_pop(q, lb->ring_frames);
+        return -EMSGSIZE;
+    }
+    struct vio_be_scatter sc = {.iov = iov, .iovcnt = iovcnt};
+    vio_be_scatter_put(&sc, lb_slot_data(q, q->head), len);
+    if (hdr) {
+        *hdr = s->hdr;
+        hdr->num_buffers = htole16(1);
+    }
+    lb_pop(q, lb->ring_frames);
+    return (ssize_t)len;
+}
+
+static int lb_rx_fd(void *opaque, unsigned qpi)
+{
+    struct lb *lb = opaque;
+    return qpi < lb->nqp ? lb->qp[qpi].rx_efd : -1;
+}
+
+static int lb_tx_fd(void *opaque, unsigned qpi)
+{
+    struct lb *lb = opaque;
+    return qpi < lb->nqp ? lb->qp[qpi].tx_efd : -1;
+}
+
+static int lb_link_status(void *opaque)
+{
+    (void)opaque;
+    return 1;
+}
+
+static void lb_destroy(void *opaque)
+{
+    struct lb *lb = opaque;
+    if (!lb)
+        return;
+    for (unsigned i = 0; i < lb->nqp; i++) {
+        struct lb_qp *q = &lb->qp[i];
+        if (q->data)
+            munmap(q->data, q->data_bytes);
+        free(q->meta);
+        if (q->rx_efd >= 0)
+            close(q->rx_efd);
+        if (q->tx_efd >= 0)
+            close(q->tx_efd);
+    }
+    free(lb);
+}
+
+static const struct vio_net_backend_ops lb_ops = {
+    .name = "loopback",
+    .features = lb_features,
+    .configure = lb_configure,
+    .tx = lb_tx,
+    .rx_peek = lb_rx_peek,
+    .rx = lb_rx,
+    .rx_fd = lb_rx_fd,
+    .tx_fd = lb_tx_fd,
+    .set_rx_mode = NULL,
+    .link_status = lb_link_status,
+    .destroy = lb_destroy,
+};
+
+int vio_net_loopback_open(const struct vio_net_backend_config *cfg, struct vio_net_backend *out)
+{
+    struct vio_net_backend_config c;
+    if (!out)
+        return -EINVAL;
+    int err = vio_be_load_config(cfg, &c);
+    if (err)
+        return err;
+    if (c.ring_frames > LB_RING_MAX)
+        return -EINVAL;
+
+    struct lb *lb = calloc(1, sizeof(*lb) + (size_t)c.queue_pairs * sizeof(lb->qp[0]));
+    if (!lb)
+        return -ENOMEM;
+    lb->nqp = c.queue_pairs;
+    lb->ring_frames = c.ring_frames;
+    lb->mac_swap = c.mac_swap;
+    lb->log = c.log;
+    lb->log_opaque = c.log_opaque;
+    lb->features = lb_feature_mask();
+    /* Until configure() says otherwise, hand frames back exactly as they were sent. */
+    atomic_init(&lb->negotiated, lb->features);
+    for (unsigned i = 0; i < lb->nqp; i++)
+        lb->qp[i].rx_efd = lb->qp[i].tx_efd = -1;
+
+    for (unsigned i = 0; i < lb->nqp; i++) {
+        struct lb_qp *q = &lb->qp[i];
+        q->meta = calloc(lb->ring_frames, sizeof(q->meta[0]));
+        if (!q->meta) {
+            err = -ENOMEM;
+            goto fail;
+        }
+        /* Anonymous mapping: reserved now, faulted in on first use of each slot, so a
+         * ring that never fills does not cost its full size in RAM. */
+        q->data_bytes = (size_t)lb->ring_frames * LB_FRAME_MAX;
+        void *m = mmap(NULL, q->data_bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) {
+            err = -ENOMEM;
+            goto fail;
+        }
+        q->data = m;
+        q->rx_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (q->rx_efd < 0) {
+            err = -errno;
+            goto fail;
+        }
+        q->tx_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (q->tx_efd < 0) {
+            err = -errno;
+            goto fail;
+        }
+    }
+    out->ops = &lb_ops;
+    out->opaque = lb;
+    out->queue_pairs = lb->nqp;
+    return 0;
+
+fail:
+    vio_logf(c.log, c.log_opaque, VIO_LOG_ERROR, "loopback", "open failed: %s", strerror(-err));
+    lb_destroy(lb);
+    return err;
+}
