@@ -44,8 +44,8 @@ enum vio_net_feature {
 };
 
 /** Link status bits of the config status field. */
-#define VIO_NET_S_LINK_UP 1u
-#define VIO_NET_S_ANNOUNCE 2u
+#define VIO_NET_S_LINK_UP 1u  /**< the link is up */
+#define VIO_NET_S_ANNOUNCE 2u /**< the driver should announce itself (gratuitous ARP) */
 
 #ifdef __cplusplus
 }
