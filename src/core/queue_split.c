@@ -369,6 +369,22 @@ static int read_desc_scattered(const struct vio_mem *mem, uint64_t table, uint32
     return 0;
 }
 
+/* A chain was taken: advance, count it in flight, record it for inflight tracking. */
+static inline void q_pop_commit(struct vio_queue *q, uint16_t head, bool resubmitted)
+{
+    if (resubmitted)
+        q->resubmit_pos++;
+    else
+        q->last_avail++;
+    q->inflight++;
+    if (q->infl) {
+        /* Record the chain before the device acts on it. */
+        struct vio_inflight_desc *rd = &q->infl->desc[head];
+        rd->counter = ++q->infl_counter;
+        atomic_store_explicit((_Atomic uint8_t *)&rd->inflight, 1, memory_order_release);
+    }
+}
+
 int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *iov, unsigned iov_cap)
 {
     if (!q || !chain || (!iov && iov_cap))
@@ -397,6 +413,29 @@ int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *io
         return q_violation(q, VIO_VIOL_HEAD_RANGE, detail);
     }
 
+    const uint64_t mem_gen = vio_mem_gen(q->mem);
+
+    /* Fast path: a single direct descriptor whose buffer lies in the region
+     * the previous buffer hit. Anything else (chains, indirect, a direction
+     * or address problem) takes the full walk below, which re-reads and
+     * validates everything itself. */
+    if (iov_cap) {
+        struct vio_desc_local d = vio_read_desc(&q->desc[head]);
+        bool wr = d.flags & VRING_DESC_F_WRITE;
+        if (!(d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) && d.len &&
+            q->dir != (wr ? VIO_QUEUE_DIR_OUT_ONLY : VIO_QUEUE_DIR_IN_ONLY) &&
+            vio_mem_hint_translate(&q->hint, mem_gen, d.addr, d.len, wr, &iov[0])) {
+            q_pop_commit(q, head, resubmitted);
+            chain->head = head;
+            chain->ndesc = 1;
+            chain->n_out = wr ? 0 : 1;
+            chain->n_in = wr ? 1 : 0;
+            chain->out_len = wr ? 0 : d.len;
+            chain->in_len = wr ? d.len : 0;
+            return 0;
+        }
+    }
+
     const struct vring_desc *table = q->desc;
     uint64_t table_gpa = 0;
     bool table_scattered = false;
@@ -410,7 +449,6 @@ int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *io
     unsigned niov = 0, n_out = 0;
     enum vio_violation why = VIO_VIOL_NONE;
     char detail[96]; /* written only on a violation path */
-    const uint64_t mem_gen = vio_mem_gen(q->mem);
 
     for (;;) {
         /* Hop counter: a chain can visit each descriptor of its table at
@@ -535,17 +573,7 @@ int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *io
         return q_violation(q, why, detail);
     }
 
-    if (resubmitted)
-        q->resubmit_pos++;
-    else
-        q->last_avail++;
-    q->inflight++;
-    if (q->infl) {
-        /* Record the chain before the device acts on it. */
-        struct vio_inflight_desc *rd = &q->infl->desc[head];
-        rd->counter = ++q->infl_counter;
-        atomic_store_explicit((_Atomic uint8_t *)&rd->inflight, 1, memory_order_release);
-    }
+    q_pop_commit(q, head, resubmitted);
     chain->head = head;
     chain->ndesc = (uint16_t)ring_desc;
     chain->n_out = n_out;
@@ -919,8 +947,7 @@ struct drv_buf {
     uint32_t in_len;  /* writable bytes (for used len checks / in-order skips) */
     uint16_t ndesc;   /* ring descriptors used */
     uint16_t last;    /* last ring descriptor of the chain */
-    uint16_t avail_pos; /* avail index the head was placed at (in-order batches) */
-    bool pending;       /* added but not yet published by kick_prepare */
+    uint64_t seq;       /* add sequence number; its low 16 bits are the avail position */
 };
 
 struct vio_drvq {
@@ -946,6 +973,8 @@ struct vio_drvq {
 
     uint16_t avail_idx;       /* next avail slot to fill */
     uint16_t avail_published; /* avail->idx as last published */
+    uint64_t seq_added;       /* buffers ever added (low 16 bits == avail_idx) */
+    uint64_t seq_published;   /* buffers ever published: seq >= this means not yet visible */
     uint16_t last_used;       /* next used slot to read */
     uint16_t used_seen;       /* used->idx as last read (validated) */
 
@@ -1050,7 +1079,7 @@ int vio_drvq_new(const struct vio_drvq_config *cfg, struct vio_drvq **out)
 /* Return a chain's descriptors to the free list. In-order queues append at
  * the tail so descriptors are reused in ring order; others push at the
  * head (the most recently used descriptors are the warmest in cache). */
-static void d_free_chain(struct vio_drvq *q, uint16_t head)
+static inline void d_free_chain(struct vio_drvq *q, uint16_t head)
 {
     struct drv_buf *b = &q->bufs[head];
     uint16_t last = b->last;
@@ -1068,6 +1097,24 @@ static void d_free_chain(struct vio_drvq *q, uint16_t head)
     b->token = NULL;
 }
 
+/* Record a new buffer and put its head on the avail ring (not yet published). */
+static inline void d_commit(struct vio_drvq *q, uint16_t head, uint16_t last, uint16_t need,
+                            uint32_t in_len, void *token)
+{
+    struct drv_buf *b = &q->bufs[head];
+    b->token = token;
+    b->in_len = in_len;
+    b->ndesc = need;
+    b->last = last;
+    b->seq = q->seq_added++;
+    uint16_t slot = q->avail_idx & q->mask;
+    if (q->in_order)
+        q->order[slot] = head;
+    q->avail->ring[slot] = htole16(head);
+    q->avail_idx++;
+    q->num_free = (uint16_t)(q->num_free - need);
+}
+
 int vio_drvq_add(struct vio_drvq *q, const struct vio_sg *sg, unsigned n_out, unsigned n_in,
                  void *token)
 {
@@ -1078,6 +1125,21 @@ int vio_drvq_add(struct vio_drvq *q, const struct vio_sg *sg, unsigned n_out, un
         return -EINVAL;
     if (q->broken)
         return -EIO;
+
+    if (total == 1) {
+        /* One segment, one descriptor: the common case, no loops. */
+        if (sg[0].len == 0)
+            return -EINVAL;
+        if (q->num_free == 0)
+            return -ENOSPC;
+        uint16_t head = q->free_head;
+        vio_write_desc(&q->desc[head], sg[0].addr, sg[0].len, n_in ? VRING_DESC_F_WRITE : 0, 0);
+        q->free_head = q->next[head];
+        d_commit(q, head, head, 1, n_in ? sg[0].len : 0, token);
+        return 0;
+    }
+
+    /* Caller errors first (before -ENOSPC), so the answer does not depend on ring state. */
     uint64_t in_len = 0;
     for (unsigned k = 0; k < total; k++) {
         if (sg[k].len == 0)
@@ -1087,8 +1149,7 @@ int vio_drvq_add(struct vio_drvq *q, const struct vio_sg *sg, unsigned n_out, un
     }
     if (in_len > UINT32_MAX)
         return -EINVAL;
-
-    bool use_ind = q->indirect && total > 1 && total <= q->ind_max;
+    bool use_ind = q->indirect && total <= q->ind_max;
     unsigned need = use_ind ? 1 : total;
     if (need > q->num)
         return -EINVAL;
@@ -1097,38 +1158,26 @@ int vio_drvq_add(struct vio_drvq *q, const struct vio_sg *sg, unsigned n_out, un
 
     uint16_t head = q->free_head;
     uint16_t i = head, last = head;
-    if (use_ind) {
-        struct vring_desc *t = q->ind_host + (size_t)head * q->ind_max;
-        for (unsigned k = 0; k < total; k++) {
-            uint16_t fl = (uint16_t)((k >= n_out ? VRING_DESC_F_WRITE : 0) |
-                                     (k + 1 < total ? VRING_DESC_F_NEXT : 0));
+    struct vring_desc *t = use_ind ? q->ind_host + (size_t)head * q->ind_max : NULL;
+    for (unsigned k = 0; k < total; k++) {
+        bool wr = k >= n_out;
+        uint16_t fl = (uint16_t)((wr ? VRING_DESC_F_WRITE : 0) |
+                                 (k + 1 < total ? VRING_DESC_F_NEXT : 0));
+        if (use_ind) {
             vio_write_desc(&t[k], sg[k].addr, sg[k].len, fl, (uint16_t)(k + 1 < total ? k + 1 : 0));
-        }
-        uint64_t tgpa = q->ind_gpa + 16u * (uint64_t)head * q->ind_max;
-        vio_write_desc(&q->desc[head], tgpa, 16u * total, VRING_DESC_F_INDIRECT, 0);
-        i = q->next[head];
-    } else {
-        for (unsigned k = 0; k < total; k++) {
-            uint16_t fl = (uint16_t)((k >= n_out ? VRING_DESC_F_WRITE : 0) |
-                                     (k + 1 < total ? VRING_DESC_F_NEXT : 0));
+        } else {
             vio_write_desc(&q->desc[i], sg[k].addr, sg[k].len, fl, q->next[i]);
             last = i;
             i = q->next[i];
         }
     }
+    if (use_ind) {
+        uint64_t tgpa = q->ind_gpa + 16u * (uint64_t)head * q->ind_max;
+        vio_write_desc(&q->desc[head], tgpa, 16u * total, VRING_DESC_F_INDIRECT, 0);
+        i = q->next[head];
+    }
     q->free_head = i;
-    q->num_free = (uint16_t)(q->num_free - need);
-
-    struct drv_buf *b = &q->bufs[head];
-    b->token = token;
-    b->in_len = (uint32_t)in_len;
-    b->ndesc = (uint16_t)need;
-    b->last = last;
-    b->avail_pos = q->avail_idx;
-    b->pending = true;
-    q->order[q->avail_idx & q->mask] = head;
-    q->avail->ring[q->avail_idx & q->mask] = htole16(head);
-    q->avail_idx++;
+    d_commit(q, head, last, (uint16_t)need, (uint32_t)in_len, token);
     return 0;
 }
 
@@ -1140,10 +1189,9 @@ bool vio_drvq_kick_prepare(struct vio_drvq *q)
     uint16_t new = q->avail_idx;
     if (old == new)
         return false;
-    for (uint16_t pos = old; pos != new; pos++)
-        q->bufs[q->order[pos & q->mask]].pending = false;
     vio_st_rel16(&q->avail->idx, new); /* [P1] descriptors and ring entries first */
     q->avail_published = new;
+    q->seq_published = q->seq_added;
     /* [P3] the new avail idx must be visible before we read the device's
      * avail_event / flags; pairs with the fence in enable_notify. */
     vio_mb();
@@ -1201,8 +1249,8 @@ int vio_drvq_get_used(struct vio_drvq *q, void **token, uint32_t *len)
     uint32_t id = le32toh(e->id);
     uint32_t l = le32toh(e->len);
     char detail[80];
-    /* In flight means added *and published* (kick_prepare clears pending). */
-    if (id >= q->num || !q->bufs[id].token || q->bufs[id].pending) {
+    /* In flight means added *and published*: seq below the published mark. */
+    if (id >= q->num || !q->bufs[id].token || q->bufs[id].seq >= q->seq_published) {
         snprintf(detail, sizeof(detail), "used id %u not in flight", id);
         return d_violation(q, VIO_VIOL_USED_ID, detail);
     }
@@ -1213,7 +1261,7 @@ int vio_drvq_get_used(struct vio_drvq *q, void **token, uint32_t *len)
     }
     if (q->in_order) {
         /* The entry names the last buffer of a batch starting at last_used. */
-        uint16_t pos = (uint16_t)(b->avail_pos - q->last_used);
+        uint16_t pos = (uint16_t)((uint16_t)b->seq - q->last_used);
         if (pos >= (uint16_t)(q->used_seen - q->last_used)) {
             snprintf(detail, sizeof(detail), "in-order id %u beyond used idx %u", id, q->used_seen);
             return d_violation(q, VIO_VIOL_USED_ID, detail);
