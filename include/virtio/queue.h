@@ -377,6 +377,21 @@ VIO_API bool vio_drvq_kick_prepare(struct vio_drvq *q);
 VIO_API int vio_drvq_get_used(struct vio_drvq *q, void **token, uint32_t *len);
 
 /**
+ * @brief Collect up to @p max used buffers in one call (cheaper per buffer than
+ * vio_drvq_get_used() in a loop).
+ * @param[out] tokens array of at least @p max entries
+ * @param[out] lens   optional array of at least @p max entries (NULL: not wanted)
+ * @return the number collected (0 when none is used yet)
+ * @retval -EPROTO the device broke a ring rule before anything was collected (now broken;
+ *                 when some buffers were collected first they are returned and the next
+ *                 call reports -EIO)
+ * @retval -EIO queue broken
+ * @retval -EINVAL q NULL, or tokens NULL with max > 0
+ */
+VIO_API int vio_drvq_get_used_burst(struct vio_drvq *q, void **tokens, uint32_t *lens,
+                                    unsigned max);
+
+/**
  * @brief Ask for used-buffer notifications again.
  * @return true if used buffers arrived meanwhile (collect them before sleeping)
  */

@@ -17,6 +17,7 @@
  * queue broken; it never crashes and never touches memory outside the map.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,6 +215,20 @@ void vio_queue_free(struct vio_queue *q)
     free(q);
 }
 
+static int q_violation(struct vio_queue *q, enum vio_violation why, const char *detail);
+
+/* Cold path: format the detail and break the queue (out of line, see d_violationf). */
+__attribute__((cold, noinline, format(printf, 3, 4))) static int
+q_violationf(struct vio_queue *q, enum vio_violation why, const char *fmt, ...)
+{
+    char detail[96];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    return q_violation(q, why, detail);
+}
+
 /* Mark the queue broken (sticky), log the rule once, tell the owner. */
 static int q_violation(struct vio_queue *q, enum vio_violation why, const char *detail)
 {
@@ -336,12 +351,9 @@ int vio_queue_remap(struct vio_queue *q, const struct vio_mem *mem)
 static int q_refresh_avail(struct vio_queue *q)
 {
     uint16_t idx = vio_ld_acq16(&q->avail->idx);
-    if ((uint16_t)(idx - q->last_avail) > q->num) {
-        char detail[64];
-        snprintf(detail, sizeof(detail), "avail idx %u, last seen %u, size %u", idx, q->last_avail,
-                 q->num);
-        return q_violation(q, VIO_VIOL_AVAIL_IDX, detail);
-    }
+    if ((uint16_t)(idx - q->last_avail) > q->num)
+        return q_violationf(q, VIO_VIOL_AVAIL_IDX, "avail idx %u, last seen %u, size %u", idx,
+                            q->last_avail, q->num);
     q->shadow_avail = idx;
     return 0;
 }
@@ -385,57 +397,14 @@ static inline void q_pop_commit(struct vio_queue *q, uint16_t head, bool resubmi
     }
 }
 
-int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *iov, unsigned iov_cap)
+/* The full validated chain walk (chains, indirect tables, spanning buffers,
+ * and every violation). Out of line: the fast path in vio_queue_pop() stays
+ * small. */
+__attribute__((noinline)) static int q_pop_walk(struct vio_queue *q, uint16_t head, bool resubmitted,
+                                                struct vio_chain *chain, struct iovec *iov,
+                                                unsigned iov_cap)
 {
-    if (!q || !chain || (!iov && iov_cap))
-        return -EINVAL;
-    if (!q->num || q->broken)
-        return -EIO;
-    uint16_t head;
-    bool resubmitted = q->resubmit_pos < q->resubmit_n;
-    if (resubmitted) {
-        /* A previous instance's chains in flight come first (inflight tracking). */
-        head = q->resubmit[q->resubmit_pos].head;
-    } else {
-        if (q->last_avail == q->shadow_avail) {
-            int r = q_refresh_avail(q);
-            if (r < 0)
-                return r;
-            if (q->last_avail == q->shadow_avail)
-                return -EAGAIN;
-        }
-        /* The ring entry was written before the driver's release of avail->idx [P1]. */
-        head = vio_ld16(&q->avail->ring[q->last_avail & q->mask]);
-    }
-    if (head >= q->num) {
-        char detail[48];
-        snprintf(detail, sizeof(detail), "head %u, size %u", head, q->num);
-        return q_violation(q, VIO_VIOL_HEAD_RANGE, detail);
-    }
-
     const uint64_t mem_gen = vio_mem_gen(q->mem);
-
-    /* Fast path: a single direct descriptor whose buffer lies in the region
-     * the previous buffer hit. Anything else (chains, indirect, a direction
-     * or address problem) takes the full walk below, which re-reads and
-     * validates everything itself. */
-    if (iov_cap) {
-        struct vio_desc_local d = vio_read_desc(&q->desc[head]);
-        bool wr = d.flags & VRING_DESC_F_WRITE;
-        if (!(d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) && d.len &&
-            q->dir != (wr ? VIO_QUEUE_DIR_OUT_ONLY : VIO_QUEUE_DIR_IN_ONLY) &&
-            vio_mem_hint_translate(&q->hint, mem_gen, d.addr, d.len, wr, &iov[0])) {
-            q_pop_commit(q, head, resubmitted);
-            chain->head = head;
-            chain->ndesc = 1;
-            chain->n_out = wr ? 0 : 1;
-            chain->n_in = wr ? 1 : 0;
-            chain->out_len = wr ? 0 : d.len;
-            chain->in_len = wr ? d.len : 0;
-            return 0;
-        }
-    }
-
     const struct vring_desc *table = q->desc;
     uint64_t table_gpa = 0;
     bool table_scattered = false;
@@ -581,6 +550,57 @@ int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *io
     chain->out_len = (uint32_t)out_len;
     chain->in_len = (uint32_t)in_len;
     return 0;
+}
+
+int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *iov, unsigned iov_cap)
+{
+    if (!q || !chain || (!iov && iov_cap))
+        return -EINVAL;
+    if (!q->num || q->broken)
+        return -EIO;
+    uint16_t head;
+    bool resubmitted = q->resubmit_pos < q->resubmit_n;
+    if (resubmitted) {
+        /* A previous instance's chains in flight come first (inflight tracking). */
+        head = q->resubmit[q->resubmit_pos].head;
+    } else {
+        if (q->last_avail == q->shadow_avail) {
+            int r = q_refresh_avail(q);
+            if (r < 0)
+                return r;
+            if (q->last_avail == q->shadow_avail)
+                return -EAGAIN;
+        }
+        /* The ring entry was written before the driver's release of avail->idx [P1]. */
+        head = vio_ld16(&q->avail->ring[q->last_avail & q->mask]);
+    }
+    if (head >= q->num)
+        return q_violationf(q, VIO_VIOL_HEAD_RANGE, "head %u, size %u", head, q->num);
+
+    const uint64_t mem_gen = vio_mem_gen(q->mem);
+
+    /* Fast path: a single direct descriptor whose buffer lies in the region
+     * the previous buffer hit. Anything else (chains, indirect, a direction
+     * or address problem) takes the full walk below, which re-reads and
+     * validates everything itself. */
+    if (iov_cap) {
+        struct vio_desc_local d = vio_read_desc(&q->desc[head]);
+        bool wr = d.flags & VRING_DESC_F_WRITE;
+        if (!(d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) && d.len &&
+            q->dir != (wr ? VIO_QUEUE_DIR_OUT_ONLY : VIO_QUEUE_DIR_IN_ONLY) &&
+            vio_mem_hint_translate(&q->hint, mem_gen, d.addr, d.len, wr, &iov[0])) {
+            q_pop_commit(q, head, resubmitted);
+            chain->head = head;
+            chain->ndesc = 1;
+            chain->n_out = wr ? 0 : 1;
+            chain->n_in = wr ? 1 : 0;
+            chain->out_len = wr ? 0 : d.len;
+            chain->in_len = wr ? d.len : 0;
+            return 0;
+        }
+    }
+
+    return q_pop_walk(q, head, resubmitted, chain, iov, iov_cap);
 }
 
 int vio_queue_rewind(struct vio_queue *q, uint16_t n)
@@ -988,6 +1008,21 @@ struct vio_drvq {
     enum vio_violation why;
 };
 
+static int d_violation(struct vio_drvq *q, enum vio_violation why, const char *detail);
+
+/* Cold path: format the detail and break the queue (kept out of line so the
+ * hot callers carry no buffer and no formatting code). */
+__attribute__((cold, noinline, format(printf, 3, 4))) static int
+d_violationf(struct vio_drvq *q, enum vio_violation why, const char *fmt, ...)
+{
+    char detail[96];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    return d_violation(q, why, detail);
+}
+
 static int d_violation(struct vio_drvq *q, enum vio_violation why, const char *detail)
 {
     if (!q->broken) {
@@ -1205,38 +1240,37 @@ static int d_refresh_used(struct vio_drvq *q)
 {
     uint16_t idx = vio_ld_acq16(&q->used->idx);
     uint16_t inflight = (uint16_t)(q->avail_published - q->last_used);
-    if ((uint16_t)(idx - q->last_used) > inflight) {
-        char detail[80];
-        snprintf(detail, sizeof(detail), "used idx %u, last used %u, in flight %u", idx,
-                 q->last_used, inflight);
-        return d_violation(q, VIO_VIOL_USED_IDX, detail);
-    }
+    if ((uint16_t)(idx - q->last_used) > inflight)
+        return d_violationf(q, VIO_VIOL_USED_IDX, "used idx %u, last used %u, in flight %u", idx,
+                            q->last_used, inflight);
     q->used_seen = idx;
     return 0;
 }
 
-int vio_drvq_get_used(struct vio_drvq *q, void **token, uint32_t *len)
+/* Collect one used buffer (the caller checked q and token and that q is not
+ * broken). Shared by the single and the burst entry points. */
+/* Return the next buffer of an in-order batch: buffers before the named one
+ * were fully used (spec 2.7.9). */
+static inline int d_take_batch(struct vio_drvq *q, void **token, uint32_t *len)
 {
-    if (!q || !token)
-        return -EINVAL;
-    if (q->broken)
-        return -EIO;
+    uint16_t head = q->order[q->last_used & q->mask];
+    struct drv_buf *b = &q->bufs[head];
+    uint32_t l = (head == q->batch_last) ? q->batch_len : b->in_len;
+    if (head == q->batch_last)
+        q->batch_active = false;
+    *token = b->token;
+    if (len)
+        *len = l;
+    d_free_chain(q, head);
+    q->last_used++;
+    return 0;
+}
 
-    if (q->in_order && q->batch_active) {
-        /* Continue an in-order batch: buffers before the named one were
-         * fully used (spec 2.7.9). */
-        uint16_t head = q->order[q->last_used & q->mask];
-        struct drv_buf *b = &q->bufs[head];
-        uint32_t l = (head == q->batch_last) ? q->batch_len : b->in_len;
-        if (head == q->batch_last)
-            q->batch_active = false;
-        *token = b->token;
-        if (len)
-            *len = l;
-        d_free_chain(q, head);
-        q->last_used++;
-        return 0;
-    }
+__attribute__((always_inline)) static inline int d_get_used_one(struct vio_drvq *q, void **token,
+                                                             uint32_t *len)
+{
+    if (q->in_order && q->batch_active)
+        return d_take_batch(q, token, len);
 
     if (q->last_used == q->used_seen) {
         int r = d_refresh_used(q);
@@ -1248,29 +1282,24 @@ int vio_drvq_get_used(struct vio_drvq *q, void **token, uint32_t *len)
     const volatile struct vring_used_elem *e = &q->used->ring[q->last_used & q->mask];
     uint32_t id = le32toh(e->id);
     uint32_t l = le32toh(e->len);
-    char detail[80];
     /* In flight means added *and published*: seq below the published mark. */
-    if (id >= q->num || !q->bufs[id].token || q->bufs[id].seq >= q->seq_published) {
-        snprintf(detail, sizeof(detail), "used id %u not in flight", id);
-        return d_violation(q, VIO_VIOL_USED_ID, detail);
-    }
+    if (id >= q->num || !q->bufs[id].token || q->bufs[id].seq >= q->seq_published)
+        return d_violationf(q, VIO_VIOL_USED_ID, "used id %u not in flight", id);
     struct drv_buf *b = &q->bufs[id];
-    if (l > b->in_len) {
-        snprintf(detail, sizeof(detail), "used id %u len %u, writable %u", id, l, b->in_len);
-        return d_violation(q, VIO_VIOL_USED_LEN, detail);
-    }
+    if (l > b->in_len)
+        return d_violationf(q, VIO_VIOL_USED_LEN, "used id %u len %u, writable %u", id, l,
+                            b->in_len);
     if (q->in_order) {
         /* The entry names the last buffer of a batch starting at last_used. */
         uint16_t pos = (uint16_t)((uint16_t)b->seq - q->last_used);
-        if (pos >= (uint16_t)(q->used_seen - q->last_used)) {
-            snprintf(detail, sizeof(detail), "in-order id %u beyond used idx %u", id, q->used_seen);
-            return d_violation(q, VIO_VIOL_USED_ID, detail);
-        }
+        if (pos >= (uint16_t)(q->used_seen - q->last_used))
+            return d_violationf(q, VIO_VIOL_USED_ID, "in-order id %u beyond used idx %u", id,
+                                q->used_seen);
         if (pos > 0) {
             q->batch_last = (uint16_t)id;
             q->batch_len = l;
             q->batch_active = true;
-            return vio_drvq_get_used(q, token, len);
+            return d_take_batch(q, token, len);
         }
     }
     *token = b->token;
@@ -1279,6 +1308,33 @@ int vio_drvq_get_used(struct vio_drvq *q, void **token, uint32_t *len)
     d_free_chain(q, (uint16_t)id);
     q->last_used++;
     return 0;
+}
+
+int vio_drvq_get_used(struct vio_drvq *q, void **token, uint32_t *len)
+{
+    if (!q || !token)
+        return -EINVAL;
+    if (q->broken)
+        return -EIO;
+    return d_get_used_one(q, token, len);
+}
+
+int vio_drvq_get_used_burst(struct vio_drvq *q, void **tokens, uint32_t *lens, unsigned max)
+{
+    if (!q || (!tokens && max))
+        return -EINVAL;
+    if (q->broken)
+        return -EIO;
+    unsigned n = 0;
+    while (n < max) {
+        int r = d_get_used_one(q, &tokens[n], lens ? &lens[n] : NULL);
+        if (r == -EAGAIN)
+            break;
+        if (r < 0)
+            return n ? (int)n : r; /* report what was collected; the next call sees -EIO */
+        n++;
+    }
+    return (int)n;
 }
 
 bool vio_drvq_enable_cb(struct vio_drvq *q)
