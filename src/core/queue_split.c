@@ -257,6 +257,10 @@ static int q_map_rings(struct vio_queue *q, const struct vio_mem *mem)
     void *u = vio_mem_ptr(mem, q->used_gpa, 6u + 8u * (uint64_t)num, VIO_MEM_WRITE);
     if (!d || !a || !u)
         return -EFAULT;
+    /* The host mapping must keep the ring's alignment too (a region's host
+     * pointer can be offset arbitrarily, e.g. by a vhost-user mmap_offset). */
+    if (((uintptr_t)d & 15) || ((uintptr_t)a & 1) || ((uintptr_t)u & 3))
+        return -EFAULT;
     q->mem = mem;
     q->desc = d;
     q->avail = a;
@@ -454,7 +458,9 @@ __attribute__((noinline)) static int q_pop_walk(struct vio_queue *q, uint16_t he
                 break;
             }
             const void *t = vio_mem_ptr(q->mem, d.addr, d.len, VIO_MEM_READ);
-            if (t) {
+            /* The driver picks the table address: a host pointer not aligned
+             * for struct vring_desc is read bytewise (no misaligned access). */
+            if (t && ((uintptr_t)t & (_Alignof(struct vring_desc) - 1)) == 0) {
                 table = t;
                 table_scattered = false;
             } else {
@@ -1061,13 +1067,15 @@ int vio_drvq_new(const struct vio_drvq_config *cfg, struct vio_drvq **out)
     void *u = vio_mem_ptr(cfg->mem, cfg->device, 6u + 8u * (uint64_t)num, VIO_MEM_READ);
     if (!d || !a || !u)
         return -EFAULT;
+    if (((uintptr_t)d & 15) || ((uintptr_t)a & 1) || ((uintptr_t)u & 3))
+        return -EFAULT;
     void *ind = NULL;
     if (cfg->indirect_pool) {
         if (!cfg->indirect_max || (cfg->indirect_pool & 15))
             return -EINVAL;
         ind = vio_mem_ptr(cfg->mem, cfg->indirect_pool,
                           16u * (uint64_t)num * cfg->indirect_max, VIO_MEM_WRITE);
-        if (!ind)
+        if (!ind || ((uintptr_t)ind & 15))
             return -EFAULT;
     }
 
