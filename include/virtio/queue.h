@@ -379,8 +379,10 @@ VIO_API int vio_drvq_get_used(struct vio_drvq *q, void **token, uint32_t *len);
 /**
  * @brief Collect up to @p max used buffers in one call (cheaper per buffer than
  * vio_drvq_get_used() in a loop).
+ * @param[in]  q      the queue
  * @param[out] tokens array of at least @p max entries
  * @param[out] lens   optional array of at least @p max entries (NULL: not wanted)
+ * @param[in]  max    most buffers to collect
  * @return the number collected (0 when none is used yet)
  * @retval -EPROTO the device broke a ring rule before anything was collected (now broken;
  *                 when some buffers were collected first they are returned and the next

@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file device.h
+ * @brief The generic device interface every transport binds to (device side).
+ *
+ * @defgroup device Generic device interface
+ * @brief What a transport (vhost-user, virtio-PCI, virtio-MMIO) needs from a device model,
+ * without knowing the device type.
+ *
+ * A device model (virtio-net is the first) fills a `const struct vio_device_ops` table and
+ * hands out a struct vio_device naming that table and its state. A transport then:
+ *
+ * 1. binds its out-hooks with vio_device_bind(): @ref vio_device_hooks::notify_queue
+ *    (raise the used-buffer interrupt of a queue), @ref vio_device_hooks::config_changed
+ *    (raise a configuration-change interrupt), @ref vio_device_hooks::needs_reset (a queue
+ *    broke: set NEEDS_RESET with vio_status_set_needs_reset() and raise a configuration
+ *    interrupt) and, optionally, @ref vio_device_hooks::set_watch (start / stop watching an
+ *    fd of the device's backend);
+ * 2. reads the identity and offer: vio_device_id(), vio_device_features(),
+ *    vio_device_num_queues(), vio_device_queue_info(), the config space through
+ *    vio_device_config_read() and vio_device_config_generation();
+ * 3. at FEATURES_OK calls vio_device_set_features() (typically from the
+ *    vio_status_config::validate hook, so that a refusal keeps FEATURES_OK clear);
+ * 4. for each queue the driver enables, creates a struct vio_queue with the direction and
+ *    maximum size from vio_device_queue_info(), sets it up with vio_queue_setup() and hands
+ *    it to vio_device_queue_start();
+ * 5. on a driver kick calls vio_device_queue_notify(); when an fd reported through
+ *    @ref vio_device_hooks::set_watch (or vio_device_watches()) is ready calls
+ *    vio_device_handle() with the watch id;
+ * 6. on reset (VIO_EV_RESET) stops its queue threads, calls vio_device_queue_stop() for every
+ *    started queue, then vio_device_reset(), and resets / frees its queue objects.
+ *
+ * Queue objects belong to the transport: the device only borrows a struct vio_queue between
+ * vio_device_queue_start() and vio_device_queue_stop() and never frees or resets it. The
+ * transport creates each queue with vio_queue_new() (direction, log and on_broken of its
+ * choice). A device also calls @ref vio_device_hooks::needs_reset itself the first time it
+ * sees a started queue broken, so wiring on_broken as well is optional
+ * (vio_status_set_needs_reset() is idempotent).
+ *
+ * Threading: the calls marked "data path" (vio_device_queue_notify(), vio_device_handle())
+ * for different queues may run on different threads at once where the device model says so
+ * (virtio-net: one thread per queue pair plus one for the control queue, no locks between
+ * them). Everything else (bind, set_features, queue_start / stop, reset) is control path: it
+ * must not run concurrently with the data path of the queues it affects. Config reads and
+ * the generation may be read from any thread. Hooks are called from whichever thread is
+ * driving the device, possibly several at once: the transport makes them thread-safe (an
+ * eventfd write is). A hook must not call back into the same device (the device may hold an
+ * internal lock while it runs one): it records what to do and returns.
+ *
+ * The wrappers below return -EINVAL for a NULL device and -ENOTSUP when the device model
+ * leaves the op NULL, except where a wrapper says otherwise (getters return 0,
+ * vio_device_watches() 0, vio_device_handle() -ENOENT).
+ * @{
+ */
+#ifndef VIO_DEVICE_H
+#define VIO_DEVICE_H
+
+#include "common.h"
+#include "queue.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Device ID of a network device (virtio spec "Device Types"). */
+#define VIO_DEVICE_ID_NET 1u
+
+/** Events of a watched fd (the same values as POLLIN / POLLOUT / POLLERR / POLLHUP). */
+enum vio_watch_events {
+    VIO_WATCH_IN = 0x001,  /**< readable */
+    VIO_WATCH_OUT = 0x004, /**< writable */
+    VIO_WATCH_ERR = 0x008, /**< error condition (reported, never asked for) */
+    VIO_WATCH_HUP = 0x010  /**< hang-up (reported, never asked for) */
+};
+
+/** One fd the device wants watched (see vio_device_watches()). */
+struct vio_device_watch {
+    int fd;          /**< the fd (owned by the device's backend; never close it) */
+    unsigned events; /**< #vio_watch_events wanted, non-zero */
+    uint32_t id;     /**< device-defined id to pass to vio_device_handle() */
+};
+
+/** Facts about one queue of a device, filled by vio_device_queue_info(). */
+struct vio_device_queue_info {
+    uint16_t max_size;      /**< largest queue size the device accepts (power of 2) */
+    enum vio_queue_dir dir; /**< descriptor direction to create the queue with */
+    const char *name;       /**< short name for logs ("rx0", "tx0", "ctrl"); static, never NULL */
+};
+
+/** Out-hooks the transport (or application) supplies at bind time. All optional. */
+struct vio_device_hooks {
+    uint32_t struct_size; /**< sizeof(struct vio_device_hooks) */
+    void *opaque;         /**< passed to every hook */
+    /** raise the used-buffer notification of queue @p qidx (MSI-X / irqfd / call eventfd).
+     *  The device has already decided with vio_queue_needs_notify() that the driver wants it. */
+    void (*notify_queue)(void *opaque, unsigned qidx);
+    /** the config space changed (generation already bumped): raise a configuration interrupt */
+    void (*config_changed)(void *opaque);
+    /** the device cannot go on (a queue broke): set NEEDS_RESET and raise a configuration
+     *  interrupt. May be called once per broken queue. */
+    void (*needs_reset)(void *opaque);
+    /** start (events != 0) or stop (events == 0) watching @p fd for #vio_watch_events; when it
+     *  is ready, call vio_device_handle() with @p id. A new call for the same id replaces the
+     *  previous one. Two ids may name the same fd (tap uses one fd for both directions): an
+     *  epoll user merges them. Called from the thread that processes the queue the fd belongs
+     *  to (or the control queue's thread, when the active queue pairs change). */
+    void (*set_watch)(void *opaque, int fd, unsigned events, uint32_t id);
+};
+
+/**
+ * Operations of a device model. Every member except @ref name may be NULL (the wrapper then
+ * returns -ENOTSUP, 0 or does nothing, as documented on the wrapper). @p opaque is
+ * vio_device::opaque.
+ */
+struct vio_device_ops {
+    const char *name;                              /**< model name: "virtio-net" */
+    uint32_t (*device_id)(void *opaque);           /**< see vio_device_id() */
+    uint64_t (*features)(void *opaque);            /**< see vio_device_features() */
+    uint32_t (*config_size)(void *opaque);         /**< see vio_device_config_size() */
+    int (*config_read)(void *opaque, uint32_t offset, void *buf, uint32_t len); /**< see vio_device_config_read() */
+    int (*config_write)(void *opaque, uint32_t offset, const void *buf, uint32_t len); /**< see vio_device_config_write() */
+    uint32_t (*config_generation)(void *opaque);   /**< see vio_device_config_generation() */
+    unsigned (*num_queues)(void *opaque);          /**< see vio_device_num_queues() */
+    int (*queue_info)(void *opaque, unsigned qidx, struct vio_device_queue_info *out); /**< see vio_device_queue_info() */
+    int (*set_features)(void *opaque, uint64_t negotiated); /**< see vio_device_set_features() */
+    int (*queue_start)(void *opaque, unsigned qidx, struct vio_queue *q); /**< see vio_device_queue_start() */
+    void (*queue_stop)(void *opaque, unsigned qidx); /**< see vio_device_queue_stop() */
+    int (*queue_notify)(void *opaque, unsigned qidx); /**< see vio_device_queue_notify() */
+    void (*reset)(void *opaque);                   /**< see vio_device_reset() */
+    int (*bind)(void *opaque, const struct vio_device_hooks *hooks); /**< see vio_device_bind() */
+    int (*watches)(void *opaque, struct vio_device_watch *out, unsigned cap); /**< see vio_device_watches() */
+    int (*handle)(void *opaque, uint32_t id, unsigned revents); /**< see vio_device_handle() */
+};
+
+/** A device instance: an ops table and its state. Owned by the device model that made it. */
+struct vio_device {
+    const struct vio_device_ops *ops; /**< the implementation (never NULL in a valid device) */
+    void *opaque;                     /**< its state */
+};
+
+/**
+ * @brief Install the transport's out-hooks (copied). Replaces earlier hooks.
+ *
+ * Control path: not concurrently with the device's data path.
+ * @param[in] dev   the device
+ * @param[in] hooks the hooks (copied); NULL removes all hooks
+ * @retval 0 success
+ * @retval -EINVAL dev NULL, or hooks->struct_size too small
+ * @retval -ENOTSUP the model has no bind op
+ */
+VIO_API int vio_device_bind(struct vio_device *dev, const struct vio_device_hooks *hooks);
+
+/** @brief virtio device ID (#VIO_DEVICE_ID_NET, ...); 0 for NULL or when the op is missing. */
+VIO_API uint32_t vio_device_id(const struct vio_device *dev);
+
+/** @brief Feature bits the device offers (device and transport range); 0 for NULL / missing op. */
+VIO_API uint64_t vio_device_features(const struct vio_device *dev);
+
+/** @brief Size in bytes of the device-specific config space; 0 for NULL / missing op. */
+VIO_API uint32_t vio_device_config_size(const struct vio_device *dev);
+
+/**
+ * @brief Read @p len bytes of the device-specific config space at @p offset.
+ *
+ * One call returns a consistent snapshot (fields that change together are not torn within
+ * one call). A driver reading more than one call's worth compares
+ * vio_device_config_generation() before and after. Any thread.
+ * @param[in]  dev    the device
+ * @param[in]  offset byte offset (guest controlled)
+ * @param[out] buf    receives the bytes (config fields are little-endian)
+ * @param[in]  len    byte count (guest controlled)
+ * @retval 0 success
+ * @retval -EINVAL dev or buf NULL (with len > 0)
+ * @retval -ERANGE [offset, offset + len) not inside the config space (nothing copied)
+ * @retval -ENOTSUP no config space
+ */
+VIO_API int vio_device_config_read(const struct vio_device *dev, uint32_t offset, void *buf,
+                                   uint32_t len);
+
+/**
+ * @brief Driver write to the device-specific config space.
+ * @param[in] dev    the device
+ * @param[in] offset byte offset (guest controlled)
+ * @param[in] buf    the bytes written (guest controlled)
+ * @param[in] len    byte count (guest controlled)
+ * @retval 0 applied
+ * @retval -EINVAL dev or buf NULL (with len > 0)
+ * @retval -ERANGE outside the config space
+ * @retval -EPERM the field is read-only for the driver: the write is ignored
+ * @retval -ENOTSUP no writable config
+ */
+VIO_API int vio_device_config_write(struct vio_device *dev, uint32_t offset, const void *buf,
+                                    uint32_t len);
+
+/** @brief Config generation: changes whenever the config space changes. Any thread. */
+VIO_API uint32_t vio_device_config_generation(const struct vio_device *dev);
+
+/**
+ * @brief Number of queues the device can have (the maximum, for all offered features).
+ *
+ * Queues with index below this that the negotiated features do not use are simply never
+ * started. 0 for NULL / missing op.
+ */
+VIO_API unsigned vio_device_num_queues(const struct vio_device *dev);
+
+/**
+ * @brief Direction, maximum size and name of queue @p qidx.
+ *
+ * The role of a queue may depend on the negotiated features (virtio-net: without MQ the
+ * control queue is queue 2), so call this after vio_device_set_features(); before, the answer
+ * assumes every offered feature is taken.
+ * @param[in]  dev  the device
+ * @param[in]  qidx queue index (guest controlled)
+ * @param[out] out  the facts
+ * @retval 0 success
+ * @retval -EINVAL dev or out NULL
+ * @retval -ERANGE no such queue (for the negotiated features)
+ */
+VIO_API int vio_device_queue_info(const struct vio_device *dev, unsigned qidx,
+                                  struct vio_device_queue_info *out);
+
+/**
+ * @brief Accept (or refuse) the driver's feature set at FEATURES_OK and configure the device.
+ *
+ * Safe to call from the vio_status_config::validate hook. Control path.
+ * @param[in] dev        the device
+ * @param[in] negotiated the bits the driver accepted (guest controlled; already checked to be a
+ *                       subset of the offer by struct vio_status)
+ * @retval 0 accepted and applied
+ * @retval -ENOTSUP refused (unoffered bit, or a combination the device cannot honour): nothing
+ *                  changed; the transport keeps FEATURES_OK clear
+ * @retval -EINVAL dev NULL
+ */
+VIO_API int vio_device_set_features(struct vio_device *dev, uint64_t negotiated);
+
+/**
+ * @brief Start queue @p qidx on a queue object the transport has set up (vio_queue_setup()).
+ *
+ * The device borrows @p q until vio_device_queue_stop() or vio_device_reset(); the transport
+ * keeps owning it. Starting does not process chains already available: call
+ * vio_device_queue_notify() afterwards if the driver may have kicked before. Control path.
+ * @param[in] dev  the device
+ * @param[in] qidx queue index
+ * @param[in] q    the queue (created with the direction from vio_device_queue_info())
+ * @retval 0 started
+ * @retval -EINVAL dev or q NULL, or q not set up
+ * @retval -ERANGE no such queue for the negotiated features
+ * @retval -EBUSY the queue is already started
+ */
+VIO_API int vio_device_queue_start(struct vio_device *dev, unsigned qidx, struct vio_queue *q);
+
+/**
+ * @brief Stop queue @p qidx: the device forgets its queue object and stops watching the fds
+ * that belong to it. No-op for a queue that is not started. Control path.
+ */
+VIO_API void vio_device_queue_stop(struct vio_device *dev, unsigned qidx);
+
+/**
+ * @brief The driver kicked queue @p qidx: process it (data path).
+ *
+ * What processing means is device-specific (virtio-net: send TX frames, resume a receive
+ * queue that was waiting for buffers, execute control commands). Runs until the queue is
+ * empty or blocked.
+ * @param[in] dev  the device
+ * @param[in] qidx queue index (guest controlled)
+ * @return >= 0 chains processed
+ * @retval -ERANGE no such queue
+ * @retval -EIO the queue is not started or is broken (needs_reset was raised)
+ */
+VIO_API int vio_device_queue_notify(struct vio_device *dev, unsigned qidx);
+
+/**
+ * @brief Device reset: stop every queue, drop the negotiated features and restore the
+ * power-on state (config, filters). The transport has stopped all data-path threads first.
+ */
+VIO_API void vio_device_reset(struct vio_device *dev);
+
+/**
+ * @brief The fds the device wants watched right now (for poll()-style loops that rebuild
+ * their fd set; event-loop users take @ref vio_device_hooks::set_watch instead).
+ * @param[in]  dev the device
+ * @param[out] out array receiving the watches (may be NULL when cap is 0)
+ * @param[in]  cap capacity of @p out
+ * @return the number of watches wanted (may exceed @p cap: only @p cap are written)
+ * @retval -EINVAL dev NULL, or out NULL with cap > 0
+ */
+VIO_API int vio_device_watches(const struct vio_device *dev, struct vio_device_watch *out,
+                               unsigned cap);
+
+/**
+ * @brief A watched fd is ready: do the work it stands for (data path).
+ * @param[in] dev     the device
+ * @param[in] id      the watch id from set_watch / vio_device_watches()
+ * @param[in] revents #vio_watch_events that occurred
+ * @return >= 0 work items done (frames, chains)
+ * @retval -ENOENT unknown id
+ * @retval other negative errno from the device (documented by the model)
+ */
+VIO_API int vio_device_handle(struct vio_device *dev, uint32_t id, unsigned revents);
+
+#ifdef __cplusplus
+}
+#endif
+/** @} */
+#endif
