@@ -8,7 +8,9 @@
  * after a block timeout, which adds milliseconds of latency to a lone ping; V2 makes
  * each frame visible as soon as it is written). Every ring frame is large enough for a
  * 64 KiB GSO frame, so frames are never truncated. tx is one sendmsg of
- * [10-byte virtio_net_hdr][frame iovecs] with PACKET_QDISC_BYPASS.
+ * [10-byte virtio_net_hdr][frame iovecs] with PACKET_QDISC_BYPASS; GSO frames
+ * use a second, send-only socket without the bypass (the bypass path drops
+ * frames that still need segmentation).
  *
  * Header layouts: PACKET_VNET_HDR uses the 10-byte struct virtio_net_hdr in host
  * byte order; the backend interface uses the 12-byte little-endian vio_net_hdr.
@@ -61,6 +63,7 @@ _Static_assert(PK_FRAMES_PER_BLOCK >= 1, "a block holds a frame");
 
 struct pk_qp {
     int fd;
+    int gso_fd; /* send-only socket without qdisc bypass, for GSO frames */
     uint8_t *ring;
     size_t ring_bytes;
     unsigned frame_nr;
@@ -319,8 +322,13 @@ static int pk_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, cons
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = q->iov;
     msg.msg_iovlen = iovcnt + 1;
+    /* The qdisc-bypass path drops every frame the kernel would still have to
+     * segment (GSO from a packet socket is always re-validated, and veth and
+     * friends cannot take it as is): GSO frames go through the socket that
+     * keeps the normal transmit path, everything else bypasses the qdisc. */
+    int fd = q->txhdr.gso_type != VIRTIO_NET_HDR_GSO_NONE ? q->gso_fd : q->fd;
     for (int attempt = 0;; attempt++) {
-        if (sendmsg(q->fd, &msg, MSG_DONTWAIT) >= 0)
+        if (sendmsg(fd, &msg, MSG_DONTWAIT) >= 0)
             return 0;
         int err = errno;
         switch (err) {
@@ -423,6 +431,8 @@ static void pk_destroy(void *opaque)
             munmap(q->ring, q->ring_bytes);
         if (q->fd >= 0)
             close(q->fd); /* also drops the promisc/allmulti memberships */
+        if (q->gso_fd >= 0)
+            close(q->gso_fd);
     }
     if (p->ctl_fd >= 0)
         close(p->ctl_fd);
@@ -507,6 +517,16 @@ static int pk_open_queue(struct pk *p, unsigned i, unsigned ring_frames)
     sll.sll_ifindex = p->ifindex;
     if (bind(q->fd, (const struct sockaddr *)&sll, sizeof(sll)) < 0)
         return pk_fail(p, "bind", i);
+
+    /* Send-only GSO socket: protocol 0 receives nothing, no qdisc bypass. */
+    q->gso_fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (q->gso_fd < 0)
+        return pk_fail(p, "socket(AF_PACKET, gso)", i);
+    if (pk_setopt_int(q->gso_fd, SOL_PACKET, PACKET_VNET_HDR, 1) < 0)
+        return pk_fail(p, "PACKET_VNET_HDR (gso)", i);
+    sll.sll_protocol = 0;
+    if (bind(q->gso_fd, (const struct sockaddr *)&sll, sizeof(sll)) < 0)
+        return pk_fail(p, "bind (gso)", i);
     return 0;
 }
 
@@ -560,8 +580,10 @@ int vio_net_packet_open(const struct vio_net_backend_config *cfg, struct vio_net
     snprintf(p->object, sizeof(p->object), "af_packet %s", p->ifname);
     pthread_mutex_init(&p->mode_lock, NULL);
     p->ctl_fd = -1;
-    for (unsigned i = 0; i < p->nqp; i++)
+    for (unsigned i = 0; i < p->nqp; i++) {
         p->qp[i].fd = -1;
+        p->qp[i].gso_fd = -1;
+    }
 
     p->ctl_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (p->ctl_fd < 0) {

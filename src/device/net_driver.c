@@ -1,0 +1,752 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Driver-side virtio-net helper: the guest's half of a virtio-net device on top of
+ * the core's driver-side queues.
+ *
+ * Layout of the caller's area, per queue pair, each piece 4 KiB aligned:
+ *   rx ring | tx ring | tx indirect pool (optional) | rx buffers | tx buffers
+ * Buffers are at a fixed stride so a buffer's guest address and host pointer follow
+ * from its slot number; the slot number (plus one, never NULL) is the receive token.
+ *
+ * The device is untrusted. The core checks the used ring (ids in flight, lengths no
+ * larger than what was posted); this file checks what it alone understands: the
+ * receive header (a first buffer shorter than the header, num_buffers 0 or larger
+ * than what is posted) and never reads past what the device reported as written.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "virtio/net_driver.h"
+#include "virtio/status.h"
+
+#define ND_PAGE 4096u
+#define ND_BUF_ALIGN 64u
+/* Largest frame the spec lets a device deliver: Ethernet + IPv6 header + 64 KiB payload
+ * (the device model's VIO_NET_MAX_FRAME_LEN; repeated so this file needs only the core). */
+#define ND_MAX_FRAME 65589u
+/* Largest buffer accepted: strides (rounded up) stay far from 32-bit overflow. */
+#define ND_BUF_MAX (1u << 30)
+/* Ethernet header plus one VLAN tag. */
+#define ND_L2_OVERHEAD 18u
+/* virtio-net GUEST_USO4 / GUEST_USO6 bit numbers (virtio 1.3); not in net_defs.h yet. */
+#define ND_F_GUEST_USO4 54u
+#define ND_F_GUEST_USO6 55u
+
+typedef _Atomic uint64_t nd_ctr;
+
+/* One writer per counter (the thread driving that queue): a relaxed load and store is
+ * enough, and readers on other threads see whole values. */
+static inline void ctr_add(nd_ctr *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+struct nd_pend {
+    uint16_t slot;
+    uint32_t len;
+};
+
+struct nd_rxq {
+    struct vio_drvq *q;
+    struct vio_net_driver_queue_addr addr;
+    uint64_t buf_gpa;   /* slot i at buf_gpa + i * stride */
+    uint8_t *buf_host;
+    uint16_t nbufs;
+    uint16_t *free;     /* slots not with the device */
+    uint16_t nfree;
+    struct nd_pend *pend; /* used buffers of the frame being collected */
+    uint16_t npend;
+    uint16_t need;      /* num_buffers of that frame (0: no frame started) */
+    nd_ctr frames, bytes, buffers, merged, oversize, bad_hdr, kicks;
+};
+
+struct nd_txq {
+    struct vio_drvq *q;
+    struct vio_net_driver_queue_addr addr;
+    uint64_t buf_gpa;
+    uint8_t *buf_host;
+    uint16_t nbufs;
+    uint16_t *free;
+    uint16_t nfree;
+    uint8_t *tags;      /* copy-buffer tokens are &tags[slot]: told apart from caller tokens */
+    void **stash;       /* sg tokens collected but not yet handed to the caller: a ring of
+                           queue-size entries (no more can be in flight) */
+    uint16_t stash_mask, stash_head, stash_n;
+    uint32_t inflight;    /* buffers of both kinds with the device */
+    uint32_t sg_inflight; /* vio_net_driver_send_sg() buffers with the device */
+    nd_ctr frames, bytes, completed, full, kicks;
+};
+
+struct vio_net_driver {
+    unsigned npairs;
+    uint16_t qsize;
+    size_t hdr_size;
+    bool mrg;
+    uint32_t rx_buf_size, rx_stride;
+    uint32_t tx_buf_size, tx_stride;
+    void (*notify)(void *opaque, unsigned qidx);
+    void *notify_opaque;
+    vio_log_fn log;
+    void *log_opaque;
+    struct nd_rxq *rx;
+    struct nd_txq *tx;
+};
+
+/* Sizes that follow from a config, shared by vio_net_driver_area_size() and _new(). */
+struct nd_plan {
+    unsigned npairs;
+    uint16_t qsize, rx_bufs, tx_bufs, ind_max;
+    size_t hdr_size;
+    bool mrg, indirect;
+    uint32_t rx_buf_size, rx_stride, tx_buf_size, tx_stride;
+    uint64_t ring_bytes, ind_bytes, per_pair, total;
+    size_t avail_off, used_off;
+};
+
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
+
+static bool is_pow2(unsigned v)
+{
+    return v && !(v & (v - 1));
+}
+
+static int plan(const struct vio_net_driver_config *cfg, struct nd_plan *p)
+{
+    if (!cfg || cfg->struct_size < sizeof(*cfg))
+        return -EINVAL;
+    memset(p, 0, sizeof(*p));
+    uint64_t f = cfg->features;
+    if (vio_has_feature(f, VIO_F_RING_PACKED))
+        return -ENOTSUP;
+    p->npairs = cfg->queue_pairs ? cfg->queue_pairs : 1u;
+    p->qsize = cfg->queue_size ? cfg->queue_size : 256u;
+    if (!is_pow2(p->qsize) || p->qsize > VIO_QUEUE_MAX_SIZE || p->npairs > 0x8000u)
+        return -EINVAL;
+    p->rx_bufs = cfg->rx_bufs ? cfg->rx_bufs : p->qsize;
+    p->tx_bufs = cfg->tx_bufs ? cfg->tx_bufs : p->qsize;
+    if (p->rx_bufs > p->qsize || p->tx_bufs > p->qsize)
+        return -EINVAL;
+    p->mrg = vio_has_feature(f, VIO_NET_F_MRG_RXBUF);
+    /* virtio 1.x always carries num_buffers; a legacy device only with MRG_RXBUF. */
+    p->hdr_size = (p->mrg || vio_has_feature(f, VIO_F_VERSION_1)) ? 12u : 10u;
+    uint32_t mtu = cfg->mtu ? cfg->mtu : 1500u;
+
+    bool guest_gso = vio_has_feature(f, VIO_NET_F_GUEST_TSO4) ||
+                     vio_has_feature(f, VIO_NET_F_GUEST_TSO6) ||
+                     vio_has_feature(f, VIO_NET_F_GUEST_UFO) ||
+                     vio_has_feature(f, ND_F_GUEST_USO4) || vio_has_feature(f, ND_F_GUEST_USO6);
+    if (cfg->rx_buf_size)
+        p->rx_buf_size = cfg->rx_buf_size;
+    else if (p->mrg)
+        p->rx_buf_size = VIO_NET_DRIVER_MRG_RX_DEFAULT;
+    else if (guest_gso)
+        /* spec 5.1.6.3.1: at least 65562 bytes; a header plus the largest frame is a
+         * little more and never too small. */
+        p->rx_buf_size = (uint32_t)(p->hdr_size + ND_MAX_FRAME);
+    else {
+        uint32_t want = (uint32_t)p->hdr_size + ND_L2_OVERHEAD + mtu;
+        p->rx_buf_size = want > VIO_NET_DRIVER_SMALL_RX_MIN ? want : VIO_NET_DRIVER_SMALL_RX_MIN;
+    }
+    if (p->rx_buf_size < p->hdr_size || p->rx_buf_size > ND_BUF_MAX)
+        return -EINVAL;
+
+    bool host_gso = vio_has_feature(f, VIO_NET_F_HOST_TSO4) ||
+                    vio_has_feature(f, VIO_NET_F_HOST_TSO6) ||
+                    vio_has_feature(f, VIO_NET_F_HOST_UFO) || vio_has_feature(f, VIO_NET_F_HOST_USO);
+    if (cfg->tx_buf_size)
+        p->tx_buf_size = cfg->tx_buf_size;
+    else
+        p->tx_buf_size = (uint32_t)p->hdr_size + (host_gso ? ND_MAX_FRAME : ND_L2_OVERHEAD + mtu);
+    if (p->tx_buf_size <= p->hdr_size || p->tx_buf_size > ND_BUF_MAX)
+        return -EINVAL;
+    /* Page-sized (or larger) buffers stay page aligned, smaller ones cache-line aligned. */
+    p->rx_stride = (uint32_t)round_up(p->rx_buf_size, p->rx_buf_size >= ND_PAGE ? ND_PAGE : ND_BUF_ALIGN);
+    p->tx_stride = (uint32_t)round_up(p->tx_buf_size, p->tx_buf_size >= ND_PAGE ? ND_PAGE : ND_BUF_ALIGN);
+
+    p->indirect = vio_has_feature(f, VIO_F_INDIRECT_DESC) && cfg->indirect_max > 0;
+    p->ind_max = p->indirect ? cfg->indirect_max : 0;
+    /* The used ring on its own cache line, as Linux lays out virtio 1 rings. */
+    p->ring_bytes = round_up(vio_split_ring_layout(p->qsize, 64, &p->avail_off, &p->used_off), ND_PAGE);
+    p->ind_bytes = p->indirect ? round_up(16ull * p->qsize * p->ind_max, ND_PAGE) : 0;
+    p->per_pair = 2 * p->ring_bytes + p->ind_bytes +
+                  round_up((uint64_t)p->rx_bufs * p->rx_stride, ND_PAGE) +
+                  round_up((uint64_t)p->tx_bufs * p->tx_stride, ND_PAGE);
+    p->total = p->per_pair * p->npairs;
+    return 0;
+}
+
+uint64_t vio_net_driver_area_size(const struct vio_net_driver_config *cfg)
+{
+    struct nd_plan p;
+    return plan(cfg, &p) == 0 ? p.total : 0;
+}
+
+void vio_net_driver_free(struct vio_net_driver *d)
+{
+    if (!d)
+        return;
+    for (unsigned i = 0; d->rx && i < d->npairs; i++) {
+        vio_drvq_free(d->rx[i].q);
+        free(d->rx[i].free);
+        free(d->rx[i].pend);
+    }
+    for (unsigned i = 0; d->tx && i < d->npairs; i++) {
+        vio_drvq_free(d->tx[i].q);
+        free(d->tx[i].free);
+        free(d->tx[i].tags);
+        free(d->tx[i].stash);
+    }
+    free(d->rx);
+    free(d->tx);
+    free(d);
+}
+
+static int make_queue(const struct vio_net_driver_config *cfg, const struct nd_plan *p,
+                      uint64_t ring, uint64_t ind_pool, unsigned qidx, struct vio_drvq **q,
+                      struct vio_net_driver_queue_addr *addr)
+{
+    char name[24];
+    snprintf(name, sizeof(name), "%s%u", (qidx & 1) ? "drv-tx" : "drv-rx", qidx / 2);
+    addr->size = p->qsize;
+    addr->desc = ring;
+    addr->driver = ring + p->avail_off;
+    addr->device = ring + p->used_off;
+    struct vio_drvq_config dc = {
+        .struct_size = sizeof(dc),
+        .size = p->qsize,
+        .index = (uint16_t)qidx,
+        .name = name,
+        .features = cfg->features,
+        .mem = cfg->mem,
+        .desc = addr->desc,
+        .driver = addr->driver,
+        .device = addr->device,
+        .indirect_pool = ind_pool,
+        .indirect_max = ind_pool ? p->ind_max : 0,
+        .log = cfg->log,
+        .log_opaque = cfg->log_opaque,
+    };
+    return vio_drvq_new(&dc, q);
+}
+
+int vio_net_driver_new(const struct vio_net_driver_config *cfg, struct vio_net_driver **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    struct nd_plan p;
+    int r = plan(cfg, &p);
+    if (r < 0)
+        return r;
+    if (!cfg->mem || (cfg->area & 15) || cfg->area_size < p.total)
+        return -EINVAL;
+    /* The whole area in one writable region: every buffer then has one host pointer. */
+    uint8_t *host = vio_mem_ptr(cfg->mem, cfg->area, p.total, VIO_MEM_WRITE);
+    if (!host)
+        return -EFAULT;
+
+    struct vio_net_driver *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    d->npairs = p.npairs;
+    d->qsize = p.qsize;
+    d->hdr_size = p.hdr_size;
+    d->mrg = p.mrg;
+    d->rx_buf_size = p.rx_buf_size;
+    d->rx_stride = p.rx_stride;
+    d->tx_buf_size = p.tx_buf_size;
+    d->tx_stride = p.tx_stride;
+    d->notify = cfg->notify;
+    d->notify_opaque = cfg->notify_opaque;
+    d->log = cfg->log;
+    d->log_opaque = cfg->log_opaque;
+    d->rx = calloc(p.npairs, sizeof(*d->rx));
+    d->tx = calloc(p.npairs, sizeof(*d->tx));
+    if (!d->rx || !d->tx) {
+        r = -ENOMEM;
+        goto fail;
+    }
+
+    /* The area may hold stale data from an earlier user: ring memory is zeroed by
+     * vio_drvq_new(); buffers need not be. */
+    for (unsigned i = 0; i < p.npairs; i++) {
+        uint64_t base = cfg->area + (uint64_t)i * p.per_pair;
+        uint64_t rx_ring = base, tx_ring = base + p.ring_bytes;
+        uint64_t ind = p.indirect ? tx_ring + p.ring_bytes : 0;
+        uint64_t rx_bufs = tx_ring + p.ring_bytes + p.ind_bytes;
+        uint64_t tx_bufs = rx_bufs + round_up((uint64_t)p.rx_bufs * p.rx_stride, ND_PAGE);
+        struct nd_rxq *rq = &d->rx[i];
+        struct nd_txq *tq = &d->tx[i];
+        r = make_queue(cfg, &p, rx_ring, 0, VIO_NET_DRIVER_RXQ(i), &rq->q, &rq->addr);
+        if (r == 0)
+            r = make_queue(cfg, &p, tx_ring, ind, VIO_NET_DRIVER_TXQ(i), &tq->q, &tq->addr);
+        if (r < 0)
+            goto fail;
+        rq->buf_gpa = rx_bufs;
+        rq->buf_host = host + (rx_bufs - cfg->area);
+        rq->nbufs = p.rx_bufs;
+        rq->free = calloc(p.rx_bufs, sizeof(*rq->free));
+        rq->pend = calloc(p.rx_bufs, sizeof(*rq->pend));
+        tq->buf_gpa = tx_bufs;
+        tq->buf_host = host + (tx_bufs - cfg->area);
+        tq->nbufs = p.tx_bufs;
+        tq->free = calloc(p.tx_bufs, sizeof(*tq->free));
+        tq->tags = calloc(p.tx_bufs, 1);
+        tq->stash = calloc(p.qsize, sizeof(*tq->stash));
+        tq->stash_mask = (uint16_t)(p.qsize - 1);
+        if (!rq->free || !rq->pend || !tq->free || !tq->tags || !tq->stash) {
+            r = -ENOMEM;
+            goto fail;
+        }
+        /* Free lists hand out low slots first (a stack popped from the top). */
+        for (uint16_t k = 0; k < p.rx_bufs; k++)
+            rq->free[k] = (uint16_t)(p.rx_bufs - 1 - k);
+        rq->nfree = p.rx_bufs;
+        for (uint16_t k = 0; k < p.tx_bufs; k++)
+            tq->free[k] = (uint16_t)(p.tx_bufs - 1 - k);
+        tq->nfree = p.tx_bufs;
+    }
+    vio_logf(d->log, d->log_opaque, VIO_LOG_INFO, "net-driver",
+             "%u queue pair(s) of %u, rx buffers %u x %u bytes%s, tx buffers %u x %u bytes",
+             d->npairs, d->qsize, p.rx_bufs, p.rx_buf_size, p.mrg ? " (mergeable)" : "",
+             p.tx_bufs, p.tx_buf_size);
+    *out = d;
+    return 0;
+fail:
+    vio_net_driver_free(d);
+    return r;
+}
+
+unsigned vio_net_driver_num_queues(const struct vio_net_driver *d)
+{
+    return d ? 2u * d->npairs : 0;
+}
+
+size_t vio_net_driver_hdr_size(const struct vio_net_driver *d)
+{
+    return d ? d->hdr_size : 0;
+}
+
+uint32_t vio_net_driver_rx_buf_size(const struct vio_net_driver *d)
+{
+    return d ? d->rx_buf_size : 0;
+}
+
+uint32_t vio_net_driver_tx_buf_size(const struct vio_net_driver *d)
+{
+    return d ? d->tx_buf_size : 0;
+}
+
+int vio_net_driver_queue_addr(const struct vio_net_driver *d, unsigned qidx,
+                              struct vio_net_driver_queue_addr *out)
+{
+    if (!d || !out)
+        return -EINVAL;
+    if (qidx >= 2u * d->npairs)
+        return -ERANGE;
+    *out = (qidx & 1) ? d->tx[qidx / 2].addr : d->rx[qidx / 2].addr;
+    return 0;
+}
+
+static struct vio_drvq *qof(const struct vio_net_driver *d, unsigned qidx)
+{
+    if (!d || qidx >= 2u * d->npairs)
+        return NULL;
+    return (qidx & 1) ? d->tx[qidx / 2].q : d->rx[qidx / 2].q;
+}
+
+struct vio_drvq *vio_net_driver_queue(struct vio_net_driver *d, unsigned qidx)
+{
+    return qof(d, qidx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Transmit                                                                  */
+
+static bool is_copy_token(const struct nd_txq *t, const void *tok)
+{
+    uintptr_t p = (uintptr_t)tok, lo = (uintptr_t)t->tags;
+    return p >= lo && p - lo < t->nbufs;
+}
+
+/* Collect every completion there is; sg tokens go to the stash. */
+static int tx_collect(struct nd_txq *t)
+{
+    for (;;) {
+        void *tok;
+        int r = vio_drvq_get_used(t->q, &tok, NULL);
+        if (r == -EAGAIN)
+            return 0;
+        if (r < 0)
+            return r;
+        t->inflight--;
+        ctr_add(&t->completed, 1);
+        if (is_copy_token(t, tok)) {
+            t->free[t->nfree++] = (uint16_t)((uintptr_t)tok - (uintptr_t)t->tags);
+        } else {
+            /* send_sg() keeps sg_inflight + stash_n <= queue size: no overflow. */
+            t->sg_inflight--;
+            t->stash[(uint16_t)(t->stash_head + t->stash_n) & t->stash_mask] = tok;
+            t->stash_n++;
+        }
+    }
+}
+
+static int tx_queue(struct vio_net_driver *d, unsigned qp, struct nd_txq **out)
+{
+    if (!d)
+        return -EINVAL;
+    if (qp >= d->npairs)
+        return -ERANGE;
+    *out = &d->tx[qp];
+    if (vio_drvq_is_broken((*out)->q))
+        return -EIO;
+    return 0;
+}
+
+int vio_net_driver_sendv(struct vio_net_driver *d, unsigned qp, const struct vio_net_hdr *hdr,
+                         const struct iovec *iov, unsigned iovcnt)
+{
+    struct nd_txq *t;
+    int r = tx_queue(d, qp, &t);
+    if (r < 0)
+        return r;
+    if (iovcnt && !iov)
+        return -EINVAL;
+    size_t len = 0;
+    for (unsigned k = 0; k < iovcnt; k++) {
+        if (iov[k].iov_len && !iov[k].iov_base)
+            return -EINVAL;
+        if (iov[k].iov_len > SIZE_MAX - len)
+            return -EINVAL;
+        len += iov[k].iov_len;
+    }
+    if (len == 0)
+        return -EINVAL;
+    if (len > d->tx_buf_size - d->hdr_size)
+        return -EMSGSIZE;
+    if (t->nfree == 0 || vio_drvq_num_free(t->q) == 0) {
+        r = tx_collect(t);
+        if (r < 0)
+            return r;
+        if (t->nfree == 0 || vio_drvq_num_free(t->q) == 0) {
+            ctr_add(&t->full, 1);
+            return -ENOSPC;
+        }
+    }
+    uint16_t slot = t->free[t->nfree - 1];
+    uint8_t *b = t->buf_host + (size_t)slot * d->tx_stride;
+    struct vio_net_hdr h;
+    if (hdr)
+        h = *hdr;
+    else
+        memset(&h, 0, sizeof(h));
+    h.num_buffers = 0; /* spec 5.1.6.2: only meaningful on receive */
+    memcpy(b, &h, d->hdr_size);
+    size_t off = d->hdr_size;
+    for (unsigned k = 0; k < iovcnt; k++) {
+        if (iov[k].iov_len)
+            memcpy(b + off, iov[k].iov_base, iov[k].iov_len);
+        off += iov[k].iov_len;
+    }
+    struct vio_sg sg = {t->buf_gpa + (uint64_t)slot * d->tx_stride, (uint32_t)off};
+    r = vio_drvq_add(t->q, &sg, 1, 0, &t->tags[slot]);
+    if (r < 0) {
+        if (r == -ENOSPC)
+            ctr_add(&t->full, 1);
+        return r;
+    }
+    t->nfree--;
+    t->inflight++;
+    ctr_add(&t->frames, 1);
+    ctr_add(&t->bytes, len);
+    return 0;
+}
+
+int vio_net_driver_send(struct vio_net_driver *d, unsigned qp, const struct vio_net_hdr *hdr,
+                        const void *frame, size_t len)
+{
+    if (!frame || !len)
+        return -EINVAL;
+    struct iovec iov = {(void *)(uintptr_t)frame, len};
+    return vio_net_driver_sendv(d, qp, hdr, &iov, 1);
+}
+
+int vio_net_driver_send_sg(struct vio_net_driver *d, unsigned qp, const struct vio_sg *sg,
+                           unsigned n, void *token)
+{
+    struct nd_txq *t;
+    int r = tx_queue(d, qp, &t);
+    if (r < 0)
+        return r;
+    if (!sg || !n || !token)
+        return -EINVAL;
+    uint64_t total = 0;
+    for (unsigned k = 0; k < n; k++)
+        total += sg[k].len;
+    if (total <= d->hdr_size)
+        return -EINVAL;
+    /* Tokens either sit with the device or in the stash until the caller reclaims them;
+     * the stash has room for one queue's worth. */
+    if (t->sg_inflight + t->stash_n >= d->qsize) {
+        ctr_add(&t->full, 1);
+        return -ENOSPC;
+    }
+    r = vio_drvq_add(t->q, sg, n, 0, token);
+    if (r == -ENOSPC) {
+        /* Descriptors come back with completions: collect and try once more. */
+        r = tx_collect(t);
+        if (r < 0)
+            return r;
+        r = vio_drvq_add(t->q, sg, n, 0, token);
+    }
+    if (r < 0) {
+        if (r == -ENOSPC)
+            ctr_add(&t->full, 1);
+        return r;
+    }
+    t->inflight++;
+    t->sg_inflight++;
+    ctr_add(&t->frames, 1);
+    ctr_add(&t->bytes, total - d->hdr_size);
+    return 0;
+}
+
+int vio_net_driver_tx_reclaim(struct vio_net_driver *d, unsigned qp, void **tokens, unsigned cap)
+{
+    if (!d || (!tokens && cap))
+        return -EINVAL;
+    if (qp >= d->npairs)
+        return -ERANGE;
+    struct nd_txq *t = &d->tx[qp];
+    int r = tx_collect(t);
+    unsigned n = 0;
+    while (n < cap && t->stash_n) {
+        tokens[n++] = t->stash[t->stash_head];
+        t->stash_head = (uint16_t)((t->stash_head + 1) & t->stash_mask);
+        t->stash_n--;
+    }
+    if (r < 0 && n == 0)
+        return r;
+    return (int)n;
+}
+
+unsigned vio_net_driver_tx_inflight(const struct vio_net_driver *d, unsigned qp)
+{
+    if (!d || qp >= d->npairs)
+        return 0;
+    return d->tx[qp].inflight;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Receive                                                                   */
+
+static int rx_queue(struct vio_net_driver *d, unsigned qp, struct nd_rxq **out)
+{
+    if (!d)
+        return -EINVAL;
+    if (qp >= d->npairs)
+        return -ERANGE;
+    *out = &d->rx[qp];
+    if (vio_drvq_is_broken((*out)->q))
+        return -EIO;
+    return 0;
+}
+
+static int rx_post(struct vio_net_driver *d, struct nd_rxq *rq, uint16_t slot)
+{
+    struct vio_sg sg = {rq->buf_gpa + (uint64_t)slot * d->rx_stride, d->rx_buf_size};
+    return vio_drvq_add(rq->q, &sg, 0, 1, (void *)(uintptr_t)(slot + 1u));
+}
+
+int vio_net_driver_rx_fill(struct vio_net_driver *d, unsigned qp)
+{
+    struct nd_rxq *rq;
+    int r = rx_queue(d, qp, &rq);
+    if (r < 0)
+        return r;
+    int posted = 0;
+    while (rq->nfree) {
+        r = rx_post(d, rq, rq->free[rq->nfree - 1]);
+        if (r == -ENOSPC)
+            break; /* cannot happen with one descriptor per buffer and nbufs <= size */
+        if (r < 0)
+            return r;
+        rq->nfree--;
+        posted++;
+    }
+    return posted;
+}
+
+/* Give the collected buffers of the current frame back to the device. */
+static void rx_repost(struct vio_net_driver *d, struct nd_rxq *rq)
+{
+    for (uint16_t k = 0; k < rq->npend; k++) {
+        if (rx_post(d, rq, rq->pend[k].slot) < 0)
+            rq->free[rq->nfree++] = rq->pend[k].slot; /* broken queue: keep it ours */
+    }
+    rq->npend = 0;
+    rq->need = 0;
+}
+
+ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struct vio_net_hdr *hdr,
+                            void *buf, size_t cap)
+{
+    struct nd_rxq *rq;
+    int r = rx_queue(d, qp, &rq);
+    if (r < 0)
+        return r;
+    /* Collect the buffers of one frame: the first names how many there are. */
+    while (rq->need == 0 || rq->npend < rq->need) {
+        void *tok;
+        uint32_t len;
+        r = vio_drvq_get_used(rq->q, &tok, &len);
+        if (r < 0)
+            return r == -EAGAIN ? -EAGAIN : -EIO;
+        /* Tokens are ours (the core only returns tokens that were in flight). */
+        uint16_t slot = (uint16_t)((uintptr_t)tok - 1u);
+        rq->pend[rq->npend].slot = slot;
+        rq->pend[rq->npend].len = len;
+        rq->npend++;
+        ctr_add(&rq->buffers, 1);
+        if (rq->npend > 1)
+            continue;
+        if (len < d->hdr_size) {
+            vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
+                     "rx%u: device returned %u bytes, less than a header", qp, len);
+            ctr_add(&rq->bad_hdr, 1);
+            rx_repost(d, rq);
+            return -EPROTO;
+        }
+        struct vio_net_hdr h;
+        memcpy(&h, rq->buf_host + (size_t)slot * d->rx_stride, d->hdr_size);
+        uint16_t nb = d->mrg ? le16toh(h.num_buffers) : 1;
+        /* The device can only use buffers it was given: more than are posted is a lie
+         * that would make us wait forever. */
+        if (nb == 0 || nb > rq->nbufs) {
+            vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
+                     "rx%u: num_buffers %u (posted %u)", qp, nb, rq->nbufs);
+            ctr_add(&rq->bad_hdr, 1);
+            rx_repost(d, rq);
+            return -EPROTO;
+        }
+        rq->need = nb;
+    }
+
+    /* All buffers are here: copy out, header first. */
+    const uint8_t *first = rq->buf_host + (size_t)rq->pend[0].slot * d->rx_stride;
+    if (hdr) {
+        memset(hdr, 0, sizeof(*hdr));
+        memcpy(hdr, first, d->hdr_size);
+        if (d->hdr_size < sizeof(*hdr))
+            hdr->num_buffers = htole16(1);
+    }
+    size_t total = 0;
+    for (uint16_t k = 0; k < rq->npend; k++)
+        total += rq->pend[k].len;
+    total -= d->hdr_size;
+    if (buf && total > cap) {
+        ctr_add(&rq->oversize, 1);
+        rx_repost(d, rq);
+        return -EMSGSIZE;
+    }
+    if (buf) {
+        size_t off = 0;
+        for (uint16_t k = 0; k < rq->npend; k++) {
+            const uint8_t *src = rq->buf_host + (size_t)rq->pend[k].slot * d->rx_stride;
+            size_t l = rq->pend[k].len;
+            if (k == 0) {
+                src += d->hdr_size;
+                l -= d->hdr_size;
+            }
+            memcpy((uint8_t *)buf + off, src, l);
+            off += l;
+        }
+    }
+    if (rq->npend > 1)
+        ctr_add(&rq->merged, 1);
+    ctr_add(&rq->frames, 1);
+    ctr_add(&rq->bytes, total);
+    rx_repost(d, rq);
+    return (ssize_t)total;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Notifications                                                             */
+
+bool vio_net_driver_kick_prepare(struct vio_net_driver *d, unsigned qidx)
+{
+    struct vio_drvq *q = qof(d, qidx);
+    if (!q || !vio_drvq_kick_prepare(q))
+        return false;
+    ctr_add((qidx & 1) ? &d->tx[qidx / 2].kicks : &d->rx[qidx / 2].kicks, 1);
+    return true;
+}
+
+int vio_net_driver_kick(struct vio_net_driver *d, unsigned qidx)
+{
+    if (!d)
+        return -EINVAL;
+    if (qidx >= 2u * d->npairs)
+        return -ERANGE;
+    if (!vio_net_driver_kick_prepare(d, qidx))
+        return 0;
+    if (!d->notify)
+        return -ENOTSUP;
+    d->notify(d->notify_opaque, qidx);
+    return 1;
+}
+
+bool vio_net_driver_enable_cb(struct vio_net_driver *d, unsigned qidx)
+{
+    struct vio_drvq *q = qof(d, qidx);
+    return q ? vio_drvq_enable_cb(q) : false;
+}
+
+void vio_net_driver_disable_cb(struct vio_net_driver *d, unsigned qidx)
+{
+    struct vio_drvq *q = qof(d, qidx);
+    if (q)
+        vio_drvq_disable_cb(q);
+}
+
+bool vio_net_driver_is_broken(const struct vio_net_driver *d, unsigned qidx)
+{
+    struct vio_drvq *q = qof(d, qidx);
+    return q && vio_drvq_is_broken(q);
+}
+
+int vio_net_driver_get_stats(const struct vio_net_driver *d, unsigned qp,
+                             struct vio_net_driver_stats *out)
+{
+    if (!d || !out)
+        return -EINVAL;
+    if (qp >= d->npairs)
+        return -ERANGE;
+    const struct nd_rxq *rq = &d->rx[qp];
+    const struct nd_txq *t = &d->tx[qp];
+#define LD(c) atomic_load_explicit(&(c), memory_order_relaxed)
+    *out = (struct vio_net_driver_stats){
+        .tx_frames = LD(t->frames),
+        .tx_bytes = LD(t->bytes),
+        .tx_completed = LD(t->completed),
+        .tx_full = LD(t->full),
+        .rx_frames = LD(rq->frames),
+        .rx_bytes = LD(rq->bytes),
+        .rx_buffers = LD(rq->buffers),
+        .rx_merged = LD(rq->merged),
+        .rx_oversize = LD(rq->oversize),
+        .rx_bad_hdr = LD(rq->bad_hdr),
+        .kicks = LD(t->kicks) + LD(rq->kicks),
+    };
+#undef LD
+    return 0;
+}

@@ -1,0 +1,372 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libvirtio-ev: wires the fds of libvirtio objects to a libev loop.
+ *
+ * The only file of the project that includes <ev.h>. Each watcher embeds its ev_io first,
+ * so libev's callback finds the enclosing record from the watcher pointer.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "virtio/ev.h"
+
+/* vio_watch_events are poll() values, libev has its own: map explicitly. */
+_Static_assert(VIO_WATCH_IN != VIO_WATCH_OUT, "distinct watch events");
+
+static int to_ev(unsigned events)
+{
+    return ((events & VIO_WATCH_IN) ? EV_READ : 0) | ((events & VIO_WATCH_OUT) ? EV_WRITE : 0);
+}
+
+static unsigned from_ev(int revents)
+{
+    unsigned r = 0;
+    if (revents & EV_READ)
+        r |= VIO_WATCH_IN;
+    if (revents & EV_WRITE)
+        r |= VIO_WATCH_OUT;
+    if (revents & EV_ERROR)
+        r |= VIO_WATCH_ERR;
+    return r;
+}
+
+static void logf_(vio_log_fn fn, void *opaque, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void logf_(vio_log_fn fn, void *opaque, int level, const char *fmt, ...)
+{
+    if (!fn)
+        return;
+    char buf[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    fn(opaque, level, "ev", buf);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Device attachment                                                         */
+
+struct ev_watch_rec {
+    ev_io io;              /* first: the callback casts back */
+    struct vio_ev_device *owner;
+    uint32_t id;
+    bool used;
+};
+
+struct ev_kick_rec {
+    ev_io io;
+    struct vio_ev_device *owner;
+    unsigned qidx;
+    bool used;
+    bool err_logged;
+};
+
+struct vio_ev_device {
+    struct ev_loop *loop;
+    struct vio_device *dev;
+    struct vio_device_hooks user; /* the caller's hooks, set_watch as the caller had it */
+    vio_log_fn log;
+    void *log_opaque;
+    unsigned nwatch, active;
+    struct ev_watch_rec *watch;
+    unsigned nkick;
+    struct ev_kick_rec *kick;
+    bool full_logged;
+};
+
+static void watch_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    struct ev_watch_rec *r = (struct ev_watch_rec *)w;
+    int rc = vio_device_handle(r->owner->dev, r->id, from_ev(revents));
+    if (rc < 0 && rc != -EAGAIN)
+        logf_(r->owner->log, r->owner->log_opaque, VIO_LOG_DEBUG, "watch %u: handle returned %d",
+              r->id, rc);
+}
+
+static struct ev_watch_rec *find_watch(struct vio_ev_device *e, uint32_t id, bool alloc)
+{
+    struct ev_watch_rec *fresh = NULL;
+    for (unsigned i = 0; i < e->nwatch; i++) {
+        if (e->watch[i].used && e->watch[i].id == id)
+            return &e->watch[i];
+        if (!e->watch[i].used && !fresh)
+            fresh = &e->watch[i];
+    }
+    if (!alloc || !fresh)
+        return NULL;
+    fresh->used = true;
+    fresh->id = id;
+    fresh->owner = e;
+    ev_io_init(&fresh->io, watch_cb, -1, 0);
+    return fresh;
+}
+
+/* set_watch hook: (re)start or stop the watcher of @p id. Never allocates. */
+static int apply_watch(struct vio_ev_device *e, int fd, unsigned events, uint32_t id)
+{
+    struct ev_watch_rec *r = find_watch(e, id, events != 0);
+    if (!r) {
+        if (!events)
+            return 0;
+        if (!e->full_logged) {
+            e->full_logged = true;
+            logf_(e->log, e->log_opaque, VIO_LOG_ERROR,
+                  "watch table full (%u entries): fd %d (id %u) is not watched", e->nwatch, fd, id);
+        }
+        return -ENOSPC;
+    }
+    int want = to_ev(events);
+    if (ev_is_active(&r->io)) {
+        if (events && r->io.fd == fd && (r->io.events & (EV_READ | EV_WRITE)) == want)
+            return 0;
+        ev_io_stop(e->loop, &r->io);
+        e->active--;
+    }
+    if (!events || fd < 0 || !want) {
+        r->used = false;
+        return 0;
+    }
+    ev_io_set(&r->io, fd, want);
+    ev_io_start(e->loop, &r->io);
+    e->active++;
+    return 0;
+}
+
+static void hook_set_watch(void *opaque, int fd, unsigned events, uint32_t id)
+{
+    apply_watch(opaque, fd, events, id);
+}
+
+/* The caller's hooks, forwarded with its own opaque. */
+static void hook_notify_queue(void *opaque, unsigned qidx)
+{
+    struct vio_ev_device *e = opaque;
+    if (e->user.notify_queue)
+        e->user.notify_queue(e->user.opaque, qidx);
+}
+
+static void hook_config_changed(void *opaque)
+{
+    struct vio_ev_device *e = opaque;
+    if (e->user.config_changed)
+        e->user.config_changed(e->user.opaque);
+}
+
+static void hook_needs_reset(void *opaque)
+{
+    struct vio_ev_device *e = opaque;
+    if (e->user.needs_reset)
+        e->user.needs_reset(e->user.opaque);
+}
+
+static void kick_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct ev_kick_rec *k = (struct ev_kick_rec *)w;
+    uint64_t v;
+    /* Drain first: a kick that arrives while the queue is processed is then not lost. */
+    ssize_t n = read(k->io.fd, &v, sizeof(v));
+    (void)n; /* EAGAIN (someone else drained it) is harmless: processing an empty queue is */
+    int rc = vio_device_queue_notify(k->owner->dev, k->qidx);
+    if (rc < 0 && !k->err_logged) {
+        k->err_logged = true;
+        logf_(k->owner->log, k->owner->log_opaque, VIO_LOG_WARN,
+              "queue %u: notify returned %d (logged once)", k->qidx, rc);
+    }
+}
+
+int vio_ev_device_new(const struct vio_ev_device_config *cfg, struct vio_ev_device **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!cfg || cfg->struct_size < sizeof(*cfg) || !cfg->loop || !cfg->dev)
+        return -EINVAL;
+    if (cfg->hooks && cfg->hooks->struct_size < sizeof(*cfg->hooks))
+        return -EINVAL;
+    struct vio_ev_device *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    e->loop = cfg->loop;
+    e->dev = cfg->dev;
+    e->log = cfg->log;
+    e->log_opaque = cfg->log_opaque;
+    if (cfg->hooks)
+        e->user = *cfg->hooks;
+    e->user.struct_size = sizeof(e->user);
+    e->nkick = vio_device_num_queues(cfg->dev);
+    e->nwatch = cfg->max_watches ? cfg->max_watches : 2 * e->nkick + 4;
+    e->watch = calloc(e->nwatch, sizeof(*e->watch));
+    e->kick = calloc(e->nkick ? e->nkick : 1, sizeof(*e->kick));
+    if (!e->watch || !e->kick) {
+        vio_ev_device_free(e);
+        return -ENOMEM;
+    }
+    struct vio_device_hooks h = {
+        .struct_size = sizeof(h),
+        .opaque = e,
+        .notify_queue = hook_notify_queue,
+        .config_changed = hook_config_changed,
+        .needs_reset = hook_needs_reset,
+        .set_watch = hook_set_watch,
+    };
+    int r = vio_device_bind(cfg->dev, &h);
+    if (r < 0) {
+        free(e->watch);
+        free(e->kick);
+        free(e);
+        return r;
+    }
+    /* What the device wants watched already (decided before it had our hook). */
+    int n = vio_device_watches(cfg->dev, NULL, 0);
+    if (n > 0) {
+        if ((unsigned)n > e->nwatch) {
+            vio_ev_device_free(e);
+            return -ENOSPC;
+        }
+        struct vio_device_watch *ws = calloc((size_t)n, sizeof(*ws));
+        if (!ws) {
+            vio_ev_device_free(e);
+            return -ENOMEM;
+        }
+        int m = vio_device_watches(cfg->dev, ws, (unsigned)n);
+        for (int i = 0; i < m && i < n; i++)
+            apply_watch(e, ws[i].fd, ws[i].events, ws[i].id);
+        free(ws);
+    }
+    *out = e;
+    return 0;
+}
+
+void vio_ev_device_free(struct vio_ev_device *e)
+{
+    if (!e)
+        return;
+    for (unsigned i = 0; e->watch && i < e->nwatch; i++)
+        if (ev_is_active(&e->watch[i].io))
+            ev_io_stop(e->loop, &e->watch[i].io);
+    for (unsigned i = 0; e->kick && i < e->nkick; i++)
+        if (e->kick[i].used && ev_is_active(&e->kick[i].io))
+            ev_io_stop(e->loop, &e->kick[i].io);
+    /* Give the device back its caller's hooks; set_watch as the caller had it. */
+    struct vio_device_hooks h = e->user;
+    h.struct_size = sizeof(h);
+    vio_device_bind(e->dev, &h);
+    free(e->watch);
+    free(e->kick);
+    free(e);
+}
+
+int vio_ev_device_add_kick(struct vio_ev_device *e, unsigned qidx, int fd)
+{
+    if (!e || fd < 0)
+        return -EINVAL;
+    if (qidx >= e->nkick)
+        return -ERANGE;
+    struct ev_kick_rec *k = &e->kick[qidx];
+    if (k->used && ev_is_active(&k->io))
+        ev_io_stop(e->loop, &k->io);
+    k->owner = e;
+    k->qidx = qidx;
+    k->used = true;
+    k->err_logged = false;
+    ev_io_init(&k->io, kick_cb, fd, EV_READ);
+    ev_io_start(e->loop, &k->io);
+    return 0;
+}
+
+void vio_ev_device_remove_kick(struct vio_ev_device *e, unsigned qidx)
+{
+    if (!e || qidx >= e->nkick || !e->kick[qidx].used)
+        return;
+    if (ev_is_active(&e->kick[qidx].io))
+        ev_io_stop(e->loop, &e->kick[qidx].io);
+    e->kick[qidx].used = false;
+}
+
+unsigned vio_ev_device_active_watches(const struct vio_ev_device *e)
+{
+    return e ? e->active : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Generic fd watcher                                                        */
+
+struct vio_ev_fd {
+    ev_io io;
+    struct ev_loop *loop;
+    vio_ev_fd_cb cb;
+    void *opaque;
+};
+
+static void fd_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    struct vio_ev_fd *f = (struct vio_ev_fd *)w;
+    /* The callback may free f: nothing touches it afterwards. */
+    f->cb(f->opaque, f->io.fd, from_ev(revents));
+}
+
+static bool events_ok(unsigned events)
+{
+    return !(events & ~(unsigned)(VIO_WATCH_IN | VIO_WATCH_OUT));
+}
+
+int vio_ev_fd_new(struct ev_loop *loop, int fd, unsigned events, vio_ev_fd_cb cb, void *opaque,
+                  struct vio_ev_fd **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!loop || fd < 0 || !cb || !events_ok(events))
+        return -EINVAL;
+    struct vio_ev_fd *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -ENOMEM;
+    f->loop = loop;
+    f->cb = cb;
+    f->opaque = opaque;
+    ev_io_init(&f->io, fd_cb, fd, to_ev(events));
+    if (events)
+        ev_io_start(loop, &f->io);
+    *out = f;
+    return 0;
+}
+
+int vio_ev_fd_set_events(struct vio_ev_fd *f, unsigned events)
+{
+    if (!f || !events_ok(events))
+        return -EINVAL;
+    int want = to_ev(events);
+    if (ev_is_active(&f->io)) {
+        if ((f->io.events & (EV_READ | EV_WRITE)) == want)
+            return 0;
+        ev_io_stop(f->loop, &f->io);
+    }
+    if (want) {
+        ev_io_set(&f->io, f->io.fd, want);
+        ev_io_start(f->loop, &f->io);
+    }
+    return 0;
+}
+
+void vio_ev_fd_free(struct vio_ev_fd *f)
+{
+    if (!f)
+        return;
+    if (ev_is_active(&f->io))
+        ev_io_stop(f->loop, &f->io);
+    free(f);
+}
