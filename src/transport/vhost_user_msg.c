@@ -152,7 +152,10 @@ int vu_msg_validate(const struct vu_msg *m, const struct vu_validate_ctx *ctx, c
                 return r;
             for (uint32_t j = 0; j < i; j++) {
                 const struct vu_region *a = &p->mem.r[i], *b = &p->mem.r[j];
-                if (a->gpa < b->gpa + b->size && b->gpa < a->gpa + a->size)
+                /* last bytes, not ends: a region may end exactly at 2^64 (no wrap, size > 0
+                 * checked above) */
+                uint64_t a_last = a->gpa + (a->size - 1), b_last = b->gpa + (b->size - 1);
+                if (a->gpa <= b_last && b->gpa <= a_last)
                     FAIL(-EINVAL, "%s: regions %u and %u overlap", ri->name, j, i);
             }
         }
@@ -344,6 +347,8 @@ int vu_msg_recv(int sock, struct vu_msg *m)
         memset(&m->p, 0, sizeof(m->p));
         r = read_full(sock, &m->p, m->hdr.size);
     }
+    if (r == -ECONNRESET)
+        r = -EPROTO; /* the peer closed in the middle of a message: truncated */
     if (r)
         vu_msg_close_fds(m);
     return r;
