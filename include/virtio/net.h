@@ -181,6 +181,11 @@ struct vio_net_dev_config {
     uint64_t features_off;            /**< feature bits never to offer (mask of bit numbers,
                                            e.g. vio_feature_bit(VIO_NET_F_MRG_RXBUF)) */
     bool link_down;                   /**< start with the link down (default up) */
+    /** the transport's frontend owns the control queue (vhost-user: QEMU and DPDK keep it and
+     *  pass CTRL_RX, GUEST_ANNOUNCE, MQ ... without CTRL_VQ). Control-queue features are then
+     *  accepted without CTRL_VQ, MQ activates every pair (the frontend enables rings one by
+     *  one), and no RX filter state is applied that only the control queue could change. */
+    bool frontend_ctrl;
     vio_log_fn log;                   /**< optional log callback */
     void *log_opaque;                 /**< passed to @ref log */
 };

@@ -271,15 +271,18 @@ VIO_API size_t vio_queue_inflight_size(uint16_t size);
  * The region is shared with the frontend: its contents are treated as untrusted (resubmitted
  * chains are walked and validated like any other).
  * @return the number of chains that will be resubmitted (>= 0)
- * @retval -EINVAL queue not set up, @p len too small, or the region's desc_num differs from the
- *                 queue size
+ * @retval -EINVAL queue not set up, @p len too small, @p region not 8-byte aligned, or the
+ *                 region's desc_num differs from the queue size
  * @retval -EIO the queue is broken
  */
 VIO_API int vio_queue_set_inflight(struct vio_queue *q, void *region, size_t len);
 
 /**
- * @brief Log every device write to the used ring in a dirty-page bitmap (live migration,
- * vhost VHOST_F_LOG_ALL): one bit per 4 KiB guest page, set atomically.
+ * @brief Log every device write in a dirty-page bitmap (live migration, vhost
+ * VHOST_F_LOG_ALL): one bit per 4 KiB guest page, set atomically. The used ring writes
+ * are logged, and at each completion the first @c len bytes of the chain's writable part
+ * (the bytes the device says it wrote). While logging, vio_queue_push_in_order() is refused
+ * (-ENOTSUP) and vio_queue_push_batch() completes element by element.
  * @param[in] q          the queue
  * @param[in] bitmap     the log (shared with the frontend), or NULL to stop logging
  * @param[in] len        bitmap size in bytes

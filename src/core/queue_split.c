@@ -656,6 +656,40 @@ static inline void q_put_used(struct vio_queue *q, uint16_t slot, uint32_t id, u
     q_log(q, offsetof(struct vring_used, ring) + sizeof(*e) * (uint64_t)(slot & q->mask), sizeof(*e));
 }
 
+/* Dirty log (LOG_ALL): mark the guest pages of the first @len bytes of the
+ * chain's writable part. The chain is walked again from the ring, bounded
+ * exactly like pop's walk (hop counter, one level of indirection); its
+ * addresses are only turned into bits of the log, never dereferenced, so a
+ * driver that rewrote the chain meanwhile can only cause extra dirty bits. */
+__attribute__((noinline)) static void q_log_chain(struct vio_queue *q, uint16_t head, uint32_t len)
+{
+    const struct vring_desc *table = q->desc;
+    uint32_t table_size = q->num, i = head, hops = 0;
+    bool in_indirect = false;
+    while (len && i < table_size && ++hops <= table_size) {
+        struct vio_desc_local d = vio_read_desc(&table[i]);
+        if ((d.flags & VRING_DESC_F_INDIRECT) && !in_indirect) {
+            const void *t = vio_mem_ptr(q->mem, d.addr, d.len, VIO_MEM_READ);
+            if (!t || (d.len & 15) || ((uintptr_t)t & (_Alignof(struct vring_desc) - 1)))
+                return;
+            table = t;
+            table_size = d.len / 16;
+            i = 0;
+            hops = 0;
+            in_indirect = true;
+            continue;
+        }
+        if (d.flags & VRING_DESC_F_WRITE) {
+            uint32_t n = d.len < len ? d.len : len;
+            vio_dirty_log_mark(q->log_bitmap, q->log_len, d.addr, n);
+            len -= n;
+        }
+        if (!(d.flags & VRING_DESC_F_NEXT))
+            return;
+        i = d.next;
+    }
+}
+
 /* Complete one chain: used entry, used idx, and with inflight tracking the
  * libvhost-user compatible sequence (last_batch_head before publishing, the
  * chain's flag and the region's used_idx after) so a crash at any point is
@@ -663,6 +697,8 @@ static inline void q_put_used(struct vio_queue *q, uint16_t slot, uint32_t id, u
 static void q_complete(struct vio_queue *q, uint16_t head, uint32_t len)
 {
     uint16_t old = q->used_idx;
+    if (q->log_bitmap && len)
+        q_log_chain(q, head, len);
     if (q->infl) {
         /* spec steps 2-3: link the chain into the last-batch list */
         q->infl->desc[head].next = q->infl->last_batch_head;
@@ -706,7 +742,7 @@ int vio_queue_push_batch(struct vio_queue *q, const struct vio_used_elem *elems,
             return -EINVAL;
     if (n == 0)
         return 0;
-    if (q->infl) {
+    if (q->infl || q->log_bitmap) {
         for (unsigned k = 0; k < n; k++)
             q_complete(q, (uint16_t)elems[k].id, elems[k].len);
         return 0;
@@ -727,8 +763,8 @@ int vio_queue_push_in_order(struct vio_queue *q, uint16_t last_head, uint32_t la
         return -EINVAL;
     if (!q->num || q->broken)
         return -EIO;
-    if (!q->in_order || q->infl)
-        return -ENOTSUP;
+    if (!q->in_order || q->infl || q->log_bitmap)
+        return -ENOTSUP; /* per-chain bookkeeping needs each chain's completion */
     if (count == 0 || count > q->num || last_head >= q->num)
         return -EINVAL;
     /* Spec 2.7.9: one entry, at the slot of the batch's first buffer, naming
@@ -848,7 +884,8 @@ int vio_queue_set_inflight(struct vio_queue *q, void *region, size_t len)
         q->resubmit_n = q->resubmit_pos = 0;
         return 0;
     }
-    if (len < vio_queue_inflight_size(q->num))
+    if (len < vio_queue_inflight_size(q->num) ||
+        ((uintptr_t)region & (_Alignof(struct vio_inflight_split) - 1)))
         return -EINVAL;
     struct vio_inflight_split *r = region;
     q->resubmit_n = q->resubmit_pos = 0;

@@ -119,6 +119,7 @@ struct vio_net_dev {
     uint16_t mtu;
     uint8_t mac0[6]; /* power-on MAC (restored at reset) */
     bool link_up0;
+    bool frontend_ctrl; /* the transport's frontend owns the control queue */
 
     _Atomic uint64_t features;  /* negotiated */
     _Atomic bool features_set;
@@ -1181,22 +1182,25 @@ static const struct {
     {VIO_NET_F_CTRL_MAC_ADDR, VIO_NET_F_CTRL_VQ, 0xff},
 };
 
-static bool dep_ok(uint64_t f, unsigned k)
+static bool dep_ok(uint64_t f, unsigned k, bool frontend_ctrl)
 {
     if (!has(f, feature_deps[k].bit))
+        return true;
+    /* behind vhost-user the frontend runs the control queue itself */
+    if (frontend_ctrl && feature_deps[k].need1 == VIO_NET_F_CTRL_VQ)
         return true;
     return has(f, feature_deps[k].need1) ||
            (feature_deps[k].need2 != 0xff && has(f, feature_deps[k].need2));
 }
 
 /* Remove offered bits whose prerequisites are not offered, until nothing changes. */
-static uint64_t trim_deps(uint64_t f)
+static uint64_t trim_deps(uint64_t f, bool frontend_ctrl)
 {
     bool changed = true;
     while (changed) {
         changed = false;
         for (unsigned k = 0; k < sizeof(feature_deps) / sizeof(feature_deps[0]); k++)
-            if (!dep_ok(f, k)) {
+            if (!dep_ok(f, k, frontend_ctrl)) {
                 f &= ~vio_feature_bit(feature_deps[k].bit);
                 changed = true;
             }
@@ -1309,7 +1313,7 @@ static int op_set_features(void *o, uint64_t neg)
     if (!has(neg, VIO_F_VERSION_1))
         return -ENOTSUP;
     for (unsigned k = 0; k < sizeof(feature_deps) / sizeof(feature_deps[0]); k++)
-        if (!dep_ok(neg, k)) {
+        if (!dep_ok(neg, k, d->frontend_ctrl)) {
             vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, LOG_OBJ,
                      "driver features 0x%llx refused: bit %u without its prerequisite",
                      (unsigned long long)neg, feature_deps[k].bit);
@@ -1322,7 +1326,11 @@ static int op_set_features(void *o, uint64_t neg)
                  "dropped", -r);
     atomic_store(&d->features, neg);
     atomic_store(&d->features_set, true);
-    atomic_store(&d->active_pairs, 1u);
+    /* Without our own control queue nobody sends MQ_VQ_PAIRS_SET: the frontend
+     * enables rings one by one, so every pair is active. */
+    bool own_ctrl = has(neg, VIO_NET_F_CTRL_VQ);
+    atomic_store(&d->active_pairs,
+                 (!own_ctrl && d->frontend_ctrl && has(neg, VIO_NET_F_MQ)) ? d->max_pairs : 1u);
     if (has(neg, VIO_NET_F_GUEST_TSO4) || has(neg, VIO_NET_F_GUEST_TSO6) ||
         has(neg, VIO_NET_F_GUEST_UFO))
         d->rx_max_frame = VIO_NET_MAX_FRAME_LEN;
@@ -1331,7 +1339,7 @@ static int op_set_features(void *o, uint64_t neg)
     else
         d->rx_max_frame = RX_FRAME_NO_GSO;
     struct vio_net_rx_filter *fl = filt_begin(d);
-    if (has(neg, VIO_NET_F_CTRL_VLAN))
+    if (has(neg, VIO_NET_F_CTRL_VLAN) && own_ctrl)
         fl->flags |= VIO_NET_FILTER_VLAN; /* spec: starts with an empty VLAN table */
     else
         fl->flags &= ~(uint32_t)VIO_NET_FILTER_VLAN; /* spec: then accept every VLAN */
@@ -1610,6 +1618,7 @@ int vio_net_dev_new(const struct vio_net_dev_config *cfg, struct vio_net_dev **o
     if (cfg->mac_valid)
         memcpy(d->mac0, cfg->mac, 6);
     d->link_up0 = !cfg->link_down;
+    d->frontend_ctrl = cfg->frontend_ctrl;
 
     static const unsigned base[] = {
         VIO_F_VERSION_1,     VIO_F_EVENT_IDX,         VIO_F_INDIRECT_DESC,   VIO_F_IN_ORDER,
@@ -1629,7 +1638,7 @@ int vio_net_dev_new(const struct vio_net_dev_config *cfg, struct vio_net_dev **o
     f |= vio_net_backend_features(be) & offload_mask();
     f &= ~cfg->features_off;
     f |= vio_feature_bit(VIO_F_VERSION_1); /* not optional: no legacy layout */
-    d->offered = trim_deps(f);
+    d->offered = trim_deps(f, d->frontend_ctrl);
 
     atomic_store(&d->link_up, d->link_up0);
     atomic_store(&d->active_pairs, 1u);

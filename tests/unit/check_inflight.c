@@ -244,17 +244,32 @@ START_TEST(dirty_log_marks_used_ring)
     f.dev = dev_start(&f);
     uint8_t bitmap[64] = {0}; /* 512 pages = 2 MiB */
     ck_assert_int_eq(vio_queue_set_dirty_log(f.dev, bitmap, sizeof(bitmap), f.used), 0);
-    post(&f, 1);
+    /* the written buffer lives on a page of its own, far from the rings */
+    uint64_t far = arena_alloc(&f.a, 3 * 4096, 4096) + 4096;
+    ck_assert_uint_ne(far / 4096, f.used / 4096);
+    struct vio_sg fsg = {far, 64};
+    ck_assert_int_eq(vio_drvq_add(f.drv, &fsg, 0, 1, (void *)(uintptr_t)1), 0);
+    vio_drvq_kick_prepare(f.drv);
     struct iovec iov[4];
     struct vio_chain c;
     ck_assert_int_eq(vio_queue_pop(f.dev, &c, iov, 4), 0);
     ck_assert_int_eq(vio_queue_push(f.dev, c.head, 1), 0);
     uint64_t pg = f.used / 4096;
     ck_assert(bitmap[pg / 8] & (1u << (pg % 8)));
+    uint64_t bpg = far / 4096; /* the buffer the device wrote */
+    ck_assert_msg(bitmap[bpg / 8] & (1u << (bpg % 8)), "written RX buffer page not logged");
     unsigned set = 0;
     for (unsigned k = 0; k < sizeof(bitmap) * 8; k++)
         set += (bitmap[k / 8] >> (k % 8)) & 1;
-    ck_assert_uint_le(set, 2); /* the used ring spans at most two pages */
+    ck_assert_uint_le(set, 3); /* used ring (at most two pages) + the buffer's page */
+
+    /* nothing written: only the used ring is logged */
+    memset(bitmap, 0, sizeof(bitmap));
+    ck_assert_int_eq(vio_drvq_add(f.drv, &fsg, 0, 1, (void *)(uintptr_t)2), 0);
+    vio_drvq_kick_prepare(f.drv);
+    ck_assert_int_eq(vio_queue_pop(f.dev, &c, iov, 4), 0);
+    ck_assert_int_eq(vio_queue_push(f.dev, c.head, 0), 0);
+    ck_assert(!(bitmap[bpg / 8] & (1u << (bpg % 8))));
 
     memset(bitmap, 0, sizeof(bitmap));
     vio_dirty_log_mark(bitmap, sizeof(bitmap), 4096 * 3 + 100, 4096 * 2); /* pages 3,4,5 */

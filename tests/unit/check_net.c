@@ -218,6 +218,26 @@ START_TEST(features_off_and_new_errors)
 }
 END_TEST
 
+/* vhost-user frontends keep the control queue and pass its features without CTRL_VQ. */
+START_TEST(frontend_owns_ctrl_queue)
+{
+    env_open(&E, NULL);
+    struct vio_net_dev_config cfg = {.struct_size = sizeof(cfg), .backend = &E.be,
+                                     .max_queue_pairs = 1, .frontend_ctrl = true};
+    struct vio_net_dev *d = NULL;
+    ck_assert_int_eq(vio_net_dev_new(&cfg, &d), 0);
+    struct vio_device *dev = vio_net_dev_device(d);
+    uint64_t off = vio_device_features(dev);
+    ck_assert(vio_has_feature(off, VIO_NET_F_GUEST_ANNOUNCE));
+    uint64_t f = off & ~FB(VIO_NET_F_CTRL_VQ);
+    ck_assert(vio_has_feature(f, VIO_NET_F_CTRL_RX));
+    ck_assert_int_eq(vio_device_set_features(dev, f), 0); /* refused without frontend_ctrl */
+    ck_assert_uint_eq(vio_net_dev_features(d), f);
+    vio_net_dev_free(d);
+    env_close(&E);
+}
+END_TEST
+
 START_TEST(set_features_refusals)
 {
     env_open(&E, NULL);
@@ -1461,6 +1481,7 @@ static Suite *net_suite(void)
     tcase_add_test(tc, offer_trims_dependencies);
     tcase_add_test(tc, features_off_and_new_errors);
     tcase_add_test(tc, set_features_refusals);
+    tcase_add_test(tc, frontend_owns_ctrl_queue);
     tcase_add_test(tc, config_space);
     tcase_add_test(tc, queue_layout);
     tcase_add_test(tc, generic_wrappers_without_ops);
