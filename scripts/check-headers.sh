@@ -24,8 +24,9 @@ for h in "${headers[@]}"; do
     name=virtio/$(basename "$h")
     before=$fail
     fail=0
-    # forbidden includes, in any spelling: #include <linux/x.h>, # include "ev.h", ...
-    if bad=$(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](linux/[^>"]*|ev\.h)[>"]' "$h"); then
+    # forbidden includes, in any spelling: #include <linux/x.h>, # include "linux/x.h", <ev.h>
+    # ("ev.h" in quotes is the sibling virtio/ev.h, which is fine)
+    if bad=$(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*([<"]linux/[^>"]*[>"]|<ev\.h>)' "$h"); then
         echo "FAIL $name includes a forbidden header:"
         sed 's/^/    /' <<<"$bad"
         fail=1

@@ -564,6 +564,20 @@ int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *io
         return -EINVAL;
     if (!q->num || q->broken)
         return -EIO;
+    /* A driver cannot legitimately make more chains available than the queue
+     * holds: with num chains held by the device it has no free descriptor left,
+     * so more means it republished heads still in flight. */
+    if (q->inflight >= q->num) {
+        if (q->last_avail == q->shadow_avail) {
+            int r = q_refresh_avail(q);
+            if (r < 0)
+                return r;
+            if (q->last_avail == q->shadow_avail)
+                return -EAGAIN;
+        }
+        return q_violationf(q, VIO_VIOL_AVAIL_IDX,
+                            "more than %u chains in flight: heads reused while in flight", q->num);
+    }
     uint16_t head;
     bool resubmitted = q->resubmit_pos < q->resubmit_n;
     if (resubmitted) {

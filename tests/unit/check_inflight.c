@@ -280,6 +280,36 @@ START_TEST(dirty_log_marks_used_ring)
 }
 END_TEST
 
+/* A driver that republishes a head still in flight can make more chains
+ * available than the queue holds; the device refuses the (size+1)th. */
+START_TEST(more_in_flight_than_size)
+{
+    struct arena a;
+    ck_assert_int_eq(arena_init_simple(&a, 0x100000, 1 << 20), 0);
+    struct rawring r;
+    ck_assert_int_eq(rawring_init(&r, &a, QSZ, 4096), 0);
+    uint64_t buf = arena_alloc(&a, 64, 16);
+    rawring_set_desc(&r, 0, buf, 64, 0, 0);
+    struct vio_queue_config qc = {.struct_size = sizeof(qc), .max_size = QSZ};
+    struct vio_queue *q;
+    ck_assert_int_eq(vio_queue_new(&qc, &q), 0);
+    ck_assert_int_eq(vio_queue_setup(q, a.mem, QSZ, 0, r.desc, r.avail, r.used), 0);
+    struct iovec iov[2];
+    struct vio_chain c;
+    for (unsigned k = 0; k < QSZ; k++) {
+        rawring_publish(&r, 0);
+        ck_assert_int_eq(vio_queue_pop(q, &c, iov, 2), 0);
+    }
+    ck_assert_int_eq(vio_queue_pop(q, &c, iov, 2), -EAGAIN); /* full but nothing new */
+    rawring_publish(&r, 0); /* head 0 again, while QSZ chains are held */
+    ck_assert_int_eq(vio_queue_pop(q, &c, iov, 2), -EPROTO);
+    ck_assert(vio_queue_is_broken(q));
+    ck_assert_int_eq(vio_queue_violation(q), VIO_VIOL_AVAIL_IDX);
+    vio_queue_free(q);
+    arena_fini(&a);
+}
+END_TEST
+
 static Suite *inflight_suite(void)
 {
     Suite *s = suite_create("inflight");
@@ -289,6 +319,7 @@ static Suite *inflight_suite(void)
     tcase_add_test(t, crash_between_publish_and_clear);
     tcase_add_test(t, rewind_across_resubmit);
     tcase_add_test(t, bad_regions_refused);
+    tcase_add_test(t, more_in_flight_than_size);
     suite_add_tcase(s, t);
     TCase *l = tcase_create("dirty_log");
     tcase_add_test(l, dirty_log_marks_used_ring);
