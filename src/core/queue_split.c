@@ -215,32 +215,48 @@ void vio_queue_free(struct vio_queue *q)
     free(q);
 }
 
+struct vio_drvq;
 static int q_violation(struct vio_queue *q, enum vio_violation why, const char *detail);
+static int d_violation(struct vio_drvq *q, enum vio_violation why, const char *detail);
 
-/* Cold path: format the detail and break the queue (out of line, see d_violationf). */
-__attribute__((cold, noinline, format(printf, 3, 4))) static int
-q_violationf(struct vio_queue *q, enum vio_violation why, const char *fmt, ...)
+/* Cold path for both sides: format the detail and break the queue. Kept out
+ * of line so the hot callers carry no buffer and no formatting code. */
+__attribute__((cold, noinline, format(printf, 4, 5))) static int
+violationf(struct vio_queue *dq, struct vio_drvq *drv, enum vio_violation why, const char *fmt, ...)
 {
     char detail[96];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
-    return q_violation(q, why, detail);
+    return dq ? q_violation(dq, why, detail) : d_violation(drv, why, detail);
+}
+#define q_violationf(q, why, ...) violationf((q), NULL, (why), __VA_ARGS__)
+#define d_violationf(q, why, ...) violationf(NULL, (q), (why), __VA_ARGS__)
+
+/* Both sides: make the queue broken (sticky) and log the rule, once.
+ * Returns true the first time. */
+static bool break_once(bool *broken, enum vio_violation *slot, enum vio_violation why,
+                       vio_log_fn log, void *opaque, const char *name, unsigned index,
+                       const char *peer, const char *detail)
+{
+    if (*broken)
+        return false;
+    *broken = true;
+    *slot = why;
+    vio_logf(log, opaque, VIO_LOG_ERROR, name,
+             "queue %s (index %u) broken by the %s: %s (%s); stopping the queue until reset", name,
+             index, peer, vio_violation_name(why), detail);
+    return true;
 }
 
-/* Mark the queue broken (sticky), log the rule once, tell the owner. */
+/* Device side: break, log, and tell the owner (transport sets NEEDS_RESET). */
 static int q_violation(struct vio_queue *q, enum vio_violation why, const char *detail)
 {
-    if (!q->broken) {
-        q->broken = true;
-        q->why = why;
-        vio_logf(q->log, q->log_opaque, VIO_LOG_ERROR, q->name,
-                 "queue %s (index %u) broken: %s (%s); stopping the queue until reset", q->name,
-                 q->index, vio_violation_name(why), detail);
-        if (q->on_broken)
-            q->on_broken(q->broken_opaque, q, why);
-    }
+    if (break_once(&q->broken, &q->why, why, q->log, q->log_opaque, q->name, q->index, "driver",
+                   detail) &&
+        q->on_broken)
+        q->on_broken(q->broken_opaque, q, why);
     return viol_errno(why);
 }
 
@@ -1065,30 +1081,10 @@ struct vio_drvq {
     enum vio_violation why;
 };
 
-static int d_violation(struct vio_drvq *q, enum vio_violation why, const char *detail);
-
-/* Cold path: format the detail and break the queue (kept out of line so the
- * hot callers carry no buffer and no formatting code). */
-__attribute__((cold, noinline, format(printf, 3, 4))) static int
-d_violationf(struct vio_drvq *q, enum vio_violation why, const char *fmt, ...)
-{
-    char detail[96];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
-    va_end(ap);
-    return d_violation(q, why, detail);
-}
-
 static int d_violation(struct vio_drvq *q, enum vio_violation why, const char *detail)
 {
-    if (!q->broken) {
-        q->broken = true;
-        q->why = why;
-        vio_logf(q->log, q->log_opaque, VIO_LOG_ERROR, q->name,
-                 "queue %s (index %u) broken by the device: %s (%s)", q->name, q->index,
-                 vio_violation_name(why), detail);
-    }
+    break_once(&q->broken, &q->why, why, q->log, q->log_opaque, q->name, q->index, "device",
+               detail);
     return viol_errno(why);
 }
 
