@@ -694,15 +694,23 @@ static inline void q_put_used(struct vio_queue *q, uint16_t slot, uint32_t id, u
 __attribute__((noinline)) static void q_log_chain(struct vio_queue *q, uint16_t head, uint32_t len)
 {
     const struct vring_desc *table = q->desc;
+    uint64_t table_gpa = 0;
+    bool scattered = false, in_indirect = false;
     uint32_t table_size = q->num, i = head, hops = 0;
-    bool in_indirect = false;
     while (len && i < table_size && ++hops <= table_size) {
-        struct vio_desc_local d = vio_read_desc(&table[i]);
+        struct vio_desc_local d;
+        if (!scattered)
+            d = vio_read_desc(&table[i]);
+        else if (read_desc_scattered(q->mem, table_gpa, i, &d) < 0)
+            return;
         if ((d.flags & VRING_DESC_F_INDIRECT) && !in_indirect) {
-            const void *t = vio_mem_ptr(q->mem, d.addr, d.len, VIO_MEM_READ);
-            if (!t || (d.len & 15) || ((uintptr_t)t & (_Alignof(struct vring_desc) - 1)))
+            if (d.len == 0 || (d.len & 15))
                 return;
-            table = t;
+            /* same table rules as pop: one aligned region, or read piecewise */
+            const void *t = vio_mem_ptr(q->mem, d.addr, d.len, VIO_MEM_READ);
+            scattered = !t || ((uintptr_t)t & (_Alignof(struct vring_desc) - 1));
+            table = scattered ? NULL : t;
+            table_gpa = d.addr;
             table_size = d.len / 16;
             i = 0;
             hops = 0;

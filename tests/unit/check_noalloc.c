@@ -225,7 +225,8 @@ START_TEST(test_data_path)
 
         /* ---- pair 2: event idx + in-order, batched completion ---- */
         for (unsigned k = 0; k < 3; k++) {
-            EXPECT(vio_drvq_add(p2.dq, &sg[k], (k == 0), (k != 0), (void *)(uintptr_t)(k + 1)) == 0);
+            void *t = (void *)(uintptr_t)(k + 1);
+            EXPECT(vio_drvq_add(p2.dq, &sg[k], (k == 0), (k != 0), t) == 0);
             adds++;
         }
         (void)vio_drvq_kick_prepare(p2.dq);

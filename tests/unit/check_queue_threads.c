@@ -6,7 +6,8 @@
  * one or more writable segments); the device pops them, writes a payload whose
  * first 16 bytes carry the sequence number and a checksum of the rest, and
  * pushes them back (out of order, in batches, in IN_ORDER batches, sometimes
- * after a rewind). The driver verifies every byte.
+ * after a rewind). The driver collects them one at a time or in bursts and
+ * verifies every byte.
  *
  * Both sides sleep only through the documented protocol: the driver kicks when
  * kick_prepare() says so and the device interrupts when needs_notify() says
@@ -236,7 +237,8 @@ static void drv_check(struct shared *s, void *tok, uint32_t len)
     }
     struct slot *sl = &s->slots[k1 - 1];
     if (len < HDR_LEN || len > sl->in_len) {
-        report_failure(s, "driver: seq %" PRIu64 " used len %u outside [16, %u]", sl->seq, len, sl->in_len);
+        report_failure(s, "driver: seq %" PRIu64 " used len %u outside [16, %u]", sl->seq, len,
+                       sl->in_len);
         return;
     }
     uint8_t buf[PAY_MAX];
@@ -291,19 +293,39 @@ static void *driver_main(void *arg)
         }
         void *tok;
         uint32_t len;
-        int rc;
+        int rc = 0;
         unsigned got = 0, max_take = 1 + (unsigned)(xs(&rng) % (2u * s->c->size));
-        while (got < max_take && (rc = vio_drvq_get_used(s->dq, &tok, &len)) == 0) {
-            drv_check(s, tok, len);
-            inflight--;
-            got++;
+        if (xs(&rng) & 1) {
+            /* one buffer at a time */
+            while (got < max_take && (rc = vio_drvq_get_used(s->dq, &tok, &len)) == 0) {
+                drv_check(s, tok, len);
+                inflight--;
+                got++;
+            }
+            if (rc == -EAGAIN)
+                rc = 0;
+        } else {
+            /* bursts */
+            void *toks[32];
+            uint32_t lens[32];
+            while (got < max_take) {
+                unsigned want_n = max_take - got < 32 ? max_take - got : 32;
+                rc = vio_drvq_get_used_burst(s->dq, toks, lens, want_n);
+                if (rc <= 0)
+                    break;
+                for (int k = 0; k < rc; k++)
+                    drv_check(s, toks[k], lens[k]);
+                inflight -= (unsigned)rc;
+                got += (unsigned)rc;
+                rc = 0;
+            }
         }
-        if (got) {
-            progress = true;
-        } else if (rc != -EAGAIN) {
+        if (rc < 0) {
             report_failure(s, "driver: get_used returned %d", rc);
             break;
         }
+        if (got)
+            progress = true;
         if (progress || inflight == 0)
             continue;
         /* nothing to do: sleep until the device uses a buffer */
@@ -377,16 +399,18 @@ static void *device_main(void *arg)
             struct popped *e = &p[n];
             if (e->c.n_out != 1 || e->iov[0].iov_len != HDR_LEN || e->c.in_len < HDR_LEN ||
                 e->c.in_len > PAY_MAX) {
-                report_failure(s, "device: unexpected chain shape (n_out %u, in_len %u)", e->c.n_out,
-                     e->c.in_len);
+                report_failure(s, "device: unexpected chain shape (n_out %u, in_len %u)",
+                               e->c.n_out, e->c.in_len);
                 return NULL;
             }
             uint32_t hdr_len;
             memcpy(&e->seq, e->iov[0].iov_base, 8);
             memcpy(&hdr_len, (uint8_t *)e->iov[0].iov_base + 8, 4);
             if (e->seq != expect_seq || hdr_len != e->c.in_len) {
-                report_failure(s, "device: popped seq %" PRIu64 " (in_len %u, header says %u), expected seq %" PRIu64,
-                     e->seq, e->c.in_len, hdr_len, expect_seq);
+                report_failure(s,
+                               "device: popped seq %" PRIu64 " (in_len %u, header says %u), "
+                               "expected seq %" PRIu64,
+                               e->seq, e->c.in_len, hdr_len, expect_seq);
                 return NULL;
             }
             expect_seq++;
@@ -524,7 +548,8 @@ START_TEST(test_threads)
     arena_queue_config(&qc, c->size, "threads");
     qc.log = log_cb;
     ck_assert_int_eq(vio_queue_new(&qc, &s->q), 0);
-    ck_assert_int_eq(vio_queue_setup(s->q, s->a.mem, c->size, feat, dc.desc, dc.driver, dc.device), 0);
+    ck_assert_int_eq(
+        vio_queue_setup(s->q, s->a.mem, c->size, feat, dc.desc, dc.driver, dc.device), 0);
     s->hdr_gpa = arena_alloc(&s->a, (uint64_t)c->size * HDR_LEN, 16);
     s->pay_gpa = arena_alloc(&s->a, (uint64_t)c->size * PAY_MAX, 64);
     ck_assert(s->hdr_gpa && s->pay_gpa);
