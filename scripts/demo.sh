@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
 # The README's first command: install dependencies, build, run the demo.
+#   1. vio-ring-demo: a driver thread and a device thread over one shared split ring;
+#   2. the main demo: a Debian guest under QEMU whose own virtio_net driver talks to
+#      vio-vhost-user-net over vhost-user; the daemon bridges it to a tap in a network
+#      namespace and the guest pings that namespace (kernel download and initramfs build
+#      are done by examples/vhost-user-net/demo.sh). Needs root.
+# VIO_SKIP_DEPS=1 skips the package installation; extra arguments go to vio-ring-demo.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -8,6 +14,8 @@ if [ "${VIO_SKIP_DEPS:-0}" != 1 ]; then
 fi
 build=${VIO_BUILD_DIR:-$here/build}
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target vio-ring-demo
+cmake --build "$build" -j"$(nproc)" --target vio-ring-demo vio-vhost-user-net
 echo
-"$build/examples/vio-ring-demo" "$@"
+"$build/examples/vio-ring-demo" --count 100000 "$@"
+echo
+"$here/examples/vhost-user-net/demo.sh" "$build/examples/vio-vhost-user-net"
