@@ -49,6 +49,13 @@ if [ -n "${CMAKE_ARGS:-}" ]; then
     cmake_args+=("${extra[@]}")
 fi
 case $build in /*) ;; *) build=$PWD/$build ;; esac
+
+# On a fresh machine (nothing installed yet) fetch the dependencies first.
+if ! command -v cmake >/dev/null 2>&1 || ! pkg-config --exists check 2>/dev/null ||
+    ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v dpdk-testpmd >/dev/null 2>&1; then
+    echo "== dependencies missing: running scripts/deps.sh"
+    "$root/scripts/deps.sh"
+fi
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 # A fresh configuration: forget any cached options and compiler choice from an earlier run
