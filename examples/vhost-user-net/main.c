@@ -802,12 +802,6 @@ static int transport_init(struct daemon *dm)
         .max_queue_size = (uint16_t)dm->o.queue_size, .log = log_cb, .opaque = dm,
         .pause = hook_pause, .resume = hook_resume, .set_watch = hook_set_watch,
         .session = hook_session, .device_request = hook_device_request};
-    /* QEMU drives each queue pair as its own vhost device over the one socket, and with
-     * CONFIGURE_MEM_SLOTS each of them sends ADD_MEM_REG for the same guest RAM; the
-     * transport refuses a region that overlaps one it has (and drops the session). With
-     * more than one pair, offer only SET_MEM_TABLE, which every device may resend. */
-    if (dm->o.queues > 1)
-        vc.protocol_features_disable |= 1ull << 15; /* VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS */
     /* The socket file is created by bind(): 0600 through the umask, so no other user can
      * connect even for an instant. */
     mode_t old = umask(0177);

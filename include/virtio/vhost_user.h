@@ -274,7 +274,8 @@ VIO_API uint64_t vio_vhost_user_protocol_features(const struct vio_vhost_user *v
 VIO_API uint8_t vio_vhost_user_status(const struct vio_vhost_user *vu);
 
 /**
- * @brief State of ring @p qidx. Control thread (or while paused).
+ * @brief State of ring @p qidx. Control thread, and only while the application's workers are
+ * paused (or not running): the indices of a running ring are read without synchronization.
  * @retval 0 success
  * @retval -EINVAL vu or out NULL
  * @retval -ERANGE no such ring

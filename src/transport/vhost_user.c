@@ -17,6 +17,7 @@
  * the back-end request channel (a mutex).
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -74,6 +75,7 @@ struct vu_map {
     ino_t ino;
     uint64_t offset; /* mmap_offset of the region in its file */
     uint64_t gpa, size, uva;
+    unsigned refs;   /* ADD_MEM_REG of an identical region counts, REM_MEM_REG uncounts */
 };
 
 struct vu_ring {
@@ -664,6 +666,7 @@ static int map_region(struct vio_vhost_user *vu, int fd, const struct vu_region 
     out->gpa = rg->gpa;
     out->size = rg->size;
     out->uva = rg->uva;
+    out->refs = 1;
     return 0;
 }
 
@@ -757,6 +760,8 @@ static int h_set_mem_table(struct vio_vhost_user *vu, struct vu_msg *m)
     for (unsigned j = 0; j < vu->nmaps; j++)
         if (!claimed[j])
             unmap_one(&vu->maps[j]);
+    for (unsigned i = 0; i < n; i++)
+        nm[i].refs = 1; /* a full table replaces any ADD_MEM_REG counting */
     memcpy(vu->maps, nm, n * sizeof(nm[0]));
     vu->nmaps = n;
     vio_mem_free(old);
@@ -781,6 +786,20 @@ static int h_add_mem_reg(struct vio_vhost_user *vu, struct vu_msg *m)
     struct stat st;
     struct vu_map nm;
     int rc;
+    /* QEMU's multiqueue net has one vhost device per queue pair on this one
+     * connection, and each adds the same guest RAM: the same region (same
+     * addresses, same file and offset) again is counted, not an overlap. */
+    if (fstat(m->fds[0], &st) == 0) {
+        for (unsigned j = 0; j < vu->nmaps; j++) {
+            struct vu_map *o = &vu->maps[j];
+            if (o->gpa == rg->gpa && o->size == rg->size && o->uva == rg->uva &&
+                o->offset == rg->mmap_offset && o->dev == st.st_dev && o->ino == st.st_ino &&
+                o->refs < UINT_MAX) {
+                o->refs++;
+                return 0; /* the message's fd is closed unused */
+            }
+        }
+    }
     if (vu->nmaps >= vu->max_slots) {
         LOG(vu, VIO_LOG_ERROR, "ADD_MEM_REG: all %u memory slots are in use", vu->max_slots);
         vu->drop = true;
@@ -828,6 +847,10 @@ static int h_rem_mem_reg(struct vio_vhost_user *vu, struct vu_msg *m)
             (unsigned long long)rg->gpa, (unsigned long long)rg->size,
             (unsigned long long)rg->uva);
         return -ENOENT;
+    }
+    if (vu->maps[j].refs > 1) {
+        vu->maps[j].refs--; /* another vhost device of the frontend still uses it */
+        return 0;
     }
     vu_pause(vu);
     vio_mem_remove(vu->mem, rg->gpa, rg->size);

@@ -880,6 +880,10 @@ START_TEST(test_mem_slots)
                                      .uva = 0x7000000000ull, .mmap_offset = 0x100000}};
     ck_assert_uint_eq(fe_ack(&f, vu, VU_ADD_MEM_REG, &m2, sizeof(m2), &m2fd, 1), 0);
     ck_assert_uint_eq(vu_mapped_regions(vu), 2);
+    /* QEMU multiqueue: every queue pair's vhost device adds the same RAM again */
+    ck_assert_uint_eq(fe_ack(&f, vu, VU_ADD_MEM_REG, &m1, sizeof(m1), &f.memfd, 1), 0);
+    ck_assert_uint_eq(vu_mapped_regions(vu), 2);
+    ck_assert(vio_vhost_user_connected(vu));
     for (unsigned i = 0; i < 2; i++) {
         fe_ring_alloc(&f, i, F_VERSION_1 | F_EVENT_IDX);
         fe_ring_setup(&f, vu, i, 0, 0);
@@ -892,6 +896,10 @@ START_TEST(test_mem_slots)
     tx_roundtrip(&f, vu, &d, 0x62);
     /* unknown region: refused, not fatal */
     ck_assert_uint_eq(fe_ack(&f, vu, VU_REM_MEM_REG, &m2, sizeof(m2), NULL, 0), 1);
+    /* the doubly added region: the first removal only uncounts it, rings keep running */
+    ck_assert_uint_eq(fe_ack(&f, vu, VU_REM_MEM_REG, &m1, sizeof(m1), NULL, 0), 0);
+    ck_assert_uint_eq(vu_mapped_regions(vu), 1);
+    tx_roundtrip(&f, vu, &d, 0x63);
     int errs = n_errors;
     ck_assert_uint_eq(fe_ack(&f, vu, VU_REM_MEM_REG, &m1, sizeof(m1), NULL, 0), 0);
     ck_assert_int_gt(n_errors, errs); /* each ring reported */
