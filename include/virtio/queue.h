@@ -169,6 +169,28 @@ VIO_API int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct i
                           unsigned iov_cap);
 
 /**
+ * @brief Take up to @p max available chains in one call (cheaper per chain than
+ * vio_queue_pop() in a loop).
+ *
+ * Chain k's iovecs follow chain k-1's in @p iov: chain 0 starts at iov[0], chain k at the
+ * sum of the earlier chains' n_out + n_in.
+ * @param[in]  q       the queue
+ * @param[out] chains  array of at least @p max entries
+ * @param[in]  max     most chains to take
+ * @param[out] iov     iovecs for all chains
+ * @param[in]  iov_cap capacity of @p iov
+ * @return the number of chains taken (> 0)
+ * @retval -EAGAIN nothing available
+ * @retval -ENOBUFS the first chain does not fit in @p iov (nothing consumed)
+ * @retval -EPROTO / -EFAULT the driver broke a rule before anything was taken (now broken;
+ *                 chains taken before a violation are returned and the next call reports -EIO)
+ * @retval -EIO the queue is broken (or not set up)
+ * @retval -EINVAL q NULL, or chains/iov NULL with max > 0
+ */
+VIO_API int vio_queue_pop_burst(struct vio_queue *q, struct vio_chain *chains, unsigned max,
+                                struct iovec *iov, unsigned iov_cap);
+
+/**
  * @brief Give back the @p n most recently popped chains unconsumed (they will be popped again).
  * @retval 0 success
  * @retval -EINVAL n larger than the chains popped since the last push of the same slots

@@ -574,12 +574,11 @@ __attribute__((noinline)) static int q_pop_walk(struct vio_queue *q, uint16_t he
     return 0;
 }
 
-int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *iov, unsigned iov_cap)
+/* Pop one chain (the caller checked the arguments and that the queue runs).
+ * Shared by the single and the burst entry points. */
+__attribute__((always_inline)) static inline int q_pop_one(struct vio_queue *q, struct vio_chain *chain,
+                                                           struct iovec *iov, unsigned iov_cap)
 {
-    if (!q || !chain || (!iov && iov_cap))
-        return -EINVAL;
-    if (!q->num || q->broken)
-        return -EIO;
     /* A driver cannot legitimately make more chains available than the queue
      * holds: with num chains held by the device it has no free descriptor left,
      * so more means it republished heads still in flight. */
@@ -637,6 +636,39 @@ int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *io
     }
 
     return q_pop_walk(q, head, resubmitted, chain, iov, iov_cap);
+}
+
+int vio_queue_pop(struct vio_queue *q, struct vio_chain *chain, struct iovec *iov, unsigned iov_cap)
+{
+    if (!q || !chain || (!iov && iov_cap))
+        return -EINVAL;
+    if (!q->num || q->broken)
+        return -EIO;
+    return q_pop_one(q, chain, iov, iov_cap);
+}
+
+int vio_queue_pop_burst(struct vio_queue *q, struct vio_chain *chains, unsigned max,
+                        struct iovec *iov, unsigned iov_cap)
+{
+    if (!q || (max && (!chains || !iov)))
+        return -EINVAL;
+    if (!q->num || q->broken)
+        return -EIO;
+    unsigned n = 0, used = 0;
+    while (n < max) {
+        int r = q_pop_one(q, &chains[n], iov + used, iov_cap - used);
+        if (r == -EAGAIN || r == -ENOBUFS)
+            break; /* -ENOBUFS: the rest of the array is too small; nothing consumed */
+        if (r < 0)
+            return n ? (int)n : r; /* collected chains first; the next call sees -EIO */
+        used += chains[n].n_out + chains[n].n_in;
+        n++;
+    }
+    if (n == 0 && max) {
+        /* nothing popped: report why (-EAGAIN, or -ENOBUFS for a too small array) */
+        return iov_cap ? q_pop_one(q, &chains[0], iov, iov_cap) : -ENOBUFS;
+    }
+    return (int)n;
 }
 
 int vio_queue_rewind(struct vio_queue *q, uint16_t n)
