@@ -736,7 +736,9 @@ __attribute__((noinline)) static void q_log_chain(struct vio_queue *q, uint16_t 
         else if (read_desc_scattered(q->mem, table_gpa, i, &d) < 0)
             return;
         if ((d.flags & VRING_DESC_F_INDIRECT) && !in_indirect) {
-            if (d.len == 0 || (d.len & 15))
+            /* the same table bound as pop: the driver may have rewritten the
+             * chain since, so nothing here may trust what pop accepted */
+            if (d.len == 0 || (d.len & 15) || d.len / 16 > VIO_QUEUE_MAX_SIZE * 2u)
                 return;
             /* same table rules as pop: one aligned region, or read piecewise */
             const void *t = vio_mem_ptr(q->mem, d.addr, d.len, VIO_MEM_READ);
