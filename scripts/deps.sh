@@ -40,6 +40,12 @@ packages=(
     python3
 )
 
+# --list: print the package list (one per line) and install nothing; .ci/run uses it.
+if [ "${1:-}" = "--list" ]; then
+    printf '%s\n' "${packages[@]}"
+    exit 0
+fi
+
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then
     SUDO=sudo
