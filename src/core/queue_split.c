@@ -655,20 +655,21 @@ int vio_queue_pop_burst(struct vio_queue *q, struct vio_chain *chains, unsigned 
     if (!q->num || q->broken)
         return -EIO;
     unsigned n = 0, used = 0;
+    int why = -EAGAIN;
     while (n < max) {
         int r = q_pop_one(q, &chains[n], iov + used, iov_cap - used);
-        if (r == -EAGAIN || r == -ENOBUFS)
-            break; /* -ENOBUFS: the rest of the array is too small; nothing consumed */
-        if (r < 0)
-            return n ? (int)n : r; /* collected chains first; the next call sees -EIO */
+        if (r < 0) {
+            /* -EAGAIN: nothing more; -ENOBUFS: the rest of the array is too small (nothing
+             * consumed); a violation: collected chains first, the next call sees -EIO */
+            why = r;
+            break;
+        }
         used += chains[n].n_out + chains[n].n_in;
         n++;
     }
-    if (n == 0 && max) {
-        /* nothing popped: report why (-EAGAIN, or -ENOBUFS for a too small array) */
-        return iov_cap ? q_pop_one(q, &chains[0], iov, iov_cap) : -ENOBUFS;
-    }
-    return (int)n;
+    /* Report the stopping reason only when nothing was taken: never pop again here (a
+     * chain arriving meanwhile would be consumed and lost). */
+    return n ? (int)n : (max ? why : 0);
 }
 
 int vio_queue_rewind(struct vio_queue *q, uint16_t n)

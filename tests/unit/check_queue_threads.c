@@ -392,10 +392,36 @@ static void *device_main(void *arg)
     while (!atomic_load(&s->failed)) {
         unsigned n = 0, want = 1 + (unsigned)(xs(&rng) % DEV_BATCH);
         int rc = 0;
+        bool burst = false; /* chains already taken by the burst pop below */
+        if (xs(&rng) & 1) {
+            /* burst pop: chains' iovecs back to back in one array */
+            struct vio_chain cs[DEV_BATCH];
+            struct iovec flat[DEV_BATCH * (1 + MAX_IN_SEGS)];
+            int got = vio_queue_pop_burst(s->q, cs, want, flat, DEV_BATCH * (1 + MAX_IN_SEGS));
+            if (got < 0) {
+                rc = got;
+            } else {
+                unsigned off = 0;
+                for (int k = 0; k < got; k++) {
+                    unsigned ni = cs[k].n_out + cs[k].n_in;
+                    if (ni > 1 + MAX_IN_SEGS) {
+                        report_failure(s, "device: burst chain with %u iovecs", ni);
+                        return NULL;
+                    }
+                    p[k].c = cs[k];
+                    memcpy(p[k].iov, flat + off, ni * sizeof(flat[0]));
+                    off += ni;
+                }
+                want = (unsigned)got;
+                burst = true;
+            }
+        }
         while (n < want) {
-            rc = vio_queue_pop(s->q, &p[n].c, p[n].iov, 1 + MAX_IN_SEGS);
-            if (rc != 0)
-                break;
+            if (!burst) {
+                rc = vio_queue_pop(s->q, &p[n].c, p[n].iov, 1 + MAX_IN_SEGS);
+                if (rc != 0)
+                    break;
+            }
             struct popped *e = &p[n];
             if (e->c.n_out != 1 || e->iov[0].iov_len != HDR_LEN || e->c.in_len < HDR_LEN ||
                 e->c.in_len > PAY_MAX) {
