@@ -383,6 +383,19 @@ VIO_API int vio_drvq_add(struct vio_drvq *q, const struct vio_sg *sg, unsigned n
                          void *token);
 
 /**
+ * @brief Expose up to @p n single-segment buffers in one call (cheaper per buffer than
+ * vio_drvq_add() in a loop): buffer k is @p sg[k], device-writable when @p writable, with
+ * token @p tokens[k]. Not visible to the device until vio_drvq_kick_prepare().
+ * @return the number added (fewer than @p n when descriptors run out)
+ * @retval -ENOSPC no descriptor free (nothing added)
+ * @retval -EINVAL q NULL, sg/tokens NULL with n > 0, a zero-length segment or a NULL token
+ *                 (checked before anything is added)
+ * @retval -EIO queue broken
+ */
+VIO_API int vio_drvq_add_burst(struct vio_drvq *q, const struct vio_sg *sg, unsigned n,
+                               bool writable, void *const *tokens);
+
+/**
  * @brief Publish the buffers added since the last call and say whether the device wants a kick.
  * @return true if the caller should notify the device
  */

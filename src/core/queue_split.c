@@ -1314,6 +1314,28 @@ int vio_drvq_add(struct vio_drvq *q, const struct vio_sg *sg, unsigned n_out, un
     return 0;
 }
 
+int vio_drvq_add_burst(struct vio_drvq *q, const struct vio_sg *sg, unsigned n, bool writable,
+                       void *const *tokens)
+{
+    if (!q || (n && (!sg || !tokens)))
+        return -EINVAL;
+    if (q->broken)
+        return -EIO;
+    /* Caller errors first, before anything is added (same order as vio_drvq_add). */
+    for (unsigned k = 0; k < n; k++)
+        if (sg[k].len == 0 || !tokens[k])
+            return -EINVAL;
+    unsigned k = 0;
+    for (; k < n && q->num_free; k++) {
+        uint16_t head = q->free_head;
+        vio_write_desc(&q->desc[head], sg[k].addr, sg[k].len, writable ? VRING_DESC_F_WRITE : 0,
+                       0);
+        q->free_head = q->next[head];
+        d_commit(q, head, head, 1, writable ? sg[k].len : 0, tokens[k]);
+    }
+    return k ? (int)k : (n ? -ENOSPC : 0);
+}
+
 bool vio_drvq_kick_prepare(struct vio_drvq *q)
 {
     if (!q || q->broken)

@@ -106,6 +106,59 @@ START_TEST(burst_violation_after_good)
 }
 END_TEST
 
+START_TEST(add_burst)
+{
+    struct arena a;
+    ck_assert_int_eq(arena_init_simple(&a, 0x100000, 1 << 20), 0);
+    uint64_t desc = arena_alloc(&a, 16 * QSZ, 16), avail = arena_alloc(&a, 6 + 2 * QSZ, 2),
+             used = arena_alloc(&a, 6 + 8 * QSZ, 4), buf = arena_alloc(&a, 64 * QSZ, 16);
+    struct vio_drvq_config dc = {.struct_size = sizeof(dc), .size = QSZ, .mem = a.mem,
+                                 .desc = desc, .driver = avail, .device = used};
+    struct vio_drvq *d;
+    ck_assert_int_eq(vio_drvq_new(&dc, &d), 0);
+    struct vio_queue_config qc = {.struct_size = sizeof(qc), .max_size = QSZ};
+    struct vio_queue *q;
+    ck_assert_int_eq(vio_queue_new(&qc, &q), 0);
+    ck_assert_int_eq(vio_queue_setup(q, a.mem, QSZ, 0, desc, avail, used), 0);
+
+    struct vio_sg sg[QSZ + 4];
+    void *tok[QSZ + 4];
+    for (unsigned k = 0; k < QSZ + 4; k++) {
+        sg[k].addr = buf + 64 * (k % QSZ);
+        sg[k].len = 64;
+        tok[k] = (void *)(uintptr_t)(k + 1);
+    }
+    /* caller errors are found before anything is added */
+    sg[2].len = 0;
+    ck_assert_int_eq(vio_drvq_add_burst(d, sg, 4, true, tok), -EINVAL);
+    ck_assert_uint_eq(vio_drvq_num_free(d), QSZ);
+    sg[2].len = 64;
+    /* more than fit: the ones that fit are added */
+    ck_assert_int_eq(vio_drvq_add_burst(d, sg, QSZ + 4, true, tok), QSZ);
+    ck_assert_int_eq(vio_drvq_add_burst(d, sg, 1, true, tok), -ENOSPC);
+    vio_drvq_kick_prepare(d);
+    struct vio_chain ch[QSZ];
+    struct iovec iov[QSZ];
+    ck_assert_int_eq(vio_queue_pop_burst(q, ch, QSZ, iov, QSZ), QSZ);
+    for (unsigned k = 0; k < QSZ; k++) {
+        ck_assert_uint_eq(ch[k].n_in, 1);
+        ck_assert_uint_eq(ch[k].in_len, 64);
+        ck_assert_int_eq(vio_queue_push(q, ch[k].head, 8), 0);
+    }
+    void *got[QSZ];
+    uint32_t len[QSZ];
+    ck_assert_int_eq(vio_drvq_get_used_burst(d, got, len, QSZ), QSZ);
+    for (unsigned k = 0; k < QSZ; k++) {
+        ck_assert_ptr_eq(got[k], tok[k]); /* completed in the order pushed = added */
+        ck_assert_uint_eq(len[k], 8);
+    }
+    ck_assert_uint_eq(vio_drvq_num_free(d), QSZ);
+    vio_queue_free(q);
+    vio_drvq_free(d);
+    arena_fini(&a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("queue_burst");
@@ -113,6 +166,7 @@ int main(void)
     tcase_add_test(t, burst_layout);
     tcase_add_test(t, burst_short_array);
     tcase_add_test(t, burst_violation_after_good);
+    tcase_add_test(t, add_burst);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
