@@ -116,6 +116,13 @@ struct vio_net_backend_ops {
     int (*link_status)(void *opaque);
     /** optional: release everything */
     void (*destroy)(void *opaque);
+    /**
+     * optional: drop every frame queued inside the backend for @p qp. The net device calls it
+     * on device reset, once no tx or rx call for @p qp is running, so that a new driver never
+     * receives what an earlier one sent (QEMU purges its queues on reset the same way).
+     * Loopback implements it; tap and AF_PACKET leave the kernel's queues alone.
+     */
+    void (*flush)(void *opaque, unsigned qp);
 };
 
 /** A backend instance: an ops table and its state. */
@@ -173,6 +180,12 @@ static inline int vio_net_backend_set_rx_mode(const struct vio_net_backend *b, u
 static inline int vio_net_backend_link_status(const struct vio_net_backend *b)
 {
     return b->ops->link_status ? b->ops->link_status(b->opaque) : -ENOTSUP;
+}
+/** @brief See vio_net_backend_ops::flush (a no-op when absent). */
+static inline void vio_net_backend_flush(const struct vio_net_backend *b, unsigned qp)
+{
+    if (b->ops->flush)
+        b->ops->flush(b->opaque, qp);
 }
 /** @brief Destroy the backend (closes its fds). NULL ops are a no-op. */
 static inline void vio_net_backend_destroy(struct vio_net_backend *b)

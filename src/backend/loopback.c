@@ -250,6 +250,18 @@ static ssize_t lb_rx(void *opaque, unsigned qpi, struct vio_net_hdr *hdr, const 
     return (ssize_t)len;
 }
 
+/* Empties the ring (device reset): rx_fd stops polling readable, tx_fd polls writable. */
+static void lb_flush(void *opaque, unsigned qpi)
+{
+    struct lb *lb = opaque;
+    if (qpi >= lb->nqp)
+        return;
+    struct lb_qp *q = &lb->qp[qpi];
+    while (q->count)
+        lb_pop(q, lb->ring_frames);
+    q->head = 0;
+}
+
 static int lb_rx_fd(void *opaque, unsigned qpi)
 {
     struct lb *lb = opaque;
@@ -298,6 +310,7 @@ static const struct vio_net_backend_ops lb_ops = {
     .set_rx_mode = NULL,
     .link_status = lb_link_status,
     .destroy = lb_destroy,
+    .flush = lb_flush,
 };
 
 int vio_net_loopback_open(const struct vio_net_backend_config *cfg, struct vio_net_backend *out)

@@ -1444,6 +1444,9 @@ static void op_reset(void *o)
         stop_rx(d, i);
         stop_tx(d, i);
         atomic_store(&d->pairs[i].rx_dead, false);
+        /* Both directions are stopped: frames a driver sent must not reach the next one. */
+        if (i < d->be->queue_pairs)
+            vio_net_backend_flush(d->be, i);
     }
     dq_clear(&d->ctrl);
     atomic_store(&d->features, 0);

@@ -271,6 +271,41 @@ START_TEST(test_ring_full)
 }
 END_TEST
 
+START_TEST(test_flush)
+{
+    struct vio_net_backend b = open_lb(2, 4, false, NULL);
+    uint8_t f[100], g[100];
+    int rxfd = vio_net_backend_rx_fd(&b, 0), txfd = vio_net_backend_tx_fd(&b, 0);
+    for (uint32_t i = 0; i < 4; i++) {
+        fill(f, sizeof(f), i);
+        ck_assert_int_eq(tx_buf(&b, 0, f, sizeof(f), NULL), 0);
+        ck_assert_int_eq(tx_buf(&b, 1, f, sizeof(f), NULL), 0);
+    }
+    ck_assert_int_eq(tx_buf(&b, 0, f, sizeof(f), NULL), -EAGAIN); /* full, tx_fd held */
+    ck_assert(!(poll_fd(txfd, POLLOUT) & POLLOUT));
+    vio_net_backend_flush(&b, 0);
+    ck_assert_int_eq(rx_buf(&b, 0, g, sizeof(g), NULL), -EAGAIN);
+    ck_assert(!(poll_fd(rxfd, POLLIN) & POLLIN));
+    ck_assert(poll_fd(txfd, POLLOUT) & POLLOUT);
+    vio_net_backend_flush(&b, 0); /* empty: harmless */
+    vio_net_backend_flush(&b, 7); /* no such pair: ignored */
+    /* the other pair keeps its frames; the flushed one works as new, in FIFO order */
+    ck_assert_int_eq(vio_net_backend_rx_peek(&b, 1), (ssize_t)sizeof(f));
+    for (uint32_t i = 10; i < 14; i++) {
+        fill(f, sizeof(f), i);
+        ck_assert_int_eq(tx_buf(&b, 0, f, sizeof(f), NULL), 0);
+    }
+    ck_assert(poll_fd(rxfd, POLLIN) & POLLIN);
+    for (uint32_t i = 10; i < 14; i++) {
+        fill(f, sizeof(f), i);
+        ck_assert_int_eq(rx_buf(&b, 0, g, sizeof(g), NULL), sizeof(g));
+        ck_assert_mem_eq(f, g, sizeof(g));
+    }
+    ck_assert(!(poll_fd(rxfd, POLLIN) & POLLIN));
+    vio_net_backend_destroy(&b);
+}
+END_TEST
+
 START_TEST(test_short_rx_iov)
 {
     struct vio_net_backend b = open_lb(1, 0, false, NULL);
@@ -672,6 +707,7 @@ static Suite *loopback_suite(void)
     tcase_add_test(tc, test_mac_swap);
     tcase_add_test(tc, test_ring_full);
     tcase_add_test(tc, test_short_rx_iov);
+    tcase_add_test(tc, test_flush);
     tcase_add_loop_test(tc, test_tx_invalid, 0, sizeof(bad_txs) / sizeof(bad_txs[0]));
     tcase_add_test(tc, test_max_frame);
     tcase_add_test(tc, test_rx_invalid);

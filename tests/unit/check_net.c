@@ -6,6 +6,7 @@
 #include <check.h>
 #include <endian.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1468,6 +1469,33 @@ START_TEST(loopback_backend_roundtrip)
 }
 END_TEST
 
+START_TEST(reset_flushes_loopback)
+{
+    /* frames the old driver sent that are still on the loop never reach the next driver */
+    struct vio_net_backend lb;
+    struct vio_net_backend_config bc = {.struct_size = sizeof(bc), .queue_pairs = 1};
+    ck_assert_int_eq(vio_net_loopback_open(&bc, &lb), 0);
+    struct env_opts o = {.ops = lb.ops, .ops_opaque = lb.opaque};
+    env_open(&E, &o);
+    static uint8_t frame[200];
+    for (unsigned k = 0; k < 5; k++) {
+        make_frame(frame, sizeof(frame), OTHER, 0x0800, 0, k);
+        guest_tx(&E, 0, NULL, frame, sizeof(frame), (const uint32_t[]){7}, 1);
+    }
+    ck_assert_int_eq(guest_kick(&E, 1), 5); /* no rx buffers posted: all 5 wait in the loop */
+    ck_assert_int_eq(vio_net_backend_rx_peek(&lb, 0), (ssize_t)sizeof(frame));
+    int rxfd = vio_net_backend_rx_fd(&lb, 0);
+    struct pollfd pfd = {.fd = rxfd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    vio_device_reset(E.dev);
+    ck_assert_int_eq(vio_net_backend_rx_peek(&lb, 0), -EAGAIN);
+    pfd.revents = 0;
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0); /* the eventfd agrees: nothing to read */
+    env_close(&E);
+    vio_net_backend_destroy(&lb);
+}
+END_TEST
+
 static Suite *net_suite(void)
 {
     Suite *s = suite_create("net");
@@ -1526,6 +1554,7 @@ static Suite *net_suite(void)
     tcase_add_test(tc, iov_exhaustion_needs_reset);
     tcase_add_test(tc, reset_restores_power_on);
     tcase_add_test(tc, loopback_backend_roundtrip);
+    tcase_add_test(tc, reset_flushes_loopback);
     suite_add_tcase(s, tc);
     return s;
 }
