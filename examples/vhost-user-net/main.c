@@ -384,11 +384,25 @@ static void *worker_main(void *arg)
     pfd[0] = (struct pollfd){.fd = w->wake_fd, .events = POLLIN};
     ids[0] = 0;
     unsigned spins = 0;
+    bool polling = false;
     while (!atomic_load(&w->stop)) {
         if (atomic_load_explicit(&w->tab.gen, memory_order_acquire) != gen)
             n = wtab_snapshot(&w->tab, pfd, ids, 1, &gen);
+        /* Busy mode keeps the driver's kicks off while it spins (no eventfd write per burst
+         * on the front-end's side); before sleeping it turns them back on, and the spin
+         * right after re-checks the rings. */
+        bool want = dm->o.busy_poll && idle < BUSY_IDLE_ROUNDS;
+        if (want != polling) {
+            polling = want;
+            pthread_mutex_lock(&w->run_lock);
+            vio_net_dev_set_polling(dm->net, w->qp, polling);
+            if (!polling && worker_spin(w))
+                idle = 0;
+            pthread_mutex_unlock(&w->run_lock);
+            continue;
+        }
         int timeout = -1;
-        if (dm->o.busy_poll && idle < BUSY_IDLE_ROUNDS)
+        if (polling)
             timeout = 0;
         else if (atomic_load(&w->poll_rings))
             timeout = POLL_RING_MS;
@@ -652,11 +666,16 @@ static ssize_t drop_rx(void *o, unsigned qp, struct vio_net_hdr *h, const struct
 }
 static int drop_rx_fd(void *o, unsigned qp) { return vio_net_backend_rx_fd(&((struct drop_be *)o)->inner, qp); }
 static void drop_destroy(void *o) { vio_net_backend_destroy(&((struct drop_be *)o)->inner); }
+static void drop_flush(void *o, unsigned qp) { vio_net_backend_flush(&((struct drop_be *)o)->inner, qp); }
+static void drop_set_polling(void *o, unsigned qp, bool on)
+{
+    vio_net_backend_set_polling(&((struct drop_be *)o)->inner, qp, on);
+}
 
 static const struct vio_net_backend_ops drop_ops = {
     .name = "loopback-drop", .features = drop_features, .configure = drop_configure,
     .tx = drop_tx, .rx_peek = drop_rx_peek, .rx = drop_rx, .rx_fd = drop_rx_fd,
-    .destroy = drop_destroy};
+    .destroy = drop_destroy, .flush = drop_flush, .set_polling = drop_set_polling};
 
 static int open_backend(struct daemon *dm)
 {

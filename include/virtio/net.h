@@ -259,6 +259,24 @@ VIO_API int vio_net_dev_tx_process(struct vio_net_dev *d, unsigned qp, unsigned 
 VIO_API int vio_net_dev_rx_process(struct vio_net_dev *d, unsigned qp, unsigned budget);
 
 /**
+ * @brief Polling mode for one queue pair, for a caller that drives it in a loop (a busy-polling
+ *        worker) instead of waiting for kicks.
+ *
+ * While on, vio_net_dev_tx_process() leaves the driver's TX kicks off when the queue runs empty,
+ * and vio_net_dev_rx_process() neither asks for RX kicks nor stops watching the backend when the
+ * driver has no buffers: the driver never pays for a notification the caller would not wait
+ * for. The caller must then call both again soon. Turning it off restores kick-driven
+ * processing; call vio_net_dev_tx_process() and vio_net_dev_rx_process() once afterwards (they
+ * re-enable the kicks and re-check the rings) before waiting for events. Off by default and
+ * after vio_net_dev_new(); a device reset keeps it. Call it from the thread that processes the
+ * pair.
+ * @retval 0 done
+ * @retval -EINVAL @p d is NULL
+ * @retval -ERANGE qp >= max queue pairs
+ */
+VIO_API int vio_net_dev_set_polling(struct vio_net_dev *d, unsigned qp, bool on);
+
+/**
  * @brief Execute the commands queued on the control queue (data path, the control thread).
  * @return commands handled, >= 0
  * @retval -EIO the control queue is not started or is broken

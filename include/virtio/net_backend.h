@@ -123,6 +123,13 @@ struct vio_net_backend_ops {
      * Loopback implements it; tap and AF_PACKET leave the kernel's queues alone.
      */
     void (*flush)(void *opaque, unsigned qp);
+    /**
+     * optional: the caller drives @p qp by calling tx and rx in a loop (on) or waits for
+     * rx_fd / tx_fd (off, the default). While on, the backend may let those fds' readiness go
+     * stale to save system calls; turning it off brings them up to date. Called by the thread
+     * that drives @p qp (vio_net_dev_set_polling()).
+     */
+    void (*set_polling)(void *opaque, unsigned qp, bool on);
 };
 
 /** A backend instance: an ops table and its state. */
@@ -186,6 +193,13 @@ static inline void vio_net_backend_flush(const struct vio_net_backend *b, unsign
 {
     if (b->ops->flush)
         b->ops->flush(b->opaque, qp);
+}
+/** @brief See vio_net_backend_ops::set_polling (a no-op when absent). */
+static inline void vio_net_backend_set_polling(const struct vio_net_backend *b, unsigned qp,
+                                               bool on)
+{
+    if (b->ops->set_polling)
+        b->ops->set_polling(b->opaque, qp, on);
 }
 /** @brief Destroy the backend (closes its fds). NULL ops are a no-op. */
 static inline void vio_net_backend_destroy(struct vio_net_backend *b)

@@ -17,6 +17,9 @@
  * non-empty -> empty transition. Because both transitions happen on the same
  * (serialized) queue pair, the counter and the ring never disagree between calls.
  *
+ * In polling mode (set_polling, for a caller that calls rx and tx in a loop anyway) neither
+ * eventfd is touched; leaving it brings both in line with the ring again.
+ *
  * tx_fd is a second eventfd that polls writable exactly while the ring has room:
  * when tx finds the ring full it writes 0xfffffffffffffffe (the eventfd maximum),
  * which makes the fd non-writable; the first rx that frees a slot reads it back to 0.
@@ -53,6 +56,8 @@ struct lb_qp {
     unsigned head;        /* oldest queued slot */
     unsigned count;       /* queued slots */
     bool tx_blocked;      /* tx_efd is currently held non-writable */
+    bool polling;         /* set_polling: the eventfds are left alone (synced when it ends) */
+    bool rx_signalled;    /* rx_efd's counter is non-zero */
     int rx_efd;
     int tx_efd;
 };
@@ -127,8 +132,12 @@ static void lb_pop(struct lb_qp *q, unsigned ring_frames)
 {
     q->head = q->head + 1 == ring_frames ? 0 : q->head + 1;
     q->count--;
-    if (q->count == 0)
+    if (q->polling)
+        return; /* the caller polls: eventfds synced by lb_set_polling(off) */
+    if (q->count == 0 && q->rx_signalled) {
         lb_efd_clear(q->rx_efd); /* non-empty -> empty: rx_fd stops polling readable */
+        q->rx_signalled = false;
+    }
     if (q->tx_blocked) {
         q->tx_blocked = false;
         lb_efd_clear(q->tx_efd); /* full -> not full: tx_fd polls writable again */
@@ -185,7 +194,7 @@ static int lb_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, cons
     if ((size_t)len > LB_FRAME_MAX)
         return -EMSGSIZE;
     if (q->count == lb->ring_frames) {
-        if (!q->tx_blocked) {
+        if (!q->tx_blocked && !q->polling) {
             lb_efd_set(q->tx_efd, LB_EFD_FULL); /* not full -> full: tx_fd stops polling writable */
             q->tx_blocked = true;
         }
@@ -208,8 +217,10 @@ static int lb_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, cons
         memcpy(d, d + 6, 6);
         memcpy(d + 6, tmp, 6);
     }
-    if (q->count++ == 0)
+    if (q->count++ == 0 && !q->polling && !q->rx_signalled) {
         lb_efd_set(q->rx_efd, 1); /* empty -> non-empty: rx_fd polls readable */
+        q->rx_signalled = true;
+    }
     return 0;
 }
 
@@ -262,6 +273,33 @@ static void lb_flush(void *opaque, unsigned qpi)
     q->head = 0;
 }
 
+/* Polling mode: no eventfd system call per burst. Leaving it makes both fds agree with the
+ * ring again (readable while it holds frames, writable while it has room). */
+static void lb_set_polling(void *opaque, unsigned qpi, bool on)
+{
+    struct lb *lb = opaque;
+    if (qpi >= lb->nqp)
+        return;
+    struct lb_qp *q = &lb->qp[qpi];
+    q->polling = on;
+    if (on)
+        return;
+    if (q->count && !q->rx_signalled) {
+        lb_efd_set(q->rx_efd, 1);
+        q->rx_signalled = true;
+    } else if (!q->count && q->rx_signalled) {
+        lb_efd_clear(q->rx_efd);
+        q->rx_signalled = false;
+    }
+    if (q->tx_blocked && q->count < lb->ring_frames) {
+        q->tx_blocked = false;
+        lb_efd_clear(q->tx_efd);
+    } else if (!q->tx_blocked && q->count == lb->ring_frames) {
+        lb_efd_set(q->tx_efd, LB_EFD_FULL);
+        q->tx_blocked = true;
+    }
+}
+
 static int lb_rx_fd(void *opaque, unsigned qpi)
 {
     struct lb *lb = opaque;
@@ -311,6 +349,7 @@ static const struct vio_net_backend_ops lb_ops = {
     .link_status = lb_link_status,
     .destroy = lb_destroy,
     .flush = lb_flush,
+    .set_polling = lb_set_polling,
 };
 
 int vio_net_loopback_open(const struct vio_net_backend_config *cfg, struct vio_net_backend *out)

@@ -147,6 +147,7 @@ struct vio_queue {
     bool event_idx;
     bool indirect;
     bool in_order;
+    bool kicks_off;          /* used->flags holds NO_NOTIFY (we wrote it; the driver never does) */
     uint64_t desc_gpa, avail_gpa, used_gpa;
     struct vring_desc *desc;
     struct vring_avail *avail;
@@ -334,6 +335,7 @@ void vio_queue_reset(struct vio_queue *q)
     q->last_avail = q->shadow_avail = q->used_idx = 0;
     q->signalled_used = 0;
     q->signalled_used_valid = false;
+    q->kicks_off = false;
     q->inflight = 0;
     q->infl = NULL;
     q->infl_counter = 0;
@@ -880,6 +882,7 @@ bool vio_queue_enable_notify(struct vio_queue *q)
     } else {
         vio_st16(&q->used->flags, 0);
         q_log(q, offsetof(struct vring_used, flags), sizeof(uint16_t));
+        q->kicks_off = false;
     }
     /* [P3] publish our wish for kicks before re-reading avail->idx; pairs
      * with the fence in the driver's kick_prepare. Without it a buffer added
@@ -895,9 +898,14 @@ void vio_queue_disable_notify(struct vio_queue *q)
     if (!q || !q->num || q->broken)
         return;
     /* With event idx the driver only kicks when passing avail_event, which
-     * we stop moving: nothing to write. */
-    if (!q->event_idx)
+     * we stop moving: nothing to write. Without it, write the flag only when
+     * it changes: a polling device calls this every round, and a store of the
+     * same value still takes the cache line away from the driver. */
+    if (!q->event_idx && !q->kicks_off) {
         vio_st16(&q->used->flags, VRING_USED_F_NO_NOTIFY);
+        q_log(q, offsetof(struct vring_used, flags), sizeof(uint16_t));
+        q->kicks_off = true;
+    }
 }
 
 bool vio_queue_has_avail(struct vio_queue *q)

@@ -39,6 +39,9 @@
 
 #define HDR_LEN ((size_t)sizeof(struct virtio_net_hdr_v1))
 #define TX_BATCH 32u
+/* RX publishes the used ring every RX_BATCH chains (and at the end of every run): one used idx
+ * store, one cache-line hand-over to the driver, per batch instead of per frame. */
+#define RX_BATCH 32u
 /* Backends take at most this many iovecs per call (tap / AF_PACKET keep two for themselves
  * out of the kernel's 1024, see docs/backends.md); RX never hands them more. */
 #define BACKEND_IOV_MAX 1022u
@@ -93,13 +96,16 @@ struct dq {
 
 struct pair {
     struct dq rx, tx;
-    struct vio_used_elem *rx_used;       /* queue_size entries: the chains of one frame */
+    struct vio_used_elem *rx_used;       /* queue_size entries: chains of the frames not yet
+                                            published (rx_pend), then those of the frame at hand */
+    unsigned rx_pend;                    /* used entries waiting in rx_used (0 between calls) */
     struct vio_used_elem tx_used[TX_BATCH];
     unsigned tx_nused;
     _Atomic bool rx_on, tx_on; /* queue started (read by the control thread for watches) */
     _Atomic bool rx_paused;    /* out of guest buffers: waiting for an RX kick */
     _Atomic bool rx_dead;      /* backend rx failed: stopped until restart/reset */
     _Atomic bool tx_blocked;   /* backend pushed back: waiting for the tx fd */
+    _Atomic bool polling;      /* vio_net_dev_set_polling(): driver kicks stay off */
     int rx_fd, tx_fd;
     /* The filter copy this pair's RX is reading, NULL when none (hazard pointer). */
     _Atomic(struct vio_net_rx_filter *) hazard;
@@ -181,7 +187,8 @@ const char *vio_net_drop_reason_name(enum vio_net_drop_reason r)
 }
 
 /* Copy @len bytes at byte offset @off of an iovec array out. Returns bytes copied. */
-static size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, size_t len)
+static size_t iov_to_buf_slow(const struct iovec *iov, unsigned n, size_t off, void *dst,
+                              size_t len)
 {
     uint8_t *p = dst;
     size_t done = 0;
@@ -201,8 +208,8 @@ static size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *
     return done;
 }
 
-static size_t buf_to_iov(const struct iovec *iov, unsigned n, size_t off, const void *src,
-                         size_t len)
+static size_t buf_to_iov_slow(const struct iovec *iov, unsigned n, size_t off, const void *src,
+                              size_t len)
 {
     const uint8_t *p = src;
     size_t done = 0;
@@ -222,10 +229,37 @@ static size_t buf_to_iov(const struct iovec *iov, unsigned n, size_t off, const 
     return done;
 }
 
+/* The common case first: the bytes lie in the first iovec (a header and the start of the
+ * frame in one buffer). With a constant @len the copy becomes a few moves. */
+static inline __attribute__((always_inline)) size_t
+iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, size_t len)
+{
+    if (n && off == 0 && iov[0].iov_len >= len) {
+        memcpy(dst, iov[0].iov_base, len);
+        return len;
+    }
+    return iov_to_buf_slow(iov, n, off, dst, len);
+}
+
+static inline __attribute__((always_inline)) size_t
+buf_to_iov(const struct iovec *iov, unsigned n, size_t off, const void *src, size_t len)
+{
+    if (n && off == 0 && iov[0].iov_len >= len) {
+        memcpy(iov[0].iov_base, src, len);
+        return len;
+    }
+    return buf_to_iov_slow(iov, n, off, src, len);
+}
+
 /* Drop the first @skip bytes of an iovec array in place (no allocation): returns the index of
  * the first iovec that still holds data, whose base/len were adjusted. */
-static unsigned iov_skip(struct iovec *iov, unsigned n, size_t skip)
+static inline unsigned iov_skip(struct iovec *iov, unsigned n, size_t skip)
 {
+    if (n && iov[0].iov_len > skip) {
+        iov[0].iov_base = (uint8_t *)iov[0].iov_base + skip;
+        iov[0].iov_len -= skip;
+        return 0;
+    }
     unsigned i = 0;
     while (i < n && skip >= iov[i].iov_len) {
         skip -= iov[i].iov_len;
@@ -698,12 +732,13 @@ static int tx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
     unsigned done = 0;
     int rc = 0;
     bool blocked = false;
+    bool polling = atomic_load_explicit(&p->polling, memory_order_relaxed);
     for (;;) {
         vio_queue_disable_notify(q);
         int r = 0;
         while ((!budget || done < budget) && (r = tx_one(d, p, qp, f)) == 1)
             done++;
-        if (budget && done >= budget)
+        if ((budget && done >= budget) || (polling && r >= 0))
             break; /* notifications stay off: the caller comes back */
         if (r == -EAGAIN) {
             blocked = true;
@@ -737,10 +772,12 @@ static int tx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
 /* 1: one frame handled (delivered or dropped); 0: no frame in the backend; -EAGAIN: no guest
  * buffers, -ENOSPC: not enough for the (peeked) frame yet (nothing consumed either way);
  * -ENODEV: backend failure; -EIO / -ENOBUFS: queue cannot go on. */
-static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f)
+static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f,
+                  const struct vio_net_rx_filter *flt)
 {
     struct dq *x = &p->rx;
     struct vio_queue *q = x->q;
+    struct vio_used_elem *u = p->rx_used + p->rx_pend; /* this frame's chains */
     bool mrg = has(f, VIO_NET_F_MRG_RXBUF);
     ssize_t peek = vio_net_backend_rx_peek(d->be, qp);
     if (peek == -EAGAIN)
@@ -768,12 +805,15 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
         if (n == 0 && c.in_len < HDR_LEN) {
             /* spec: every buffer holds at least the header. This one cannot start a frame;
              * nothing was popped before it, so returning it now keeps in-order use. */
-            vio_queue_push(q, c.head, 0);
+            u[0].id = c.head; /* queued behind the frames before it: in-order use holds */
+            u[0].len = 0;
+            p->rx_pend++;
+            u++;
             ctr_add(&x->st.drops[VIO_NET_DROP_SHORT_CHAIN], 1);
             continue;
         }
-        p->rx_used[n].id = c.head;
-        p->rx_used[n].len = c.in_len;
+        u[n].id = c.head;
+        u[n].len = c.in_len;
         n++;
         niov += c.n_in;
         cap += c.in_len;
@@ -828,9 +868,7 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
     }
     uint8_t eth[18];
     size_t el = iov_to_buf(fiov, fn, 0, eth, sizeof(eth));
-    const struct vio_net_rx_filter *flt = filt_enter(d, p);
     why = filter_frame(flt, eth, el < flen ? el : flen);
-    filt_exit(p);
     if (why >= 0)
         goto drop;
     why = rx_fix_hdr(&h, f, fiov, fn, flen);
@@ -841,8 +879,8 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
     size_t left = HDR_LEN + flen;
     unsigned used = 0;
     while (used < n && left) {
-        uint32_t l = p->rx_used[used].len < left ? p->rx_used[used].len : (uint32_t)left;
-        p->rx_used[used].len = l;
+        uint32_t l = u[used].len < left ? u[used].len : (uint32_t)left;
+        u[used].len = l;
         left -= l;
         used++;
     }
@@ -850,8 +888,7 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
     buf_to_iov(hiov, nh, 0, &h, HDR_LEN);
     if (n > used)
         vio_queue_rewind(q, (uint16_t)(n - used));
-    if (vio_queue_push_batch(q, p->rx_used, used) < 0)
-        return -EIO;
+    p->rx_pend += used; /* published by rx_publish */
     ctr_add(&x->st.packets, 1);
     ctr_add(&x->st.bytes, flen);
     return 1;
@@ -860,6 +897,16 @@ drop:
     vio_queue_rewind(q, (uint16_t)n);
     ctr_add(&x->st.drops[why], 1);
     return 1;
+}
+
+/* Publishes the used entries rx_one queued (see RX_BATCH). */
+static int rx_publish(struct pair *p)
+{
+    if (!p->rx_pend)
+        return 0;
+    int r = vio_queue_push_batch(p->rx.q, p->rx_used, p->rx_pend);
+    p->rx_pend = 0;
+    return r < 0 ? -EIO : 0;
 }
 
 static int rx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
@@ -880,17 +927,29 @@ static int rx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
     uint64_t f = feats(d);
     unsigned done = 0;
     int rc = 0;
+    bool polling = atomic_load_explicit(&p->polling, memory_order_relaxed);
     /* Driver kicks are enabled while paused (see below) and during a last retry. */
     bool armed = atomic_load(&p->rx_paused);
+    /* One filter snapshot for many frames, dropped before anything that may block on another
+     * thread (update_watches calls into the transport) so a filter writer never waits long. */
+    const struct vio_net_rx_filter *flt = NULL;
     while (!budget || done < budget) {
-        int r = rx_one(d, p, qp, f);
+        if (!flt)
+            flt = filt_enter(d, p);
+        int r = rx_one(d, p, qp, f, flt);
         if (r == 1) {
             done++;
+            if (p->rx_pend >= RX_BATCH && rx_publish(p) < 0) {
+                rc = -EIO;
+                break;
+            }
             if (armed) {
                 vio_queue_disable_notify(q);
                 armed = false;
                 if (atomic_load(&p->rx_paused)) { /* buffers came without a kick (polling) */
                     atomic_store(&p->rx_paused, false);
+                    filt_exit(p);
+                    flt = NULL;
                     update_watches(d, qp);
                 }
             }
@@ -898,15 +957,24 @@ static int rx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
         }
         if (r == 0)
             break;
+        if ((r == -EAGAIN || r == -ENOSPC) && polling)
+            break; /* the caller polls again: no kick wanted, the backend stays watched */
         if (r == -EAGAIN || r == -ENOSPC) {
             /* Out of guest buffers: ask for a kick first, then try once more, so buffers
              * added in between are not missed; only then stop watching the backend (the
              * frame stays there) until the driver kicks. */
             if (!armed) {
+                /* the driver must see what we filled before we wait for it to refill */
+                if (rx_publish(p) < 0) {
+                    rc = -EIO;
+                    break;
+                }
                 vio_queue_enable_notify(q);
                 armed = true;
                 continue;
             }
+            filt_exit(p);
+            flt = NULL;
             if (!atomic_load(&p->rx_paused)) {
                 atomic_store(&p->rx_paused, true);
                 ctr_add(&p->rx.st.stalls, 1);
@@ -914,6 +982,8 @@ static int rx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
             }
             break;
         }
+        filt_exit(p);
+        flt = NULL;
         if (r == -ENODEV) {
             atomic_store(&p->rx_dead, true);
             update_watches(d, qp);
@@ -921,6 +991,10 @@ static int rx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
         rc = r;
         break;
     }
+    if (flt)
+        filt_exit(p);
+    if (rx_publish(p) < 0 && !rc)
+        rc = -EIO;
     if (armed && !atomic_load(&p->rx_paused))
         vio_queue_disable_notify(q);
     maybe_notify(d, &p->rx, 2u * qp);
@@ -1666,6 +1740,18 @@ int vio_net_dev_tx_process(struct vio_net_dev *d, unsigned qp, unsigned budget)
     if (qp >= d->max_pairs)
         return -ERANGE;
     return tx_run(d, qp, budget);
+}
+
+int vio_net_dev_set_polling(struct vio_net_dev *d, unsigned qp, bool on)
+{
+    if (!d)
+        return -EINVAL;
+    if (qp >= d->max_pairs)
+        return -ERANGE;
+    atomic_store_explicit(&d->pairs[qp].polling, on, memory_order_relaxed);
+    if (qp < d->be->queue_pairs)
+        vio_net_backend_set_polling(d->be, qp, on);
+    return 0;
 }
 
 int vio_net_dev_rx_process(struct vio_net_dev *d, unsigned qp, unsigned budget)

@@ -3,7 +3,8 @@
 #
 # One daemon (--loopback) serves several testpmd sessions in a row, each a different
 # virtio_user data path: mrg_rxbuf=0/1 x in_order=0/1, 64 B and 1500 B frames, and then a
-# second daemon with --queues 2 against a two-queue virtio_user. testpmd runs io forwarding
+# second daemon with --queues 2 --busy-poll (its workers poll the rings with the driver's
+# kicks off) against a two-queue virtio_user. testpmd runs io forwarding
 # with --tx-first: one burst per queue circulates testpmd -> daemon -> loopback -> testpmd
 # as fast as both sides go (a self-limiting, moderate rate). For every session:
 #   - testpmd reports no RX or TX drops and forwarded > 1000 frames;
@@ -37,9 +38,9 @@ for spec in "mrg_rxbuf=1,in_order=0:64" "mrg_rxbuf=0,in_order=0:64" "mrg_rxbuf=1
     kill -0 "$d1" 2>/dev/null || vu_fail "daemon died after session $n"
 done
 
-# Two queue pairs: two worker threads, both must carry traffic.
+# Two queue pairs: two busy-polling worker threads, both must carry traffic.
 sock2=$VU_DIR/vu2.sock
-vu_daemon d2 --socket "$sock2" --loopback --queues 2
+vu_daemon d2 --socket "$sock2" --loopback --queues 2 --busy-poll
 d2=$VU_PID
 vu_wait_socket "$sock2" "$d2" 10 || { cat "$VU_DIR/d2.err" >&2; vu_fail "daemon (2 queues) made no socket"; }
 vu_dpdk_session "$VU_DIR/d2.out" 1 "$sock2" 2 64 "mrg_rxbuf=1,in_order=1"

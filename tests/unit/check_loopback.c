@@ -306,6 +306,45 @@ START_TEST(test_flush)
 }
 END_TEST
 
+START_TEST(test_polling_mode)
+{
+    struct vio_net_backend b = open_lb(1, 4, false, NULL);
+    uint8_t f[100], g[100];
+    int rxfd = vio_net_backend_rx_fd(&b, 0), txfd = vio_net_backend_tx_fd(&b, 0);
+    vio_net_backend_set_polling(&b, 0, true);
+    vio_net_backend_set_polling(&b, 5, true); /* no such pair: ignored */
+    fill(f, sizeof(f), 1);
+    ck_assert_int_eq(tx_buf(&b, 0, f, sizeof(f), NULL), 0);
+    ck_assert(!(poll_fd(rxfd, POLLIN) & POLLIN)); /* stale on purpose: no system call */
+    vio_net_backend_set_polling(&b, 0, false);
+    ck_assert(poll_fd(rxfd, POLLIN) & POLLIN); /* synced: a frame waits */
+    vio_net_backend_set_polling(&b, 0, true);
+    ck_assert_int_eq(rx_buf(&b, 0, g, sizeof(g), NULL), sizeof(g));
+    ck_assert_mem_eq(f, g, sizeof(g));
+    ck_assert(poll_fd(rxfd, POLLIN) & POLLIN); /* stale */
+    for (uint32_t i = 0; i < 4; i++)
+        ck_assert_int_eq(tx_buf(&b, 0, f, sizeof(f), NULL), 0);
+    ck_assert_int_eq(tx_buf(&b, 0, f, sizeof(f), NULL), -EAGAIN); /* full: still reported */
+    ck_assert(poll_fd(txfd, POLLOUT) & POLLOUT);                    /* stale */
+    vio_net_backend_set_polling(&b, 0, false);
+    ck_assert(!(poll_fd(txfd, POLLOUT) & POLLOUT)); /* synced: full */
+    ck_assert(poll_fd(rxfd, POLLIN) & POLLIN);
+    /* back in event mode the transitions work as before */
+    for (uint32_t i = 0; i < 4; i++)
+        ck_assert_int_eq(rx_buf(&b, 0, g, sizeof(g), NULL), sizeof(g));
+    ck_assert(poll_fd(txfd, POLLOUT) & POLLOUT);
+    ck_assert(!(poll_fd(rxfd, POLLIN) & POLLIN));
+    ck_assert_int_eq(tx_buf(&b, 0, f, sizeof(f), NULL), 0);
+    ck_assert(poll_fd(rxfd, POLLIN) & POLLIN);
+    /* polling that empties the ring, then off: rx_fd stops polling readable */
+    vio_net_backend_set_polling(&b, 0, true);
+    ck_assert_int_eq(rx_buf(&b, 0, g, sizeof(g), NULL), sizeof(g));
+    vio_net_backend_set_polling(&b, 0, false);
+    ck_assert(!(poll_fd(rxfd, POLLIN) & POLLIN));
+    vio_net_backend_destroy(&b);
+}
+END_TEST
+
 START_TEST(test_short_rx_iov)
 {
     struct vio_net_backend b = open_lb(1, 0, false, NULL);
@@ -708,6 +747,7 @@ static Suite *loopback_suite(void)
     tcase_add_test(tc, test_ring_full);
     tcase_add_test(tc, test_short_rx_iov);
     tcase_add_test(tc, test_flush);
+    tcase_add_test(tc, test_polling_mode);
     tcase_add_loop_test(tc, test_tx_invalid, 0, sizeof(bad_txs) / sizeof(bad_txs[0]));
     tcase_add_test(tc, test_max_frame);
     tcase_add_test(tc, test_rx_invalid);

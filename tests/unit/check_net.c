@@ -1469,6 +1469,53 @@ START_TEST(loopback_backend_roundtrip)
 }
 END_TEST
 
+START_TEST(polling_keeps_kicks_off)
+{
+    /* _i: 0 without event idx (used->flags), 1 with it (avail_event) */
+    struct env_opts o = {.refuse = _i ? 0 : (1ull << VIO_F_EVENT_IDX)};
+    env_open(&E, &o);
+    ck_assert_uint_eq(!!(E.feats & (1ull << VIO_F_EVENT_IDX)), (unsigned)_i);
+    unsigned rxw = VIO_NET_WATCH_ID(0, VIO_NET_WATCH_RX);
+    uint8_t frame[100];
+    make_frame(frame, sizeof(frame), ENV_MAC, 0x0800, 0, 5);
+    ck_assert_int_eq(vio_net_dev_set_polling(NULL, 0, true), -EINVAL);
+    ck_assert_int_eq(vio_net_dev_set_polling(E.nd, 7, true), -ERANGE);
+    ck_assert_int_eq(vio_net_dev_set_polling(E.nd, 0, true), 0);
+    /* TX: the queue runs empty, the kicks stay off */
+    guest_tx(&E, 0, NULL, frame, sizeof(frame), NULL, 0);
+    ck_assert(E.tx_kick_wanted); /* kicks are on until the device first runs */
+    ck_assert_int_eq(vio_net_dev_tx_process(E.nd, 0, 0), 1);
+    for (unsigned k = 0; k < 3; k++) {
+        guest_tx(&E, 0, NULL, frame, sizeof(frame), NULL, 0);
+        ck_assert(!E.tx_kick_wanted); /* the driver does not kick */
+        ck_assert_int_eq(vio_net_dev_tx_process(E.nd, 0, 0), 1);
+    }
+    ck_assert_uint_eq(E.fb.ntx, 4);
+    ck_assert_uint_eq(guest_reap(&E, 1, NULL, 0), 4);
+    /* RX without guest buffers: nothing asked of the driver, the backend stays watched */
+    guest_post_rx(&E, 0, 4, 1526, 1);
+    for (unsigned k = 0; k < 10; k++)
+        fb_push_rx(&E, 0, NULL, frame, sizeof(frame));
+    ck_assert_int_eq(vio_net_dev_rx_process(E.nd, 0, 0), 4);
+    ck_assert_uint_eq(fb_rx_pending(&E, 0), 6); /* out of buffers, frames wait */
+    ck_assert_int_eq(vio_net_dev_rx_process(E.nd, 0, 0), 0);
+    ck_assert_uint_eq(E.hk.watch[rxw], VIO_WATCH_IN);
+    ck_assert_uint_eq(env_stats(&E, 0).stalls, 0);
+    guest_post_rx(&E, 0, 2, 1526, 1);
+    ck_assert_int_eq(vio_net_dev_rx_process(E.nd, 0, 0), 2); /* polled, no kick needed */
+    /* off: the next pass turns the kicks back on */
+    ck_assert_int_eq(vio_net_dev_set_polling(E.nd, 0, false), 0);
+    ck_assert_int_eq(vio_net_dev_tx_process(E.nd, 0, 0), 0);
+    guest_tx(&E, 0, NULL, frame, sizeof(frame), NULL, 0);
+    ck_assert(E.tx_kick_wanted);
+    ck_assert_int_eq(vio_device_queue_notify(E.dev, 1), 1);
+    ck_assert_int_eq(vio_net_dev_rx_process(E.nd, 0, 0), 0);
+    ck_assert_uint_eq(E.hk.watch[rxw], 0); /* normal mode: waits for the driver's kick */
+    ck_assert_uint_eq(env_stats(&E, 0).stalls, 1);
+    env_close(&E);
+}
+END_TEST
+
 START_TEST(reset_flushes_loopback)
 {
     /* frames the old driver sent that are still on the loop never reach the next driver */
@@ -1555,6 +1602,7 @@ static Suite *net_suite(void)
     tcase_add_test(tc, reset_restores_power_on);
     tcase_add_test(tc, loopback_backend_roundtrip);
     tcase_add_test(tc, reset_flushes_loopback);
+    tcase_add_loop_test(tc, polling_keeps_kicks_off, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -343,7 +343,7 @@ void *guest_tx(struct env *e, unsigned qp, const struct vio_net_hdr *h, const vo
     if (len)
         ck_assert_int_eq(arena_write(&e->a, gpa + VIO_NET_HDR_SIZE, frame, len), 0);
     void *t = add_buf(e, qidx, gpa, total, 1, cuts, ncuts, false);
-    vio_drvq_kick_prepare(e->drv[qidx]);
+    e->tx_kick_wanted = vio_drvq_kick_prepare(e->drv[qidx]);
     return t;
 }
 

@@ -89,6 +89,7 @@ struct env {
     struct vio_device *dev;
     struct hookrec hk;
     uint64_t feats;
+    bool tx_kick_wanted; /* what the last guest_tx's kick_prepare said */
     unsigned pairs;   /* max pairs of the device */
     unsigned nq;      /* queues started */
     unsigned ctrl;    /* index of the control queue */
