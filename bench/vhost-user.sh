@@ -31,7 +31,9 @@
 #   --paths LIST      mrg:inorder pairs (default "1:0 0:0 1:1 0:1")
 #   --sizes LIST      frame sizes (default "64 1500")
 #   --modes LIST      txonly, io (default both)
-#   --busy-poll       run our daemon with --busy-poll (its workers never sleep)
+#   --busy-poll       run our daemon with --busy-poll (the default: its workers poll the
+#                     rings with the driver's kicks off, as DPDK's vhost PMD polls)
+#   --no-busy-poll    run our daemon event-driven (workers sleep until a kick)
 #   --no-ctrl / --no-data   skip a section
 #   --quick           --pairs 5 --seconds 0.5 --paths 1:0 --sizes 64 --pages 4k
 # Needs root and dpdk-testpmd; prints "SKIP" and exits 0 without them.
@@ -40,7 +42,7 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(dirname "$here")
 daemon="" ctrl="" pairs=5 secs=1 pages="4k huge" paths="1:0 0:0 1:1 0:1" sizes="64 1500"
-modes="txonly io" busy=0 do_ctrl=1 do_data=1
+modes="txonly io" busy=1 do_ctrl=1 do_data=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --daemon) daemon=$2; shift 2 ;;
@@ -52,6 +54,7 @@ while [[ $# -gt 0 ]]; do
         --sizes) sizes=$2; shift 2 ;;
         --modes) modes=$2; shift 2 ;;
         --busy-poll) busy=1; shift ;;
+        --no-busy-poll) busy=0; shift ;;
         --no-ctrl) do_ctrl=0; shift ;;
         --no-data) do_data=0; shift ;;
         --quick) pairs=5 secs=0.5 paths="1:0" sizes=64 pages=4k; shift ;;
@@ -157,7 +160,7 @@ setup_hugepages() {
     [[ $(awk '/HugePages_Free/ { print $2 }' /proc/meminfo) -ge $need ]]
 }
 
-say "daemon: $daemon"
+say "daemon: $daemon ($([[ $busy -eq 1 ]] && echo "--busy-poll" || echo "event-driven"))"
 say "peer: $(dpkg-query -W -f '${Package} ${Version}' dpdk 2>/dev/null || echo "dpdk-testpmd (version unknown)")"
 say "back-ends on CPU $BE_CPU, front-ends on CPU $FE_CPU; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 

@@ -362,6 +362,15 @@ static void worker_wait_unpaused(struct worker *w)
     pthread_mutex_unlock(&dm->pause_mx);
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* Busy mode: drive the pair without waiting for kicks (the rings stay silent). */
 static unsigned worker_spin(struct worker *w)
 {
@@ -415,6 +424,8 @@ static void *worker_main(void *arg)
             unsigned work = worker_spin(w);
             pthread_mutex_unlock(&w->run_lock);
             idle = work ? 0 : idle + 1;
+            if (!work)
+                cpu_relax(); /* leave the core's resources to a sibling thread for a moment */
             continue;
         }
         int r = poll(pfd, n, timeout);

@@ -100,6 +100,7 @@ struct pair {
                                             published (rx_pend), then those of the frame at hand */
     unsigned rx_pend;                    /* used entries waiting in rx_used (0 between calls) */
     struct vio_used_elem tx_used[TX_BATCH];
+    struct vio_chain tx_chains[TX_BATCH]; /* one vio_queue_pop_burst */
     unsigned tx_nused;
     _Atomic bool rx_on, tx_on; /* queue started (read by the control thread for watches) */
     _Atomic bool rx_paused;    /* out of guest buffers: waiting for an RX kick */
@@ -655,29 +656,22 @@ static void tx_complete(struct vio_net_dev *d, struct pair *p, unsigned qp, uint
         tx_flush(d, p, qp);
 }
 
-/* 1: chain handled (sent or dropped); 0: queue empty; -EAGAIN: backend full (chain given back);
- * -EIO / -ENOBUFS: the queue cannot go on. */
-static int tx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f)
+/* One popped chain whose iovecs are @p iov. 1: handled (sent or dropped, its used entry
+ * queued); -EAGAIN: backend full, nothing done (the caller gives the chain back). */
+static int tx_chain(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f,
+                    const struct vio_chain *c, struct iovec *iov)
 {
     struct dq *x = &p->tx;
-    struct vio_chain c;
-    int r = vio_queue_pop(x->q, &c, x->iov, d->iov_max);
-    if (r == -EAGAIN)
-        return 0;
-    if (r < 0) {
-        report_pop_error(d, x, r);
-        return r == -ENOBUFS ? -ENOBUFS : -EIO;
-    }
-    int why;
+    int why, r;
     struct vio_net_hdr h;
-    if (c.out_len < HDR_LEN) {
+    if (c->out_len < HDR_LEN) {
         why = VIO_NET_DROP_SHORT_CHAIN;
         goto drop;
     }
     /* The header may be split across descriptors (ANY_LAYOUT, implied by VERSION_1): copy it
      * out once and use only the copy. */
-    iov_to_buf(x->iov, c.n_out, 0, &h, HDR_LEN);
-    size_t flen = c.out_len - HDR_LEN;
+    iov_to_buf(iov, c->n_out, 0, &h, HDR_LEN);
+    size_t flen = c->out_len - HDR_LEN;
     r = vio_net_hdr_check(&h, flen, f);
     if (r < 0) {
         why = r == -EPROTO ? VIO_NET_DROP_HDR_OFFLOAD
@@ -692,10 +686,10 @@ static int tx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
     /* Only NEEDS_CSUM means something on TX; num_buffers is unused (spec 5.1.6.2). */
     h.flags &= VIO_NET_HDR_F_NEEDS_CSUM;
     h.num_buffers = 0;
-    unsigned first = iov_skip(x->iov, c.n_out, HDR_LEN);
-    r = vio_net_backend_tx(d->be, qp, &h, x->iov + first, c.n_out - first);
+    unsigned first = iov_skip(iov, c->n_out, HDR_LEN);
+    r = vio_net_backend_tx(d->be, qp, &h, iov + first, c->n_out - first);
     if (r == -EAGAIN) {
-        vio_queue_rewind(x->q, 1); /* popped again once the backend drains */
+        /* iov_skip moved the first iovec: harmless, the chain is popped again from the ring */
         return -EAGAIN;
     }
     if (r == -ENETDOWN) {
@@ -709,13 +703,46 @@ static int tx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
     }
     ctr_add(&x->st.packets, 1);
     ctr_add(&x->st.bytes, flen);
-    tx_complete(d, p, qp, c.head);
+    tx_complete(d, p, qp, c->head);
     return 1;
 drop:
     /* A bad frame is a data error, not a ring violation: return the chain, keep going. */
     ctr_add(&x->st.drops[why], 1);
-    tx_complete(d, p, qp, c.head);
+    tx_complete(d, p, qp, c->head);
     return 1;
+}
+
+/* Up to @p max chains: pop them in one burst, then send them one by one, each one's header
+ * prefetched while the previous is sent. Returns chains handled (> 0); 0: queue empty;
+ * -EAGAIN: backend full after *@p done chains (the rest given back in order); -EIO / -ENOBUFS:
+ * the queue cannot go on. */
+static int tx_burst(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f,
+                    unsigned max, unsigned *done)
+{
+    struct dq *x = &p->tx;
+    *done = 0;
+    int n = vio_queue_pop_burst(x->q, p->tx_chains, max, x->iov, d->iov_max);
+    if (n == -EAGAIN)
+        return 0;
+    if (n < 0) {
+        report_pop_error(d, x, n);
+        return n == -ENOBUFS ? -ENOBUFS : -EIO;
+    }
+    struct iovec *iov = x->iov;
+    for (int k = 0; k < n; k++) {
+        const struct vio_chain *c = &p->tx_chains[k];
+        struct iovec *next = iov + c->n_out + c->n_in;
+        if (k + 1 < n && p->tx_chains[k + 1].n_out)
+            __builtin_prefetch(next[0].iov_base); /* the next header, while this frame goes */
+        if (tx_chain(d, p, qp, f, c, iov) == -EAGAIN) {
+            vio_queue_rewind(x->q, (uint16_t)(n - k)); /* popped again once the backend drains */
+            *done = (unsigned)k;
+            return -EAGAIN;
+        }
+        iov = next;
+    }
+    *done = (unsigned)n;
+    return n;
 }
 
 static int tx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
@@ -736,8 +763,15 @@ static int tx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
     for (;;) {
         vio_queue_disable_notify(q);
         int r = 0;
-        while ((!budget || done < budget) && (r = tx_one(d, p, qp, f)) == 1)
-            done++;
+        while (!budget || done < budget) {
+            unsigned max = TX_BATCH, got;
+            if (budget && budget - done < max)
+                max = budget - done;
+            r = tx_burst(d, p, qp, f, max, &got);
+            done += got;
+            if (r <= 0)
+                break;
+        }
         if ((budget && done >= budget) || (polling && r >= 0))
             break; /* notifications stay off: the caller comes back */
         if (r == -EAGAIN) {
@@ -773,7 +807,7 @@ static int tx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
  * buffers, -ENOSPC: not enough for the (peeked) frame yet (nothing consumed either way);
  * -ENODEV: backend failure; -EIO / -ENOBUFS: queue cannot go on. */
 static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f,
-                  const struct vio_net_rx_filter *flt)
+                  const struct vio_net_rx_filter **flt)
 {
     struct dq *x = &p->rx;
     struct vio_queue *q = x->q;
@@ -868,7 +902,9 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
     }
     uint8_t eth[18];
     size_t el = iov_to_buf(fiov, fn, 0, eth, sizeof(eth));
-    why = filter_frame(flt, eth, el < flen ? el : flen);
+    if (!*flt)
+        *flt = filt_enter(d, p); /* taken at the first frame, kept for the run */
+    why = filter_frame(*flt, eth, el < flen ? el : flen);
     if (why >= 0)
         goto drop;
     why = rx_fix_hdr(&h, f, fiov, fn, flen);
@@ -934,9 +970,7 @@ static int rx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
      * thread (update_watches calls into the transport) so a filter writer never waits long. */
     const struct vio_net_rx_filter *flt = NULL;
     while (!budget || done < budget) {
-        if (!flt)
-            flt = filt_enter(d, p);
-        int r = rx_one(d, p, qp, f, flt);
+        int r = rx_one(d, p, qp, f, &flt);
         if (r == 1) {
             done++;
             if (p->rx_pend >= RX_BATCH && rx_publish(p) < 0) {
