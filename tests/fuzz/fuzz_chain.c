@@ -266,6 +266,58 @@ static void dev_pop(struct dev *d, unsigned cap)
     }
 }
 
+/* vio_queue_pop_burst: up to @p max chains into one iovec array of @p cap entries (its
+ * burst fast path and the full pop behind it must agree with vio_queue_pop). */
+static void dev_pop_burst(struct dev *d, unsigned max, unsigned cap)
+{
+    struct vio_chain ch[16];
+    struct iovec iov[IOV_BIG];
+    uint16_t before = vio_queue_get_last_avail(d->q);
+    int rc = vio_queue_pop_burst(d->q, ch, max, iov, cap);
+    if (d->broken) {
+        CHECK(rc == -EIO, "pop_burst on a broken queue returned %d", rc);
+        return;
+    }
+    if (rc > 0) {
+        CHECK((unsigned)rc <= max, "pop_burst took %d > %u chains", rc, max);
+        unsigned off = 0;
+        for (int k = 0; k < rc; k++) {
+            CHECK(off <= cap, "chain %d starts at iovec %u of %u", k, off, cap);
+            check_chain(d, &ch[k], iov + off, cap - off);
+            off += ch[k].n_out + ch[k].n_in;
+            d->held[d->nheld].head = ch[k].head;
+            d->held[d->nheld].in_len = ch[k].in_len;
+            d->nheld++;
+            d->flagged[ch[k].head] = true;
+            CHECK(allow_overcommit || d->nheld <= d->size,
+                  "%u chains held without a push on a queue of size %u", d->nheld, d->size);
+            if (d->nheld >= sizeof(d->held) / sizeof(d->held[0])) {
+                d->nheld--;
+                d->capped = true;
+            }
+        }
+        /* a violation after the first chains: returned what it took, broken for the next */
+        if (vio_queue_is_broken(d->q))
+            expect_broken_now(d, rc, "pop_burst");
+        return;
+    }
+    switch (rc) {
+    case -EAGAIN:
+        CHECK(vio_queue_get_last_avail(d->q) == before, "-EAGAIN moved last_avail");
+        break;
+    case -ENOBUFS:
+        CHECK(vio_queue_get_last_avail(d->q) == before, "-ENOBUFS consumed a chain");
+        CHECK(!vio_queue_is_broken(d->q), "-ENOBUFS broke the queue");
+        break;
+    case -EPROTO:
+    case -EFAULT:
+        expect_broken_now(d, rc, "pop_burst");
+        break;
+    default:
+        CHECK(0, "pop_burst returned %d", rc);
+    }
+}
+
 static uint32_t pick_len(uint8_t b, uint32_t in_len)
 {
     switch (b & 3) {
@@ -476,7 +528,10 @@ static void run_script(struct dev *d, const uint8_t *script)
             dev_pop(d, IOV_BIG);
             break;
         case 1:
-            dev_pop(d, 1u + ((b >> 3) & 3u));
+            if (b & 0x80) /* a burst of 2..16 chains, iovecs 4..64 */
+                dev_pop_burst(d, 2u + ((b >> 3) & 7u) * 2u, 4u << ((b >> 5) & 3u));
+            else
+                dev_pop(d, 1u + ((b >> 3) & 3u));
             break;
         case 2:
             dev_push(d, b);
