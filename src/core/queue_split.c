@@ -692,17 +692,20 @@ int vio_queue_pop_burst(struct vio_queue *q, struct vio_chain *chains, unsigned 
         if (ready > iov_cap)
             ready = iov_cap;
         const uint64_t mem_gen = vio_mem_gen(q->mem);
-        const enum vio_queue_dir bad_dir_wr = VIO_QUEUE_DIR_OUT_ONLY;
-        const enum vio_queue_dir bad_dir_rd = VIO_QUEUE_DIR_IN_ONLY;
+        const enum vio_queue_dir bad_wr = VIO_QUEUE_DIR_OUT_ONLY, bad_rd = VIO_QUEUE_DIR_IN_ONLY;
+        const enum vio_queue_dir dir = q->dir;
+        const uint16_t mask = q->mask, num = q->num;
+        const uint16_t *ring = q->avail->ring;
+        const struct vring_desc *desc = q->desc;
         while (n < ready) {
             /* The ring entry was written before the driver's release of avail->idx [P1]. */
-            uint16_t head = vio_ld16(&q->avail->ring[q->last_avail & q->mask]);
-            if (head >= q->num)
+            uint16_t head = vio_ld16(&ring[q->last_avail & mask]);
+            if (head >= num)
                 break;
-            struct vio_desc_local d = vio_read_desc(&q->desc[head]);
+            struct vio_desc_local d = vio_read_desc(&desc[head]);
             bool wr = d.flags & VRING_DESC_F_WRITE;
             if ((d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) || !d.len ||
-                q->dir == (wr ? bad_dir_wr : bad_dir_rd) ||
+                dir == (wr ? bad_wr : bad_rd) ||
                 !vio_mem_hint_translate(&q->hint, mem_gen, d.addr, d.len, wr, &iov[n]))
                 break;
             q_pop_commit(q, head, false);
@@ -1401,14 +1404,40 @@ int vio_drvq_add_burst(struct vio_drvq *q, const struct vio_sg *sg, unsigned n, 
     for (unsigned k = 0; k < n; k++)
         if (sg[k].len == 0 || !tokens[k])
             return -EINVAL;
+    /* The loop keeps the queue's indices in locals: stores into the rings (16-bit, like the
+     * indices) would otherwise force the compiler to reload them after every write. Same
+     * bookkeeping as d_commit(). */
     unsigned k = 0;
-    for (; k < n && q->num_free; k++) {
-        uint16_t head = q->free_head;
-        vio_write_desc(&q->desc[head], sg[k].addr, sg[k].len, writable ? VRING_DESC_F_WRITE : 0,
-                       0);
-        q->free_head = q->next[head];
-        d_commit(q, head, head, 1, writable ? sg[k].len : 0, tokens[k]);
+    uint16_t free_head = q->free_head, num_free = q->num_free, avail_idx = q->avail_idx;
+    const uint16_t mask = q->mask;
+    uint64_t seq = q->seq_added;
+    struct vring_desc *desc = q->desc;
+    uint16_t *ring = q->avail->ring;
+    const uint16_t *next = q->next;
+    struct drv_buf *bufs = q->bufs;
+    uint16_t *order = q->in_order ? q->order : NULL;
+    const uint16_t flags = writable ? VRING_DESC_F_WRITE : 0;
+    for (; k < n && num_free; k++) {
+        uint16_t head = free_head;
+        vio_write_desc(&desc[head], sg[k].addr, sg[k].len, flags, 0);
+        free_head = next[head];
+        struct drv_buf *b = &bufs[head];
+        b->token = tokens[k];
+        b->in_len = writable ? sg[k].len : 0;
+        b->ndesc = 1;
+        b->last = head;
+        b->seq = seq++;
+        uint16_t slot = avail_idx & mask;
+        if (order)
+            order[slot] = head;
+        ring[slot] = htole16(head);
+        avail_idx++;
+        num_free--;
     }
+    q->free_head = free_head;
+    q->num_free = num_free;
+    q->avail_idx = avail_idx;
+    q->seq_added = seq;
     return k ? (int)k : (n ? -ENOSPC : 0);
 }
 
@@ -1522,6 +1551,51 @@ int vio_drvq_get_used_burst(struct vio_drvq *q, void **tokens, uint32_t *lens, u
     if (q->broken)
         return -EIO;
     unsigned n = 0;
+    if (!q->in_order && max) {
+        /* Burst fast path (any order): the entries the device published, each checked like
+         * d_get_used_one() checks it; the first that fails any check is left to the full
+         * path below, which reports it. Indices live in locals for the loop (see
+         * vio_drvq_add_burst). */
+        if (q->last_used == q->used_seen) {
+            int r = d_refresh_used(q);
+            if (r < 0)
+                return r;
+        }
+        unsigned ready = (uint16_t)(q->used_seen - q->last_used);
+        if (ready > max)
+            ready = max;
+        uint16_t last_used = q->last_used, free_head = q->free_head, num_free = q->num_free;
+        const uint16_t mask = q->mask, num = q->num;
+        const uint64_t published = q->seq_published;
+        const volatile struct vring_used_elem *ring = q->used->ring;
+        struct drv_buf *bufs = q->bufs;
+        uint16_t *next = q->next;
+        while (n < ready) {
+            const volatile struct vring_used_elem *e = &ring[last_used & mask];
+            uint32_t id = le32toh(e->id);
+            uint32_t l = le32toh(e->len);
+            if (id >= num)
+                break;
+            struct drv_buf *b = &bufs[id];
+            if (!b->token || b->seq >= published || l > b->in_len)
+                break;
+            tokens[n] = b->token;
+            if (lens)
+                lens[n] = l;
+            /* d_free_chain(), not in order: push the chain on the free list */
+            if (num_free == 0)
+                q->free_tail = b->last;
+            next[b->last] = free_head;
+            free_head = (uint16_t)id;
+            num_free = (uint16_t)(num_free + b->ndesc);
+            b->token = NULL;
+            last_used++;
+            n++;
+        }
+        q->last_used = last_used;
+        q->free_head = free_head;
+        q->num_free = num_free;
+    }
     while (n < max) {
         int r = d_get_used_one(q, &tokens[n], lens ? &lens[n] : NULL);
         if (r == -EAGAIN)

@@ -715,6 +715,29 @@ static void run_driver(struct arena *a, uint16_t qsize, uint64_t feat, const uin
         unsigned nadd = 1 + next_op(&s) % qsize;
         for (unsigned k = 0; k < nadd && st->next_tok <= MAX_TOKENS; k++) {
             uint8_t b = next_op(&s);
+            if ((b & 0xC0) == 0xC0 && st->next_tok + 4 <= MAX_TOKENS) {
+                /* vio_drvq_add_burst: 1..4 single-segment buffers, all readable or writable */
+                unsigned nb = 1 + (b & 3);
+                bool wr = b & 0x20;
+                struct vio_sg sgb[4];
+                void *toks[4];
+                for (unsigned i = 0; i < nb; i++) {
+                    sgb[i].addr = data + 64u * ((b + i) % 64u);
+                    sgb[i].len = 1u + (uint32_t)((b * 5u + i * 11u) % 64u);
+                    toks[i] = (void *)(uintptr_t)(st->next_tok + i);
+                }
+                int rc = vio_drvq_add_burst(dq, sgb, nb, wr, toks);
+                if (rc == -ENOSPC)
+                    break;
+                CHECK(rc > 0 && (unsigned)rc <= nb, "add_burst returned %d for %u", rc, nb);
+                for (int i = 0; i < rc; i++) {
+                    unsigned t = st->next_tok++;
+                    st->state[t] = 1;
+                    st->in_len[t] = wr ? sgb[i].len : 0;
+                    st->outstanding++;
+                }
+                continue;
+            }
             unsigned nseg = 1 + (b & 3) % 3, n_out = (b >> 2) % (nseg + 1);
             struct vio_sg sg[3];
             uint32_t in_len = 0;
