@@ -420,12 +420,19 @@ static void *worker_main(void *arg)
         if (timeout == 0 && ++spins % BUSY_POLL_EVERY != 0) {
             if (atomic_load_explicit(&w->pause_req, memory_order_acquire))
                 worker_wait_unpaused(w);
+            /* Up to BUSY_POLL_EVERY rounds under one hold of the run lock (a lock and an
+             * unlock per round cost as much as a small burst); a pause request, a stop or
+             * the idle limit ends the hold at once. */
             pthread_mutex_lock(&w->run_lock);
-            unsigned work = worker_spin(w);
+            do {
+                unsigned work = worker_spin(w);
+                idle = work ? 0 : idle + 1;
+                if (!work)
+                    cpu_relax(); /* leave the core's resources to a sibling thread */
+            } while (++spins % BUSY_POLL_EVERY != BUSY_POLL_EVERY - 1 && idle < BUSY_IDLE_ROUNDS &&
+                     !atomic_load_explicit(&w->pause_req, memory_order_acquire) &&
+                     !atomic_load_explicit(&w->stop, memory_order_relaxed));
             pthread_mutex_unlock(&w->run_lock);
-            idle = work ? 0 : idle + 1;
-            if (!work)
-                cpu_relax(); /* leave the core's resources to a sibling thread for a moment */
             continue;
         }
         int r = poll(pfd, n, timeout);

@@ -927,16 +927,16 @@ bool vio_queue_needs_notify(struct vio_queue *q)
 {
     if (!q || !q->num || q->broken)
         return false;
-    /* [P4] the used idx store must be visible before we read the driver's
-     * used_event / flags; pairs with the fence in the driver's enable_cb. */
-    vio_mb();
     uint16_t old = q->signalled_used;
     uint16_t new = q->used_idx;
     bool valid = q->signalled_used_valid;
+    if (valid && old == new)
+        return false; /* nothing pushed since the last decision (a polling caller: no fence) */
     q->signalled_used = new;
     q->signalled_used_valid = true;
-    if (valid && old == new)
-        return false; /* nothing pushed since the last decision */
+    /* [P4] the used idx store must be visible before we read the driver's
+     * used_event / flags; pairs with the fence in the driver's enable_cb. */
+    vio_mb();
     if (!q->event_idx)
         return !(vio_ld16(&q->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
     uint16_t event = vio_ld16(avail_used_event(q->avail, q->num));

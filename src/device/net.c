@@ -728,12 +728,19 @@ static int tx_burst(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t
         report_pop_error(d, x, n);
         return n == -ENOBUFS ? -ENOBUFS : -EIO;
     }
+    /* Start the transfer of every frame's first line (the header and the frame's start, in
+     * lines the driver just wrote) before the first is needed: read one after the other,
+     * each would wait for the other core in turn. */
     struct iovec *iov = x->iov;
+    for (int k = 0; k < n; k++) {
+        if (p->tx_chains[k].n_out)
+            __builtin_prefetch(iov[0].iov_base);
+        iov += p->tx_chains[k].n_out + p->tx_chains[k].n_in;
+    }
+    iov = x->iov;
     for (int k = 0; k < n; k++) {
         const struct vio_chain *c = &p->tx_chains[k];
         struct iovec *next = iov + c->n_out + c->n_in;
-        if (k + 1 < n && p->tx_chains[k + 1].n_out)
-            __builtin_prefetch(next[0].iov_base); /* the next header, while this frame goes */
         if (tx_chain(d, p, qp, f, c, iov) == -EAGAIN) {
             vio_queue_rewind(x->q, (uint16_t)(n - k)); /* popped again once the backend drains */
             *done = (unsigned)k;
@@ -900,13 +907,17 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
         why = VIO_NET_DROP_LENGTH;
         goto drop;
     }
-    uint8_t eth[18];
-    size_t el = iov_to_buf(fiov, fn, 0, eth, sizeof(eth));
     if (!*flt)
         *flt = filt_enter(d, p); /* taken at the first frame, kept for the run */
-    why = filter_frame(*flt, eth, el < flen ? el : flen);
-    if (why >= 0)
-        goto drop;
+    if (!((*flt)->flags & VIO_NET_FILTER_PROMISC)) {
+        /* Read back only when the filter looks at the addresses: the bytes were just
+         * written to a line the driver owns, and the load waits for that store to land. */
+        uint8_t eth[18];
+        size_t el = iov_to_buf(fiov, fn, 0, eth, sizeof(eth));
+        why = filter_frame(*flt, eth, el < flen ? el : flen);
+        if (why >= 0)
+            goto drop;
+    }
     why = rx_fix_hdr(&h, f, fiov, fn, flen);
     if (why >= 0)
         goto drop;
