@@ -15,7 +15,12 @@
 # run alternately, ours then DPDK's, for --pairs pairs (DPDK's forwarding is stopped while
 # ours runs, so it does not spin on the shared core). Per case: the median of each side and
 # the median of the pairwise ratios ours/DPDK (the machine changes speed by ~2x at times:
-# only ratios of neighbouring runs compare).
+# only ratios of neighbouring runs compare). The machine has two moods: its two vCPUs share
+# a last-level cache (a cache line goes there and back in ~110 ns: "fast") or they do not
+# (~540 ns: "slow"), and it switches between them every few seconds to minutes. bench_xcore
+# measures that round trip before and after every pair; a pair that straddles a switch is
+# run again (up to 3 tries), and the summary also gives the ratio over the fast pairs and
+# over the slow pairs (RESULT .../ratio_fast, .../ratio_slow).
 #
 # Control path. bench_vhost_user_ctrl (a minimal front-end) times connect() -> every setup
 # message acknowledged (REPLY_ACK) -> one more round trip, with guest RAM of 1, 16 and 64 GiB
@@ -72,6 +77,7 @@ if [[ -z "$daemon" ]]; then
 fi
 [[ -n "$daemon" && -x "$daemon" ]] || skip "no vio-vhost-user-net binary (build it, or pass --daemon)"
 [[ -n "$ctrl" ]] || ctrl=$(dirname "$(dirname "$daemon")")/bench/bench_vhost_user_ctrl
+xcore=$(dirname "$ctrl")/bench_xcore
 command -v dpdk-testpmd >/dev/null 2>&1 || skip "dpdk-testpmd not installed"
 [[ $(id -u) -eq 0 ]] || skip "needs root (testpmd)"
 ncpu=$(nproc)
@@ -102,6 +108,14 @@ trap final_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- helpers ----------------------------------------------------------------------------
+# The machine's mood: cross-core round trip in ns (bench_xcore), "?" without the tool.
+# Below XCORE_SLOW_NS the two vCPUs share a last-level cache ("fast"), above they do not
+# ("slow"); a pair whose probes before and after disagree ran across a switch and is redone.
+XCORE_SLOW_NS=${XCORE_SLOW_NS:-250}
+probe() { if [[ -x "$xcore" ]]; then "$xcore" --cpus "$BE_CPU,$FE_CPU" --ms 20 2>/dev/null || echo "?"; else echo "?"; fi; }
+mood() { # NS -> fast|slow|?
+    if [[ $1 == "?" ]]; then echo "?"; elif (( $1 < XCORE_SLOW_NS )); then echo fast; else echo slow; fi
+}
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # start_testpmd NAME CPU MEMARGS VDEV EXTRA...: interactive testpmd, commands through NAME.fifo
@@ -198,7 +212,7 @@ fi
 
 # --- data path --------------------------------------------------------------------------
 [[ $do_data -eq 1 ]] || exit 0
-declare -A A B R
+declare -A A B R M
 cases=()
 for pg in $pages; do
     if [[ $pg == huge ]]; then
@@ -237,16 +251,26 @@ for pg in $pages; do
                 for size in $sizes; do
                     key="$pg/$mode/${size}B/mrg$mrg-inorder$ino"
                     [[ -n "${A[$key]+x}" ]] || cases+=("$key")
-                    a=$(measure fa "$mode" "$size")
-                    tp be start
-                    sleep 0.2
-                    b=$(measure fb "$mode" "$size")
-                    tp be stop
-                    sleep 0.2
+                    # up to 3 tries to get both sides of the pair in one machine mood
+                    for try in 1 2 3; do
+                        m0=$(mood "$(probe)")
+                        a=$(measure fa "$mode" "$size")
+                        tp be start
+                        sleep 0.2
+                        b=$(measure fb "$mode" "$size")
+                        tp be stop
+                        sleep 0.2
+                        m1=$(mood "$(probe)")
+                        [[ $m0 == "$m1" ]] && break
+                        say "  pair $p $key: the machine changed mood ($m0 -> $m1) during the pair; again"
+                    done
+                    [[ $m0 == "$m1" ]] || m0=mixed
+                    r=$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.4f", a / b; else print "nan" }')
                     A[$key]+="$a "
                     B[$key]+="$b "
-                    R[$key]+="$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.4f", a / b; else print "nan" }') "
-                    printf 'vhost-user:   pair %d %-34s ours %7.3f Mpps  dpdk %7.3f Mpps\n' "$p" "$key" "$a" "$b"
+                    R[$key]+="$r "
+                    M[$key]+="$m0:$r "
+                    printf 'vhost-user:   pair %d %-34s ours %7.3f Mpps  dpdk %7.3f Mpps  (%s)\n' "$p" "$key" "$a" "$b" "$m0"
                 done
             done
         done
@@ -254,14 +278,24 @@ for pg in $pages; do
     done
 done
 
-say "summary (medians of $pairs A/B pairs; ratio = median of the pairwise ours/DPDK ratios):"
-printf '%-36s %12s %12s %10s\n' case "ours Mpps" "dpdk Mpps" "ours/dpdk"
+say "summary (medians of $pairs A/B pairs; ratio = median of the pairwise ours/DPDK ratios;"
+say "fast/slow: the same over the pairs run while the vCPUs shared a cache / did not):"
+printf '%-36s %12s %12s %10s %12s %12s\n' case "ours Mpps" "dpdk Mpps" "ours/dpdk" "fast (n)" "slow (n)"
+by_mood() { # KEY MOOD -> "ratio (n)" over the pairs of that mood
+    local v
+    v=$(tr ' ' '\n' <<<"${M[$1]}" | sed -n "s/^$2://p" | sed '/nan/d')
+    if [[ -z "$v" ]]; then echo "- (0)"; else printf '%.3f (%d)' "$(median <<<"$v")" "$(wc -l <<<"$v")"; fi
+}
 for key in "${cases[@]}"; do
     ma=$(tr ' ' '\n' <<<"${A[$key]}" | sed '/^$/d' | median)
     mb=$(tr ' ' '\n' <<<"${B[$key]}" | sed '/^$/d' | median)
     mr=$(tr ' ' '\n' <<<"${R[$key]}" | sed '/^$/d;/nan/d' | median)
-    printf '%-36s %12.3f %12.3f %10.3f\n' "$key" "$ma" "$mb" "$mr"
+    fr=$(by_mood "$key" fast)
+    sr=$(by_mood "$key" slow)
+    printf '%-36s %12.3f %12.3f %10.3f %12s %12s\n' "$key" "$ma" "$mb" "$mr" "$fr" "$sr"
     echo "RESULT vhost-user/$key/ours $ma Mpps"
     echo "RESULT vhost-user/$key/dpdk $mb Mpps"
     echo "RESULT vhost-user/$key/ratio $mr x"
+    [[ ${fr%% *} == - ]] || echo "RESULT vhost-user/$key/ratio_fast ${fr%% *} x"
+    [[ ${sr%% *} == - ]] || echo "RESULT vhost-user/$key/ratio_slow ${sr%% *} x"
 done
