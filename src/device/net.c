@@ -42,6 +42,8 @@
 /* RX publishes the used ring every RX_BATCH chains (and at the end of every run): one used idx
  * store, one cache-line hand-over to the driver, per batch instead of per frame. */
 #define RX_BATCH 32u
+/* iovecs for one RX burst; a first chain that needs more is popped on its own */
+#define RXC_IOV 64u
 /* Backends take at most this many iovecs per call (tap / AF_PACKET keep two for themselves
  * out of the kernel's 1024, see docs/backends.md); RX never hands them more. */
 #define BACKEND_IOV_MAX 1022u
@@ -99,6 +101,13 @@ struct pair {
     struct vio_used_elem *rx_used;       /* queue_size entries: chains of the frames not yet
                                             published (rx_pend), then those of the frame at hand */
     unsigned rx_pend;                    /* used entries waiting in rx_used (0 between calls) */
+    /* RX chain cache (see rx_take): chains [rxc_head, rxc_n) were taken from the ring by one
+     * vio_queue_pop_burst and not used yet; empty between calls. */
+    struct vio_chain rxc_ch[RX_BATCH];
+    uint16_t rxc_off[RX_BATCH];          /* first iovec of chain k in rxc_iov */
+    struct iovec rxc_iov[RXC_IOV];
+    unsigned rxc_head, rxc_n;
+    unsigned rxc_direct;                 /* chains of the frame at hand taken one by one */
     struct vio_used_elem tx_used[TX_BATCH];
     struct vio_chain tx_chains[TX_BATCH]; /* one vio_queue_pop_burst */
     unsigned tx_nused;
@@ -810,6 +819,67 @@ static int tx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
 /* ------------------------------------------------------------------------ */
 /* RX                                                                        */
 
+/*
+ * The next receive chain for the frame being built, its iovecs copied to @p dst (@p cap
+ * entries). Chains come from a burst taken with vio_queue_pop_burst (one ring walk and one
+ * batch of descriptor reads for many frames); the burst is refilled only at a frame's first
+ * chain, so that the chains of one frame are always the last ones taken from the cache or
+ * from the ring and rx_giveback() can return them exactly. 0 taken; -EAGAIN none; -ENOBUFS
+ * @p dst too small (nothing taken); other errors from the queue.
+ */
+static int rx_take(struct pair *p, bool first, struct vio_chain *c, struct iovec *dst,
+                   unsigned cap)
+{
+    if (first && p->rxc_head == p->rxc_n) {
+        p->rxc_head = p->rxc_n = 0;
+        int r = vio_queue_pop_burst(p->rx.q, p->rxc_ch, RX_BATCH, p->rxc_iov, RXC_IOV);
+        if (r > 0) {
+            unsigned off = 0;
+            for (int k = 0; k < r; k++) {
+                p->rxc_off[k] = (uint16_t)off;
+                off += p->rxc_ch[k].n_out + p->rxc_ch[k].n_in;
+            }
+            p->rxc_n = (unsigned)r;
+        } else if (r != -ENOBUFS) {
+            return r; /* -ENOBUFS: a chain larger than the burst's iovecs, popped alone below */
+        }
+    }
+    if (p->rxc_head < p->rxc_n) {
+        const struct vio_chain *cc = &p->rxc_ch[p->rxc_head];
+        unsigned ni = cc->n_out + cc->n_in;
+        if (ni > cap)
+            return -ENOBUFS;
+        memcpy(dst, p->rxc_iov + p->rxc_off[p->rxc_head], ni * sizeof(*dst));
+        *c = *cc;
+        p->rxc_head++;
+        return 0;
+    }
+    int r = vio_queue_pop(p->rx.q, c, dst, cap);
+    if (r == 0)
+        p->rxc_direct++;
+    return r;
+}
+
+/* Give back the last @p k chains of the frame at hand (ring order kept). */
+static void rx_giveback(struct pair *p, unsigned k)
+{
+    unsigned dd = k < p->rxc_direct ? k : p->rxc_direct;
+    if (dd) {
+        vio_queue_rewind(p->rx.q, (uint16_t)dd); /* taken last: on top of the ring */
+        p->rxc_direct -= dd;
+        k -= dd;
+    }
+    p->rxc_head -= k;
+}
+
+/* End of a run: the cached chains nobody used go back to the ring. */
+static void rx_cache_return(struct pair *p)
+{
+    if (p->rxc_head < p->rxc_n)
+        vio_queue_rewind(p->rx.q, (uint16_t)(p->rxc_n - p->rxc_head));
+    p->rxc_head = p->rxc_n = 0;
+}
+
 /* 1: one frame handled (delivered or dropped); 0: no frame in the backend; -EAGAIN: no guest
  * buffers, -ENOSPC: not enough for the (peeked) frame yet (nothing consumed either way);
  * -ENODEV: backend failure; -EIO / -ENOBUFS: queue cannot go on. */
@@ -830,16 +900,17 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
     unsigned n = 0, niov = 0;
     unsigned iov_cap = d->iov_max < BACKEND_IOV_MAX ? d->iov_max : BACKEND_IOV_MAX;
     size_t cap = 0;
+    p->rxc_direct = 0;
     while (n < qsz) {
         struct vio_chain c;
-        int r = vio_queue_pop(q, &c, x->iov + niov, iov_cap - niov);
+        int r = rx_take(p, n == 0, &c, x->iov + niov, iov_cap - niov);
         if (r == -EAGAIN)
             break;
         if (r == -ENOBUFS && n > 0)
             break; /* the iovec array is full: use what we have */
         if (r < 0) {
             if (n)
-                vio_queue_rewind(q, (uint16_t)n);
+                rx_giveback(p, n);
             report_pop_error(d, x, r);
             return r == -ENOBUFS ? -ENOBUFS : -EIO;
         }
@@ -850,6 +921,7 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
             u[0].len = 0;
             p->rx_pend++;
             u++;
+            p->rxc_direct = 0; /* consumed for good: not part of the frame */
             ctr_add(&x->st.drops[VIO_NET_DROP_SHORT_CHAIN], 1);
             continue;
         }
@@ -866,7 +938,7 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
     if (mrg && peek >= 0 && cap < need && n < qsz) {
         /* The frame is known not to fit yet: wait for the driver to add buffers (unless the
          * whole ring is ours and it never can). */
-        vio_queue_rewind(q, (uint16_t)n);
+        rx_giveback(p, n);
         return -ENOSPC;
     }
 
@@ -880,7 +952,7 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
     ssize_t got = vio_net_backend_rx(d->be, qp, &h, fiov, fn);
     int why;
     if (got == -EAGAIN) {
-        vio_queue_rewind(q, (uint16_t)n);
+        rx_giveback(p, n);
         return 0;
     }
     if (got == -EMSGSIZE) {
@@ -888,7 +960,7 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
         goto drop;
     }
     if (got < 0) {
-        vio_queue_rewind(q, (uint16_t)n);
+        rx_giveback(p, n);
         backend_failed(d, "rx", qp, (int)got);
         return -ENODEV;
     }
@@ -934,14 +1006,14 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
     h.num_buffers = htole16((uint16_t)used);
     buf_to_iov(hiov, nh, 0, &h, HDR_LEN);
     if (n > used)
-        vio_queue_rewind(q, (uint16_t)(n - used));
+        rx_giveback(p, n - used);
     p->rx_pend += used; /* published by rx_publish */
     ctr_add(&x->st.packets, 1);
     ctr_add(&x->st.bytes, flen);
     return 1;
 drop:
     /* The buffers were written but never used: give them all back. */
-    vio_queue_rewind(q, (uint16_t)n);
+    rx_giveback(p, n);
     ctr_add(&x->st.drops[why], 1);
     return 1;
 }
@@ -1038,6 +1110,7 @@ static int rx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
     }
     if (flt)
         filt_exit(p);
+    rx_cache_return(p);
     if (rx_publish(p) < 0 && !rc)
         rc = -EIO;
     if (armed && !atomic_load(&p->rx_paused))
