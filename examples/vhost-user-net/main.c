@@ -51,7 +51,7 @@
 #define TAB_MAX 16u          /* watches per thread: 2 kicks + 2 backend fds + spares */
 #define POLL_RING_MS 1       /* period for rings the front-end asked us to poll (no kick fd) */
 #define BUSY_IDLE_ROUNDS 20000u /* --busy-poll: empty rounds before a worker sleeps again */
-#define BUSY_POLL_EVERY 64u  /* --busy-poll: rounds between two looks at the fds */
+#define BUSY_POLL_EVERY 1024u /* --busy-poll: rounds between two looks at the fds (a poll() when a burst comes in delays it) */
 
 /* ------------------------------------------------------------------------ */
 /* Options                                                                   */
