@@ -226,6 +226,41 @@ static void check_chain(struct dev *d, const struct vio_chain *c, const struct i
         CHECK(c->n_out == 0 && c->out_len == 0, "readable part on an in-only queue");
 }
 
+/* The device now holds chain @p c until it pushes it. */
+static void held_add(struct dev *d, const struct vio_chain *c)
+{
+    d->held[d->nheld].head = c->head;
+    d->held[d->nheld].in_len = c->in_len;
+    d->nheld++;
+    d->flagged[c->head] = true;
+    CHECK(allow_overcommit || d->nheld <= d->size,
+          "%u chains held without a push on a queue of size %u", d->nheld, d->size);
+    if (d->nheld >= sizeof(d->held) / sizeof(d->held[0])) {
+        d->nheld--; /* overcommit allowed: keep the bookkeeping bounded */
+        d->capped = true;
+    }
+}
+
+/* A pop (or burst) that took nothing: what its error must mean. */
+static void pop_error(struct dev *d, int rc, uint16_t before, const char *what)
+{
+    switch (rc) {
+    case -EAGAIN:
+        CHECK(vio_queue_get_last_avail(d->q) == before, "%s: -EAGAIN moved last_avail", what);
+        break;
+    case -ENOBUFS:
+        CHECK(vio_queue_get_last_avail(d->q) == before, "%s: -ENOBUFS consumed a chain", what);
+        CHECK(!vio_queue_is_broken(d->q), "%s: -ENOBUFS broke the queue", what);
+        break;
+    case -EPROTO:
+    case -EFAULT:
+        expect_broken_now(d, rc, what);
+        break;
+    default:
+        CHECK(0, "%s returned %d", what, rc);
+    }
+}
+
 static void dev_pop(struct dev *d, unsigned cap)
 {
     struct vio_chain c;
@@ -236,34 +271,12 @@ static void dev_pop(struct dev *d, unsigned cap)
         CHECK(rc == -EIO, "pop on a broken queue returned %d", rc);
         return;
     }
-    switch (rc) {
-    case 0:
-        check_chain(d, &c, iov, cap);
-        d->held[d->nheld].head = c.head;
-        d->held[d->nheld].in_len = c.in_len;
-        d->nheld++;
-        d->flagged[c.head] = true;
-        CHECK(allow_overcommit || d->nheld <= d->size,
-              "%u chains held without a push on a queue of size %u", d->nheld, d->size);
-        if (d->nheld >= sizeof(d->held) / sizeof(d->held[0])) {
-            d->nheld--; /* overcommit allowed: keep the bookkeeping bounded */
-            d->capped = true;
-        }
-        break;
-    case -EAGAIN:
-        CHECK(vio_queue_get_last_avail(d->q) == before, "-EAGAIN moved last_avail");
-        break;
-    case -ENOBUFS:
-        CHECK(vio_queue_get_last_avail(d->q) == before, "-ENOBUFS consumed a chain");
-        CHECK(!vio_queue_is_broken(d->q), "-ENOBUFS broke the queue");
-        break;
-    case -EPROTO:
-    case -EFAULT:
-        expect_broken_now(d, rc, "pop");
-        break;
-    default:
-        CHECK(0, "pop returned %d", rc);
+    if (rc != 0) {
+        pop_error(d, rc, before, "pop");
+        return;
     }
+    check_chain(d, &c, iov, cap);
+    held_add(d, &c);
 }
 
 /* vio_queue_pop_burst: up to @p max chains into one iovec array of @p cap entries (its
@@ -278,44 +291,21 @@ static void dev_pop_burst(struct dev *d, unsigned max, unsigned cap)
         CHECK(rc == -EIO, "pop_burst on a broken queue returned %d", rc);
         return;
     }
-    if (rc > 0) {
-        CHECK((unsigned)rc <= max, "pop_burst took %d > %u chains", rc, max);
-        unsigned off = 0;
-        for (int k = 0; k < rc; k++) {
-            CHECK(off <= cap, "chain %d starts at iovec %u of %u", k, off, cap);
-            check_chain(d, &ch[k], iov + off, cap - off);
-            off += ch[k].n_out + ch[k].n_in;
-            d->held[d->nheld].head = ch[k].head;
-            d->held[d->nheld].in_len = ch[k].in_len;
-            d->nheld++;
-            d->flagged[ch[k].head] = true;
-            CHECK(allow_overcommit || d->nheld <= d->size,
-                  "%u chains held without a push on a queue of size %u", d->nheld, d->size);
-            if (d->nheld >= sizeof(d->held) / sizeof(d->held[0])) {
-                d->nheld--;
-                d->capped = true;
-            }
-        }
-        /* a violation after the first chains: returned what it took, broken for the next */
-        if (vio_queue_is_broken(d->q))
-            expect_broken_now(d, rc, "pop_burst");
+    if (rc <= 0) {
+        pop_error(d, rc, before, "pop_burst");
         return;
     }
-    switch (rc) {
-    case -EAGAIN:
-        CHECK(vio_queue_get_last_avail(d->q) == before, "-EAGAIN moved last_avail");
-        break;
-    case -ENOBUFS:
-        CHECK(vio_queue_get_last_avail(d->q) == before, "-ENOBUFS consumed a chain");
-        CHECK(!vio_queue_is_broken(d->q), "-ENOBUFS broke the queue");
-        break;
-    case -EPROTO:
-    case -EFAULT:
-        expect_broken_now(d, rc, "pop_burst");
-        break;
-    default:
-        CHECK(0, "pop_burst returned %d", rc);
+    CHECK((unsigned)rc <= max, "pop_burst took %d > %u chains", rc, max);
+    unsigned off = 0;
+    for (int k = 0; k < rc; k++) {
+        CHECK(off <= cap, "chain %d starts at iovec %u of %u", k, off, cap);
+        check_chain(d, &ch[k], iov + off, cap - off);
+        off += ch[k].n_out + ch[k].n_in;
+        held_add(d, &ch[k]);
     }
+    /* a violation after the first chains: returned what it took, broken for the next */
+    if (vio_queue_is_broken(d->q))
+        expect_broken_now(d, rc, "pop_burst");
 }
 
 static uint32_t pick_len(uint8_t b, uint32_t in_len)
