@@ -95,7 +95,8 @@ cleanup() {
     sleep 0.5
     for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     pids=()
-    for p in "${prefixes[@]}"; do rm -rf "/var/run/dpdk/$p"; done
+    # testpmd killed at the end of a run leaves its hugepage files behind, holding the pages
+    for p in "${prefixes[@]}"; do rm -rf "/var/run/dpdk/$p" /dev/hugepages/"$p"map_*; done
     prefixes=()
 }
 final_cleanup() {
