@@ -682,6 +682,12 @@ static ssize_t drop_rx(void *o, unsigned qp, struct vio_net_hdr *h, const struct
 {
     return vio_net_backend_rx(&((struct drop_be *)o)->inner, qp, h, iov, n);
 }
+/* the inner backend is always loopback, which lends its frames (see rx_view) */
+static ssize_t drop_rx_view(void *o, unsigned qp, struct vio_net_hdr *h, const void **data,
+                            size_t cap)
+{
+    return vio_net_backend_rx_view(&((struct drop_be *)o)->inner, qp, h, data, cap);
+}
 static int drop_rx_fd(void *o, unsigned qp) { return vio_net_backend_rx_fd(&((struct drop_be *)o)->inner, qp); }
 static void drop_destroy(void *o) { vio_net_backend_destroy(&((struct drop_be *)o)->inner); }
 static void drop_flush(void *o, unsigned qp) { vio_net_backend_flush(&((struct drop_be *)o)->inner, qp); }
@@ -693,7 +699,8 @@ static void drop_set_polling(void *o, unsigned qp, bool on)
 static const struct vio_net_backend_ops drop_ops = {
     .name = "loopback-drop", .features = drop_features, .configure = drop_configure,
     .tx = drop_tx, .rx_peek = drop_rx_peek, .rx = drop_rx, .rx_fd = drop_rx_fd,
-    .destroy = drop_destroy, .flush = drop_flush, .set_polling = drop_set_polling};
+    .destroy = drop_destroy, .flush = drop_flush, .set_polling = drop_set_polling,
+    .rx_view = drop_rx_view};
 
 static int open_backend(struct daemon *dm)
 {

@@ -130,6 +130,20 @@ struct vio_net_backend_ops {
      * that drives @p qp (vio_net_dev_set_polling()).
      */
     void (*set_polling)(void *opaque, unsigned qp, bool on);
+    /**
+     * optional: receive one frame without copying it. Consumes the next frame like rx, but
+     * instead of writing it to an iovec, points *@p data at its bytes (contiguous). They stay
+     * valid and unchanged until the next tx, flush or set_polling call on @p qp; more
+     * rx_view calls do not move them. Header and errors as with rx, with @p cap the most
+     * bytes the caller can take (a longer frame is dropped: -EMSGSIZE).
+     *
+     * When present the net device uses it instead of rx and copies the frames to guest memory
+     * itself, a run's worth at a time: the stores to lines the driver shares then go out back
+     * to back, not each behind the bookkeeping of its frame (which made the core wait for the
+     * other one at every frame). Loopback implements it.
+     */
+    ssize_t (*rx_view)(void *opaque, unsigned qp, struct vio_net_hdr *hdr, const void **data,
+                       size_t cap);
 };
 
 /** A backend instance: an ops table and its state. */
@@ -167,6 +181,13 @@ static inline ssize_t vio_net_backend_rx(const struct vio_net_backend *b, unsign
                                          unsigned iovcnt)
 {
     return b->ops->rx ? b->ops->rx(b->opaque, qp, hdr, iov, iovcnt) : -ENOTSUP;
+}
+/** @brief See vio_net_backend_ops::rx_view (-ENOTSUP when absent). */
+static inline ssize_t vio_net_backend_rx_view(const struct vio_net_backend *b, unsigned qp,
+                                              struct vio_net_hdr *hdr, const void **data,
+                                              size_t cap)
+{
+    return b->ops->rx_view ? b->ops->rx_view(b->opaque, qp, hdr, data, cap) : -ENOTSUP;
 }
 /** @brief See vio_net_backend_ops::rx_fd (-1 when absent). */
 static inline int vio_net_backend_rx_fd(const struct vio_net_backend *b, unsigned qp)

@@ -4,7 +4,8 @@
  *
  * Each queue pair owns a ring of ring_frames preallocated slots (a header plus up to
  * LB_FRAME_MAX bytes of frame). tx copies the frame into the next free slot, rx copies
- * the oldest slot out. Nothing is allocated after open.
+ * the oldest slot out, rx_view lends it (only tx writes a slot). Nothing is allocated after
+ * open.
  *
  * Concurrency: a queue pair is both the producer (its tx) and the consumer (its rx),
  * and the backend interface says the caller serializes calls on one queue pair, so
@@ -233,32 +234,59 @@ static ssize_t lb_rx_peek(void *opaque, unsigned qpi)
     return s ? (ssize_t)s->len : -EAGAIN;
 }
 
-static ssize_t lb_rx(void *opaque, unsigned qpi, struct vio_net_hdr *hdr, const struct iovec *iov,
-                     unsigned iovcnt)
+/* Takes the head frame for a reader that can hold @p cap bytes: its slot data through @p data
+ * (valid until the slot is written again, i.e. until the next tx) and its header. */
+static ssize_t lb_take(struct lb *lb, struct lb_qp *q, struct vio_net_hdr *hdr, const uint8_t **data,
+                       size_t cap)
 {
-    struct lb *lb = opaque;
-    if (qpi >= lb->nqp || (iovcnt && !iov))
-        return -EINVAL;
-    struct lb_qp *q = &lb->qp[qpi];
-    ssize_t cap = vio_be_iov_len(iov, iovcnt);
-    if (cap < 0)
-        return cap;
     struct lb_slot *s = lb_head(lb, q);
     if (!s)
         return -EAGAIN;
     size_t len = s->len;
-    if (len > (size_t)cap) {
+    if (len > cap) {
         lb_pop(q, lb->ring_frames);
         return -EMSGSIZE;
     }
-    struct vio_be_scatter sc = {.iov = iov, .iovcnt = iovcnt};
-    vio_be_scatter_put(&sc, lb_slot_data(q, q->head), len);
+    *data = lb_slot_data(q, q->head);
     if (hdr) {
         *hdr = s->hdr;
         hdr->num_buffers = htole16(1);
     }
     lb_pop(q, lb->ring_frames);
     return (ssize_t)len;
+}
+
+static ssize_t lb_rx(void *opaque, unsigned qpi, struct vio_net_hdr *hdr, const struct iovec *iov,
+                     unsigned iovcnt)
+{
+    struct lb *lb = opaque;
+    if (qpi >= lb->nqp || (iovcnt && !iov))
+        return -EINVAL;
+    ssize_t cap = vio_be_iov_len(iov, iovcnt);
+    if (cap < 0)
+        return cap;
+    const uint8_t *data;
+    ssize_t len = lb_take(lb, &lb->qp[qpi], hdr, &data, (size_t)cap);
+    if (len > 0) {
+        struct vio_be_scatter sc = {.iov = iov, .iovcnt = iovcnt};
+        vio_be_scatter_put(&sc, data, (size_t)len);
+    }
+    return len;
+}
+
+/* The slot is not written again before the next tx on this pair (only tx fills slots), which
+ * is the validity rx_view promises. */
+static ssize_t lb_rx_view(void *opaque, unsigned qpi, struct vio_net_hdr *hdr, const void **data,
+                          size_t cap)
+{
+    struct lb *lb = opaque;
+    if (qpi >= lb->nqp || !data)
+        return -EINVAL;
+    const uint8_t *d;
+    ssize_t len = lb_take(lb, &lb->qp[qpi], hdr, &d, cap);
+    if (len >= 0)
+        *data = d;
+    return len;
 }
 
 /* Empties the ring (device reset): rx_fd stops polling readable, tx_fd polls writable. */
@@ -350,6 +378,7 @@ static const struct vio_net_backend_ops lb_ops = {
     .destroy = lb_destroy,
     .flush = lb_flush,
     .set_polling = lb_set_polling,
+    .rx_view = lb_rx_view,
 };
 
 int vio_net_loopback_open(const struct vio_net_backend_config *cfg, struct vio_net_backend *out)

@@ -44,6 +44,8 @@
 #define RX_BATCH 32u
 /* iovecs for one RX burst; a first chain that needs more is popped on its own */
 #define RXC_IOV 64u
+/* Deferred RX copies (backends with rx_view) held before one flush: headers and frame pieces */
+#define RXCP_MAX 96u
 /* Backends take at most this many iovecs per call (tap / AF_PACKET keep two for themselves
  * out of the kernel's 1024, see docs/backends.md); RX never hands them more. */
 #define BACKEND_IOV_MAX 1022u
@@ -108,6 +110,17 @@ struct pair {
     struct iovec rxc_iov[RXC_IOV];
     unsigned rxc_head, rxc_n;
     unsigned rxc_direct;                 /* chains of the frame at hand taken one by one */
+    /* Deferred RX copies (rx_view backends, see rx_defer): guest destination, source in the
+     * backend's frame or in rxcp_hdr; done by rx_copy_flush before used entries are published,
+     * so always empty between calls. */
+    struct rx_copy {
+        void *dst;
+        const void *src;
+        size_t len;
+    } rxcp[RXCP_MAX];
+    unsigned rxcp_n;
+    struct vio_net_hdr rxcp_hdr[RX_BATCH];
+    unsigned rxcp_nhdr;
     struct vio_used_elem tx_used[TX_BATCH];
     struct vio_chain tx_chains[TX_BATCH]; /* one vio_queue_pop_burst */
     unsigned tx_nused;
@@ -126,6 +139,7 @@ struct pair {
 struct vio_net_dev {
     struct vio_device dev; /* generic interface: ops + this */
     struct vio_net_backend *be;
+    bool be_view; /* the backend has rx_view: RX copies deferred (rx_defer) */
     vio_log_fn log;
     void *log_opaque;
 
@@ -880,6 +894,48 @@ static void rx_cache_return(struct pair *p)
     p->rxc_head = p->rxc_n = 0;
 }
 
+/* Does the deferred copies in one pass: the stores to guest buffers leave back to back. */
+static void rx_copy_flush(struct pair *p)
+{
+    for (unsigned i = 0; i < p->rxcp_n; i++)
+        memcpy(p->rxcp[i].dst, p->rxcp[i].src, p->rxcp[i].len);
+    p->rxcp_n = 0;
+    p->rxcp_nhdr = 0;
+}
+
+/* Queue the copy of @p len bytes from @p src to the iovecs (which hold them): done by the next
+ * rx_copy_flush, at the latest before the used entries are published. With no room left the
+ * queue is flushed first; pieces beyond a whole queue are copied at once. */
+static void rx_defer(struct pair *p, const struct iovec *iov, unsigned n, const void *src,
+                     size_t len)
+{
+    const uint8_t *b = src;
+    for (unsigned i = 0; i < n && len; i++) {
+        size_t m = iov[i].iov_len < len ? iov[i].iov_len : len;
+        if (p->rxcp_n == RXCP_MAX)
+            rx_copy_flush(p);
+        p->rxcp[p->rxcp_n++] = (struct rx_copy){iov[i].iov_base, b, m};
+        b += m;
+        len -= m;
+    }
+}
+
+/* The header of a frame whose copies are deferred: kept in the pair until the flush. A header
+ * already in place is not written again (drivers that recycle their buffers often have the
+ * same bytes there): the line then stays shared with the driver, which reads it next, instead
+ * of being taken from it and handed back. */
+static void rx_defer_hdr(struct pair *p, const struct iovec *hiov, unsigned nh,
+                         const struct vio_net_hdr *h)
+{
+    if (nh == 1 && memcmp(hiov[0].iov_base, h, HDR_LEN) == 0)
+        return;
+    if (p->rxcp_nhdr == RX_BATCH || p->rxcp_n + nh > RXCP_MAX)
+        rx_copy_flush(p);
+    struct vio_net_hdr *keep = &p->rxcp_hdr[p->rxcp_nhdr++];
+    *keep = *h;
+    rx_defer(p, hiov, nh, keep, HDR_LEN);
+}
+
 /* 1: one frame handled (delivered or dropped); 0: no frame in the backend; -EAGAIN: no guest
  * buffers, -ENOSPC: not enough for the (peeked) frame yet (nothing consumed either way);
  * -ENODEV: backend failure; -EIO / -ENOBUFS: queue cannot go on. */
@@ -949,7 +1005,11 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
     unsigned fn = niov - first;
     struct vio_net_hdr h;
     memset(&h, 0, sizeof(h));
-    ssize_t got = vio_net_backend_rx(d->be, qp, &h, fiov, fn);
+    /* With rx_view the frame stays in the backend until rx_copy_flush copies it (src). */
+    const void *src = NULL;
+    bool view = d->be_view;
+    ssize_t got = view ? vio_net_backend_rx_view(d->be, qp, &h, &src, cap - HDR_LEN)
+                             : vio_net_backend_rx(d->be, qp, &h, fiov, fn);
     int why;
     if (got == -EAGAIN) {
         rx_giveback(p, n);
@@ -985,14 +1045,21 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
         /* Read back only when the filter looks at the addresses: the bytes were just
          * written to a line the driver owns, and the load waits for that store to land. */
         uint8_t eth[18];
-        size_t el = iov_to_buf(fiov, fn, 0, eth, sizeof(eth));
-        why = filter_frame(*flt, eth, el < flen ? el : flen);
+        size_t el = src ? flen : iov_to_buf(fiov, fn, 0, eth, sizeof(eth));
+        why = filter_frame(*flt, src ? src : eth, el < flen ? el : flen);
         if (why >= 0)
             goto drop;
+    }
+    if (src && (h.flags & VIO_NET_HDR_F_NEEDS_CSUM) && !has(f, VIO_NET_F_GUEST_CSUM)) {
+        /* rx_fix_hdr completes the checksum in the guest's copy: place the frame now */
+        buf_to_iov(fiov, fn, 0, src, flen);
+        src = NULL;
     }
     why = rx_fix_hdr(&h, f, fiov, fn, flen);
     if (why >= 0)
         goto drop;
+    if (src)
+        rx_defer(p, fiov, fn, src, flen);
 
     /* Fill the chains in order: all but the last completely (spec 5.1.6.3.2). */
     size_t left = HDR_LEN + flen;
@@ -1004,7 +1071,10 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
         used++;
     }
     h.num_buffers = htole16((uint16_t)used);
-    buf_to_iov(hiov, nh, 0, &h, HDR_LEN);
+    if (view)
+        rx_defer_hdr(p, hiov, nh, &h);
+    else
+        buf_to_iov(hiov, nh, 0, &h, HDR_LEN);
     if (n > used)
         rx_giveback(p, n - used);
     p->rx_pend += used; /* published by rx_publish */
@@ -1021,6 +1091,7 @@ drop:
 /* Publishes the used entries rx_one queued (see RX_BATCH). */
 static int rx_publish(struct pair *p)
 {
+    rx_copy_flush(p); /* the frames are in place before their used entries */
     if (!p->rx_pend)
         return 0;
     int r = vio_queue_push_batch(p->rx.q, p->rx_used, p->rx_pend);
@@ -1804,6 +1875,7 @@ int vio_net_dev_new(const struct vio_net_dev_config *cfg, struct vio_net_dev **o
     d->dev.ops = &net_ops;
     d->dev.opaque = d;
     d->be = cfg->backend;
+    d->be_view = cfg->backend->ops->rx_view != NULL;
     d->log = cfg->log;
     d->log_opaque = cfg->log_opaque;
     d->qsize = (uint16_t)qsize;

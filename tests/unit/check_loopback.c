@@ -200,6 +200,45 @@ START_TEST(test_round_trip)
 }
 END_TEST
 
+/* rx_view lends the frame instead of copying it: the bytes stay put across more rx_view calls
+ * and until the next tx; it consumes, reports the header and drops what does not fit */
+START_TEST(test_rx_view)
+{
+    struct vio_net_backend b = open_lb(2, 4, false, NULL);
+    uint8_t f1[100], f2[1514];
+    fill(f1, sizeof(f1), 11);
+    fill(f2, sizeof(f2), 12);
+    struct vio_net_hdr h = {.flags = VIO_NET_HDR_F_DATA_VALID, .num_buffers = htole16(5)};
+    const void *v1 = NULL, *v2 = NULL;
+    struct vio_net_hdr r;
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, &r, &v1, 2048), -EAGAIN);
+    ck_assert_int_eq(tx_buf(&b, 0, f1, sizeof(f1), &h), 0);
+    ck_assert_int_eq(tx_buf(&b, 0, f2, sizeof(f2), NULL), 0);
+    memset(&r, 0xa5, sizeof(r));
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, &r, &v1, 2048), sizeof(f1));
+    ck_assert_uint_eq(r.flags, VIO_NET_HDR_F_DATA_VALID);
+    ck_assert_uint_eq(le16toh(r.num_buffers), 1);
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, NULL, &v2, 2048), sizeof(f2));
+    ck_assert_ptr_ne(v1, v2);
+    ck_assert_mem_eq(v1, f1, sizeof(f1)); /* the first view is still intact */
+    ck_assert_mem_eq(v2, f2, sizeof(f2));
+    ck_assert_int_eq(vio_net_backend_rx_peek(&b, 0), -EAGAIN); /* both consumed */
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, &r, &v1, 2048), -EAGAIN);
+    /* too long for the caller: dropped, the next frame comes */
+    ck_assert_int_eq(tx_buf(&b, 0, f2, sizeof(f2), NULL), 0);
+    ck_assert_int_eq(tx_buf(&b, 0, f1, sizeof(f1), NULL), 0);
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, &r, &v1, sizeof(f2) - 1), -EMSGSIZE);
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, &r, &v1, sizeof(f1)), sizeof(f1));
+    ck_assert_mem_eq(v1, f1, sizeof(f1));
+    /* bad arguments */
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 2, &r, &v1, 2048), -EINVAL);
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, &r, NULL, 2048), -EINVAL);
+    /* the other pair is separate */
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 1, &r, &v1, 2048), -EAGAIN);
+    vio_net_backend_destroy(&b);
+}
+END_TEST
+
 START_TEST(test_scatter_gather)
 {
     struct vio_net_backend b = open_lb(1, 0, false, NULL);
@@ -742,6 +781,7 @@ static Suite *loopback_suite(void)
 
     tc = tcase_create("data");
     tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_rx_view);
     tcase_add_test(tc, test_scatter_gather);
     tcase_add_test(tc, test_mac_swap);
     tcase_add_test(tc, test_ring_full);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 const uint8_t ENV_MAC[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+bool env_view_all;
 static const uint8_t PEER_MAC[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
 
 #define GBASE 0x100000ull
@@ -38,11 +39,29 @@ static int fb_configure(void *o, uint64_t neg)
     return 0;
 }
 
+/* The frames rx_view lent on @p qp (all with ENV_MAXQP) are no longer the device's: poison
+ * them, so that a copy made after this point shows, and free them (ASan sees a late read). */
+static void fb_unlend(struct fake_be *fb, unsigned qp)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < fb->nlent; i++) {
+        struct fb_lent *l = &fb->lent[i];
+        if (qp != ENV_MAXQP && l->qp != qp) {
+            fb->lent[k++] = *l;
+            continue;
+        }
+        memset(l->data, 0xdd, l->len ? l->len : 1);
+        free(l->data);
+    }
+    fb->nlent = k;
+}
+
 static int fb_tx(void *o, unsigned qp, const struct vio_net_hdr *hdr, const struct iovec *iov,
                  unsigned iovcnt)
 {
     struct fake_be *fb = o;
     fb->tx_calls++;
+    fb_unlend(fb, qp);
     if (fb->tx_fail && fb->tx_fail_count) {
         if (fb->tx_fail_count > 0)
             fb->tx_fail_count--;
@@ -103,6 +122,31 @@ static ssize_t fb_rx(void *o, unsigned qp, struct vio_net_hdr *hdr, const struct
     return ret;
 }
 
+static ssize_t fb_rx_view(void *o, unsigned qp, struct vio_net_hdr *hdr, const void **data,
+                          size_t cap)
+{
+    struct fake_be *fb = o;
+    fb->rx_calls++;
+    if (fb->rx_fail)
+        return fb->rx_fail;
+    if (fb->rx_head[qp] == fb->rx_tail[qp])
+        return -EAGAIN;
+    struct fb_frame *f = &fb->rx[qp][fb->rx_head[qp]++ % FB_RXCAP];
+    if (f->len > cap) {
+        free(f->data);
+        f->data = NULL;
+        return -EMSGSIZE;
+    }
+    ck_assert_uint_lt(fb->nlent, ENV_MAXQP * FB_RXCAP);
+    fb->lent[fb->nlent++] = (struct fb_lent){qp, f->data, f->len};
+    fb->views++;
+    *data = f->data;
+    f->data = NULL;
+    if (hdr)
+        *hdr = f->hdr;
+    return (ssize_t)f->len;
+}
+
 static int fb_rx_fd(void *o, unsigned qp)
 {
     return ((struct fake_be *)o)->no_fds ? -1 : 100 + (int)qp;
@@ -139,6 +183,31 @@ static const struct vio_net_backend_ops fb_ops_nopeek = {
     .configure = fb_configure,
     .tx = fb_tx,
     .rx = fb_rx,
+    .rx_fd = fb_rx_fd,
+    .tx_fd = fb_tx_fd,
+    .set_rx_mode = fb_set_rx_mode,
+};
+
+static const struct vio_net_backend_ops fb_ops_peek_view = {
+    .name = "fake-view",
+    .features = fb_features,
+    .configure = fb_configure,
+    .tx = fb_tx,
+    .rx_peek = fb_rx_peek,
+    .rx = fb_rx,
+    .rx_view = fb_rx_view,
+    .rx_fd = fb_rx_fd,
+    .tx_fd = fb_tx_fd,
+    .set_rx_mode = fb_set_rx_mode,
+};
+
+static const struct vio_net_backend_ops fb_ops_nopeek_view = {
+    .name = "fake-view",
+    .features = fb_features,
+    .configure = fb_configure,
+    .tx = fb_tx,
+    .rx = fb_rx,
+    .rx_view = fb_rx_view,
     .rx_fd = fb_rx_fd,
     .tx_fd = fb_tx_fd,
     .set_rx_mode = fb_set_rx_mode,
@@ -220,7 +289,10 @@ void env_open(struct env *e, const struct env_opts *o)
     e->pairs = pairs;
     e->fb.features = o->be_features;
     e->fb.no_fds = o->no_fds;
-    e->be.ops = o->ops ? o->ops : o->peek ? &fb_ops_peek : &fb_ops_nopeek;
+    bool view = o->view || env_view_all;
+    e->be.ops = o->ops    ? o->ops
+                : o->peek ? (view ? &fb_ops_peek_view : &fb_ops_peek)
+                          : (view ? &fb_ops_nopeek_view : &fb_ops_nopeek);
     e->be.opaque = o->ops ? o->ops_opaque : &e->fb;
     e->be.queue_pairs = pairs;
 
@@ -292,6 +364,7 @@ void env_close(struct env *e)
     vio_net_dev_free(e->nd);
     for (unsigned i = 0; i < e->fb.ntx; i++)
         free(e->fb.tx[i].data);
+    fb_unlend(&e->fb, ENV_MAXQP);
     for (unsigned qp = 0; qp < ENV_MAXQP; qp++)
         for (unsigned k = e->fb.rx_head[qp]; k != e->fb.rx_tail[qp]; k++)
             free(e->fb.rx[qp][k % FB_RXCAP].data);

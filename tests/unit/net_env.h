@@ -46,6 +46,14 @@ struct fake_be {
     int rx_fail;             /* non-zero: rx() and rx_peek() return this */
     unsigned rx_calls;
     bool no_fds;             /* rx_fd / tx_fd report -1 */
+    /* rx_view: frames lent to the device, poisoned and freed at the next tx on their pair */
+    struct fb_lent {
+        unsigned qp;
+        uint8_t *data;
+        size_t len;
+    } lent[ENV_MAXQP * FB_RXCAP];
+    unsigned nlent;
+    unsigned views; /* rx_view calls that lent a frame */
 };
 
 /** What the device reported through its hooks. */
@@ -65,6 +73,7 @@ struct env_opts {
     uint64_t be_features;  /* offload bits of the fake backend */
     uint64_t refuse;       /* offered bits the guest does not take */
     bool peek;             /* fake backend implements rx_peek */
+    bool view;             /* fake backend implements rx_view (also: env_view_all) */
     uint16_t qsize;        /* 0: 256 */
     uint16_t mtu;
     bool link_down;
@@ -101,6 +110,8 @@ struct env {
 };
 
 extern const uint8_t ENV_MAC[6];
+/** Set: every env_open gives the fake backend rx_view (the suites' "_view" test cases). */
+extern bool env_view_all;
 
 /** Build the whole environment (ck_assert on failure). */
 void env_open(struct env *e, const struct env_opts *o);
