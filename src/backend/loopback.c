@@ -7,6 +7,14 @@
  * the oldest slot out, rx_view lends it (only tx writes a slot). Nothing is allocated after
  * open.
  *
+ * Where a slot's bytes live: a frame of up to LB_SMALL bytes goes to the slot's place in a
+ * compact area (LB_SMALL bytes a slot, 2 MiB aligned and advised for transparent huge
+ * pages), a larger one to its place in the big area (LB_FRAME_MAX a slot, faulted in only
+ * where used). Small frames thus cost one TLB entry for the whole ring instead of one page
+ * per slot. And when the ring runs empty the next frame goes to slot 0 again, so a steady
+ * trickle of bursts keeps reusing the same few slots (lines and pages still in the caches)
+ * instead of walking the whole ring.
+ *
  * Concurrency: a queue pair is both the producer (its tx) and the consumer (its rx),
  * and the backend interface says the caller serializes calls on one queue pair, so
  * the ring indices need no lock and no atomics. Different queue pairs share nothing
@@ -42,6 +50,9 @@
 #define LB_FRAME_MAX (65536u + 64u)
 /* Upper bound on ring_frames: 32768 slots of 64 KiB is 2 GiB of (lazily faulted) memory. */
 #define LB_RING_MAX 32768u
+/* Frames up to this size live in the compact area (see the file comment). */
+#define LB_SMALL 2048u
+#define LB_HUGE_ALIGN (2u << 20)
 /* Writing this makes an eventfd's counter reach its maximum: POLLOUT clears. */
 #define LB_EFD_FULL UINT64_C(0xfffffffffffffffe)
 
@@ -54,6 +65,9 @@ struct lb_qp {
     struct lb_slot *meta; /* ring_frames headers and lengths */
     uint8_t *data;        /* ring_frames * LB_FRAME_MAX bytes, slot i at i * LB_FRAME_MAX */
     size_t data_bytes;
+    uint8_t *small;       /* ring_frames * LB_SMALL bytes, slot i at i * LB_SMALL */
+    void *small_map;      /* the mapping holding it (aligned inside) */
+    size_t small_map_bytes;
     unsigned head;        /* oldest queued slot */
     unsigned count;       /* queued slots */
     bool tx_blocked;      /* tx_efd is currently held non-writable */
@@ -108,8 +122,11 @@ static int lb_configure(void *opaque, uint64_t negotiated)
     return 0;
 }
 
-static uint8_t *lb_slot_data(struct lb_qp *q, unsigned idx)
+/* Where slot @p idx keeps a frame of @p len bytes. */
+static uint8_t *lb_slot_data(struct lb_qp *q, unsigned idx, size_t len)
 {
+    if (len <= LB_SMALL)
+        return q->small + (size_t)idx * LB_SMALL;
     return q->data + (size_t)idx * LB_FRAME_MAX;
 }
 
@@ -132,7 +149,8 @@ static void lb_efd_set(int fd, uint64_t v)
 static void lb_pop(struct lb_qp *q, unsigned ring_frames)
 {
     q->head = q->head + 1 == ring_frames ? 0 : q->head + 1;
-    q->count--;
+    if (--q->count == 0)
+        q->head = 0; /* empty: the next frame reuses slot 0 (see the file comment) */
     if (q->polling)
         return; /* the caller polls: eventfds synced by lb_set_polling(off) */
     if (q->count == 0 && q->rx_signalled) {
@@ -165,7 +183,7 @@ static struct lb_slot *lb_head(struct lb *lb, struct lb_qp *q)
         }
         if (!vio_has_feature(neg, VIRTIO_NET_F_GUEST_CSUM)) {
             if ((s->hdr.flags & VIO_NET_HDR_F_NEEDS_CSUM) &&
-                vio_be_csum_complete(lb_slot_data(q, q->head), s->len, le16toh(s->hdr.csum_start),
+                vio_be_csum_complete(lb_slot_data(q, q->head, s->len), s->len, le16toh(s->hdr.csum_start),
                                      le16toh(s->hdr.csum_offset)) < 0) {
                 if (vio_be_once(&lb->warned_csum))
                     vio_logf(lb->log, lb->log_opaque, VIO_LOG_WARN, "loopback",
@@ -205,7 +223,7 @@ static int lb_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, cons
     if (idx >= lb->ring_frames)
         idx -= lb->ring_frames;
     struct lb_slot *s = &q->meta[idx];
-    uint8_t *d = lb_slot_data(q, idx);
+    uint8_t *d = lb_slot_data(q, idx, (size_t)len);
     vio_be_gather(d, iov, iovcnt, (size_t)len);
     if (hdr)
         s->hdr = *hdr;
@@ -247,7 +265,7 @@ static ssize_t lb_take(struct lb *lb, struct lb_qp *q, struct vio_net_hdr *hdr, 
         lb_pop(q, lb->ring_frames);
         return -EMSGSIZE;
     }
-    *data = lb_slot_data(q, q->head);
+    *data = lb_slot_data(q, q->head, len);
     if (hdr) {
         *hdr = s->hdr;
         hdr->num_buffers = htole16(1);
@@ -355,6 +373,8 @@ static void lb_destroy(void *opaque)
         struct lb_qp *q = &lb->qp[i];
         if (q->data)
             munmap(q->data, q->data_bytes);
+        if (q->small_map)
+            munmap(q->small_map, q->small_map_bytes);
         free(q->meta);
         if (q->rx_efd >= 0)
             close(q->rx_efd);
@@ -362,6 +382,27 @@ static void lb_destroy(void *opaque)
             close(q->tx_efd);
     }
     free(lb);
+}
+
+/* The compact area: whole 2 MiB units, 2 MiB aligned, so transparent huge pages can back
+ * it where the system allows them (madvise mode); 4 KiB pages otherwise. */
+static int lb_map_small(struct lb_qp *q, unsigned ring_frames)
+{
+    size_t need = (size_t)ring_frames * LB_SMALL;
+    size_t len = (need + LB_HUGE_ALIGN - 1) / LB_HUGE_ALIGN * LB_HUGE_ALIGN;
+    size_t map_len = len + LB_HUGE_ALIGN;
+    void *m = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED)
+        return -ENOMEM;
+    q->small_map = m;
+    q->small_map_bytes = map_len;
+    uintptr_t a = ((uintptr_t)m + LB_HUGE_ALIGN - 1) & ~(uintptr_t)(LB_HUGE_ALIGN - 1);
+    q->small = (uint8_t *)a;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(q->small, len, MADV_HUGEPAGE); /* a hint: without it, 4 KiB pages */
+#endif
+    return 0;
 }
 
 static const struct vio_net_backend_ops lb_ops = {
@@ -423,6 +464,9 @@ int vio_net_loopback_open(const struct vio_net_backend_config *cfg, struct vio_n
             goto fail;
         }
         q->data = m;
+        err = lb_map_small(q, lb->ring_frames);
+        if (err)
+            goto fail;
         q->rx_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (q->rx_efd < 0) {
             err = -errno;

@@ -751,13 +751,21 @@ static int tx_burst(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t
         report_pop_error(d, x, n);
         return n == -ENOBUFS ? -ENOBUFS : -EIO;
     }
-    /* Start the transfer of every frame's first line (the header and the frame's start, in
-     * lines the driver just wrote) before the first is needed: read one after the other,
-     * each would wait for the other core in turn. */
+    /* Start the transfer of every frame's first lines before the first is needed: read one
+     * after the other, each would wait for the other core in turn. That is the header's line
+     * and the frame's first line, which often are two: drivers that prepend the header in
+     * the buffer's headroom (DPDK) put it in the last bytes of the line before a line-aligned
+     * frame. */
     struct iovec *iov = x->iov;
     for (int k = 0; k < n; k++) {
-        if (p->tx_chains[k].n_out)
-            __builtin_prefetch(iov[0].iov_base);
+        if (p->tx_chains[k].n_out) {
+            const uint8_t *b = iov[0].iov_base;
+            __builtin_prefetch(b);
+            if (iov[0].iov_len > HDR_LEN)
+                __builtin_prefetch(b + HDR_LEN);
+            else if (p->tx_chains[k].n_out > 1)
+                __builtin_prefetch(iov[1].iov_base);
+        }
         iov += p->tx_chains[k].n_out + p->tx_chains[k].n_in;
     }
     iov = x->iov;

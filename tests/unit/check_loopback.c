@@ -239,6 +239,51 @@ START_TEST(test_rx_view)
 }
 END_TEST
 
+/* Slots: frames up to 2048 bytes live in the compact area, larger ones in the big one, each
+ * intact whatever its neighbours' sizes; a ring that runs empty starts again at slot 0 (the
+ * view of the next frame is where the first frame was), one that never empties walks on. */
+START_TEST(test_slot_areas)
+{
+    struct vio_net_backend b = open_lb(1, 4, false, NULL);
+    static uint8_t big[9000], edge[2049];
+    uint8_t small[2048];
+    fill(big, sizeof(big), 21);
+    fill(edge, sizeof(edge), 22);
+    fill(small, sizeof(small), 23);
+    const void *v0 = NULL, *v = NULL, *w = NULL;
+    /* sizes around the boundary, in one ring, all back intact and in order */
+    ck_assert_int_eq(tx_buf(&b, 0, small, sizeof(small), NULL), 0);
+    ck_assert_int_eq(tx_buf(&b, 0, edge, sizeof(edge), NULL), 0);
+    ck_assert_int_eq(tx_buf(&b, 0, big, sizeof(big), NULL), 0);
+    ck_assert_int_eq(tx_buf(&b, 0, small, 60, NULL), 0);
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, NULL, &v0, sizeof(big)), sizeof(small));
+    ck_assert_mem_eq(v0, small, sizeof(small));
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, NULL, &v, sizeof(big)), sizeof(edge));
+    ck_assert_mem_eq(v, edge, sizeof(edge));
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, NULL, &v, sizeof(big)), sizeof(big));
+    ck_assert_mem_eq(v, big, sizeof(big));
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, NULL, &w, sizeof(big)), 60);
+    ck_assert_mem_eq(w, small, 60);
+    /* the small frames sit LB_SMALL (2048) apart in one area: slot 0 and slot 3 */
+    ck_assert_int_eq((int)((const uint8_t *)w - (const uint8_t *)v0), 3 * 2048);
+    /* empty now: the next frame goes to slot 0 again */
+    fill(small, sizeof(small), 24);
+    ck_assert_int_eq(tx_buf(&b, 0, small, 100, NULL), 0);
+    ck_assert_int_eq(tx_buf(&b, 0, small + 100, 100, NULL), 0);
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, NULL, &v, sizeof(big)), 100);
+    ck_assert_ptr_eq(v, v0);
+    ck_assert_mem_eq(v, small, 100);
+    /* not empty (one frame left): the next frame goes behind it, not to slot 0 */
+    ck_assert_int_eq(tx_buf(&b, 0, small + 200, 100, NULL), 0);
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, NULL, &v, sizeof(big)), 100);
+    ck_assert_mem_eq(v, small + 100, 100);
+    ck_assert_int_eq(vio_net_backend_rx_view(&b, 0, NULL, &w, sizeof(big)), 100);
+    ck_assert_mem_eq(w, small + 200, 100);
+    ck_assert_int_eq((int)((const uint8_t *)w - (const uint8_t *)v), 2048);
+    vio_net_backend_destroy(&b);
+}
+END_TEST
+
 START_TEST(test_scatter_gather)
 {
     struct vio_net_backend b = open_lb(1, 0, false, NULL);
@@ -782,6 +827,7 @@ static Suite *loopback_suite(void)
     tc = tcase_create("data");
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_rx_view);
+    tcase_add_test(tc, test_slot_areas);
     tcase_add_test(tc, test_scatter_gather);
     tcase_add_test(tc, test_mac_swap);
     tcase_add_test(tc, test_ring_full);
