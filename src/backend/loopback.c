@@ -183,7 +183,8 @@ static struct lb_slot *lb_head(struct lb *lb, struct lb_qp *q)
         }
         if (!vio_has_feature(neg, VIRTIO_NET_F_GUEST_CSUM)) {
             if ((s->hdr.flags & VIO_NET_HDR_F_NEEDS_CSUM) &&
-                vio_be_csum_complete(lb_slot_data(q, q->head, s->len), s->len, le16toh(s->hdr.csum_start),
+                vio_be_csum_complete(lb_slot_data(q, q->head, s->len), s->len,
+                                     le16toh(s->hdr.csum_start),
                                      le16toh(s->hdr.csum_offset)) < 0) {
                 if (vio_be_once(&lb->warned_csum))
                     vio_logf(lb->log, lb->log_opaque, VIO_LOG_WARN, "loopback",
@@ -315,8 +316,7 @@ static void lb_flush(void *opaque, unsigned qpi)
         return;
     struct lb_qp *q = &lb->qp[qpi];
     while (q->count)
-        lb_pop(q, lb->ring_frames);
-    q->head = 0;
+        lb_pop(q, lb->ring_frames); /* the last one puts head back at slot 0 */
 }
 
 /* Polling mode: no eventfd system call per burst. Leaving it makes both fds agree with the
