@@ -375,8 +375,8 @@ static inline void cpu_relax(void)
 static unsigned worker_spin(struct worker *w)
 {
     struct daemon *dm = w->dm;
-    int a = vio_net_dev_tx_process(dm->net, w->qp, 256);
-    int b = vio_net_dev_rx_process(dm->net, w->qp, 256);
+    int a, b;
+    vio_net_dev_process(dm->net, w->qp, 256, &a, &b);
     return (unsigned)(a > 0 ? a : 0) + (unsigned)(b > 0 ? b : 0);
 }
 

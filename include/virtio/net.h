@@ -259,6 +259,27 @@ VIO_API int vio_net_dev_tx_process(struct vio_net_dev *d, unsigned qp, unsigned 
 VIO_API int vio_net_dev_rx_process(struct vio_net_dev *d, unsigned qp, unsigned budget);
 
 /**
+ * @brief One round of queue pair @p qp for a polling loop: vio_net_dev_tx_process() then
+ *        vio_net_dev_rx_process(), each with @p budget (data path, the pair's thread).
+ *
+ * The same as the two calls one after the other, except that the transmit run's last used
+ * entries (up to 32) are published after the receive run instead of before it: a driver that
+ * forwards what it receives waits for the received frames, and their publication then no
+ * longer queues behind the transmit ring's stores and its notification fence. Everything is
+ * published when the call returns.
+ * @param[in]  d      the device
+ * @param[in]  qp     queue pair index
+ * @param[in]  budget maximum chains per direction; 0 = no limit
+ * @param[out] tx_rc  optional: what vio_net_dev_tx_process() would have returned
+ * @param[out] rx_rc  optional: what vio_net_dev_rx_process() would have returned
+ * @return frames handled in both directions (>= 0), errors only through @p tx_rc / @p rx_rc
+ * @retval -EINVAL @p d is NULL
+ * @retval -ERANGE qp >= max queue pairs
+ */
+VIO_API int vio_net_dev_process(struct vio_net_dev *d, unsigned qp, unsigned budget, int *tx_rc,
+                                int *rx_rc);
+
+/**
  * @brief Polling mode for one queue pair, for a caller that drives it in a loop (a busy-polling
  *        worker) instead of waiting for kicks.
  *

@@ -670,13 +670,17 @@ static int tx_flush(struct vio_net_dev *d, struct pair *p, unsigned qp)
     return 0;
 }
 
+/* Queues the used entry of a handled chain. A full batch is published when the next entry
+ * comes, not at once: a run's last batch is then left to the end of the run (tx_run), or to
+ * after the receive run (vio_net_dev_process). */
 static void tx_complete(struct vio_net_dev *d, struct pair *p, unsigned qp, uint16_t head)
 {
+    if (p->tx_nused == TX_BATCH)
+        tx_flush(d, p, qp);
     /* TX buffers are device-readable only: used length 0 */
     p->tx_used[p->tx_nused].id = head;
     p->tx_used[p->tx_nused].len = 0;
-    if (++p->tx_nused == TX_BATCH)
-        tx_flush(d, p, qp);
+    p->tx_nused++;
 }
 
 /* One popped chain whose iovecs are @p iov. 1: handled (sent or dropped, its used entry
@@ -783,7 +787,9 @@ static int tx_burst(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t
     return n;
 }
 
-static int tx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
+/* @p defer: leave the last batch of used entries queued (the caller publishes it with
+ * tx_flush before it returns to its own caller). */
+static int tx_run(struct vio_net_dev *d, unsigned qp, unsigned budget, bool defer)
 {
     struct pair *p = &d->pairs[qp];
     struct vio_queue *q = p->tx.q;
@@ -828,7 +834,7 @@ static int tx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
         if (!vio_queue_enable_notify(q))
             break;
     }
-    int fr = tx_flush(d, p, qp);
+    int fr = defer ? 0 : tx_flush(d, p, qp);
     if (fr < 0 && !rc)
         rc = -EIO;
     if (atomic_load(&p->tx_blocked) != blocked) {
@@ -1702,7 +1708,7 @@ static int op_queue_notify(void *o, unsigned qidx)
     unsigned qp = 0;
     switch (qrole(d, qidx, &qp)) {
     case ROLE_RX: return rx_kick(d, qp);
-    case ROLE_TX: return tx_run(d, qp, 0);
+    case ROLE_TX: return tx_run(d, qp, 0, false);
     case ROLE_CTRL: return ctrl_run(d);
     default: return -ERANGE;
     }
@@ -1779,7 +1785,7 @@ static int op_handle(void *o, uint32_t id, unsigned revents)
         return -ENOENT;
     if ((id & 1) == VIO_NET_WATCH_RX)
         return rx_run(d, qp, 0);
-    return tx_run(d, qp, 0);
+    return tx_run(d, qp, 0, false);
 }
 
 static const struct vio_device_ops net_ops = {
@@ -1937,7 +1943,7 @@ int vio_net_dev_tx_process(struct vio_net_dev *d, unsigned qp, unsigned budget)
         return -EINVAL;
     if (qp >= d->max_pairs)
         return -ERANGE;
-    return tx_run(d, qp, budget);
+    return tx_run(d, qp, budget, false);
 }
 
 int vio_net_dev_set_polling(struct vio_net_dev *d, unsigned qp, bool on)
@@ -1959,6 +1965,28 @@ int vio_net_dev_rx_process(struct vio_net_dev *d, unsigned qp, unsigned budget)
     if (qp >= d->max_pairs)
         return -ERANGE;
     return rx_run(d, qp, budget);
+}
+
+int vio_net_dev_process(struct vio_net_dev *d, unsigned qp, unsigned budget, int *tx_rc,
+                        int *rx_rc)
+{
+    if (!d)
+        return -EINVAL;
+    if (qp >= d->max_pairs)
+        return -ERANGE;
+    /* The transmit run's last used entries are published after the receive run: when the
+     * driver waits for both (a forwarding loop), the received frames are what it waits on,
+     * and their publication no longer queues behind the transmit ring's stores and fence. */
+    int t = tx_run(d, qp, budget, true);
+    int r = rx_run(d, qp, budget);
+    struct pair *p = &d->pairs[qp];
+    if (tx_flush(d, p, qp) < 0 && t >= 0)
+        t = -EIO;
+    if (tx_rc)
+        *tx_rc = t;
+    if (rx_rc)
+        *rx_rc = r;
+    return (t > 0 ? t : 0) + (r > 0 ? r : 0);
 }
 
 int vio_net_dev_ctrl_process(struct vio_net_dev *d)
