@@ -330,6 +330,8 @@ int vio_net_hdr_check(const struct vio_net_hdr *h, size_t frame_len, uint64_t fe
         return -EINVAL;
     if (frame_len < VIO_NET_MIN_FRAME_LEN || frame_len > VIO_NET_MAX_FRAME_LEN)
         return -EMSGSIZE;
+    if (h->flags == 0 && h->gso_type == VIO_NET_HDR_GSO_NONE)
+        return le16toh(h->hdr_len) > frame_len ? -EINVAL : 0; /* no offload: the one check left */
     unsigned gso = h->gso_type & ~VIO_NET_HDR_GSO_ECN;
     bool ecn = h->gso_type & VIO_NET_HDR_GSO_ECN;
     unsigned need;
@@ -400,6 +402,10 @@ static void csum_fill(const struct iovec *iov, unsigned n, size_t start, size_t 
 static int rx_fix_hdr(struct vio_net_hdr *h, uint64_t f, const struct iovec *iov, unsigned n,
                       size_t flen)
 {
+    if (h->flags == 0 && h->gso_type == VIO_NET_HDR_GSO_NONE) {
+        h->gso_size = h->hdr_len = h->csum_start = h->csum_offset = 0; /* no offload */
+        return -1;
+    }
     unsigned gso = h->gso_type & ~VIO_NET_HDR_GSO_ECN;
     bool ecn = h->gso_type & VIO_NET_HDR_GSO_ECN;
     switch (gso) {
@@ -847,6 +853,26 @@ static int tx_run(struct vio_net_dev *d, unsigned qp, unsigned budget, bool defe
 /* ------------------------------------------------------------------------ */
 /* RX                                                                        */
 
+/* Refills the burst when it is used up. 1: a cached chain is there; -EAGAIN: the ring is
+ * empty; -ENOBUFS: the next chain is larger than the burst's iovecs (rx_take pops it alone);
+ * other errors from the queue. */
+static int rx_cache_fill(struct pair *p)
+{
+    if (p->rxc_head < p->rxc_n)
+        return 1;
+    p->rxc_head = p->rxc_n = 0;
+    int r = vio_queue_pop_burst(p->rx.q, p->rxc_ch, RX_BATCH, p->rxc_iov, RXC_IOV);
+    if (r <= 0)
+        return r;
+    unsigned off = 0;
+    for (int k = 0; k < r; k++) {
+        p->rxc_off[k] = (uint16_t)off;
+        off += p->rxc_ch[k].n_out + p->rxc_ch[k].n_in;
+    }
+    p->rxc_n = (unsigned)r;
+    return 1;
+}
+
 /*
  * The next receive chain for the frame being built, its iovecs copied to @p dst (@p cap
  * entries). Chains come from a burst taken with vio_queue_pop_burst (one ring walk and one
@@ -859,18 +885,9 @@ static int rx_take(struct pair *p, bool first, struct vio_chain *c, struct iovec
                    unsigned cap)
 {
     if (first && p->rxc_head == p->rxc_n) {
-        p->rxc_head = p->rxc_n = 0;
-        int r = vio_queue_pop_burst(p->rx.q, p->rxc_ch, RX_BATCH, p->rxc_iov, RXC_IOV);
-        if (r > 0) {
-            unsigned off = 0;
-            for (int k = 0; k < r; k++) {
-                p->rxc_off[k] = (uint16_t)off;
-                off += p->rxc_ch[k].n_out + p->rxc_ch[k].n_in;
-            }
-            p->rxc_n = (unsigned)r;
-        } else if (r != -ENOBUFS) {
-            return r; /* -ENOBUFS: a chain larger than the burst's iovecs, popped alone below */
-        }
+        int r = rx_cache_fill(p);
+        if (r < 0 && r != -ENOBUFS)
+            return r;
     }
     if (p->rxc_head < p->rxc_n) {
         const struct vio_chain *cc = &p->rxc_ch[p->rxc_head];
@@ -966,11 +983,41 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
     /* Without a length: the worst case for the negotiated offloads. */
     size_t need = HDR_LEN + (peek >= 0 ? (size_t)peek : d->rx_max_frame);
 
-    uint16_t qsz = vio_queue_size(q);
     unsigned n = 0, niov = 0;
-    unsigned iov_cap = d->iov_max < BACKEND_IOV_MAX ? d->iov_max : BACKEND_IOV_MAX;
     size_t cap = 0;
     p->rxc_direct = 0;
+    struct iovec hiov[VIO_NET_HDR_SIZE];
+    unsigned nh;
+    struct iovec *fiov;
+    unsigned fn;
+    int cf = rx_cache_fill(p);
+    if (cf == -EAGAIN)
+        return -EAGAIN;
+    if (cf < 0 && cf != -ENOBUFS) {
+        report_pop_error(d, x, cf);
+        return -EIO;
+    }
+    if (cf > 0) {
+        /* The usual case: the next chain of the burst is one buffer that holds the whole
+         * frame. No iovec copy, no walk over chains and iovecs. */
+        const struct vio_chain *cc = &p->rxc_ch[p->rxc_head];
+        const struct iovec *bi = p->rxc_iov + p->rxc_off[p->rxc_head];
+        if (cc->n_out == 0 && cc->n_in == 1 && cc->in_len >= need && bi->iov_len > HDR_LEN) {
+            p->rxc_head++;
+            u[0].id = cc->head;
+            u[0].len = cc->in_len;
+            n = 1;
+            cap = cc->in_len;
+            hiov[0] = (struct iovec){bi->iov_base, HDR_LEN};
+            nh = 1;
+            x->iov[0] = (struct iovec){(uint8_t *)bi->iov_base + HDR_LEN, bi->iov_len - HDR_LEN};
+            fiov = x->iov;
+            fn = 1;
+            goto have_buffers;
+        }
+    }
+    uint16_t qsz = vio_queue_size(q);
+    unsigned iov_cap = d->iov_max < BACKEND_IOV_MAX ? d->iov_max : BACKEND_IOV_MAX;
     while (n < qsz) {
         struct vio_chain c;
         int r = rx_take(p, n == 0, &c, x->iov + niov, iov_cap - niov);
@@ -1012,11 +1059,11 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
         return -ENOSPC;
     }
 
-    struct iovec hiov[VIO_NET_HDR_SIZE];
-    unsigned nh = iov_prefix(x->iov, niov, HDR_LEN, hiov);
+    nh = iov_prefix(x->iov, niov, HDR_LEN, hiov);
     unsigned first = iov_skip(x->iov, niov, HDR_LEN);
-    struct iovec *fiov = x->iov + first;
-    unsigned fn = niov - first;
+    fiov = x->iov + first;
+    fn = niov - first;
+have_buffers:;
     struct vio_net_hdr h;
     memset(&h, 0, sizeof(h));
     /* With rx_view the frame stays in the backend until rx_copy_flush copies it (src). */
