@@ -196,21 +196,9 @@ struct worker {
     _Atomic uint64_t wakeups, batches;
 };
 
-/* Loopback that drops instead of pushing back when its ring is full (--loopback-drop). A
- * dropped frame is still read once, into a per-pair scratch buffer: a back-end that takes a
- * frame reads it (a tap copies it into an skb, DPDK's vhost into an mbuf), so TX-only figures
- * stay comparable. */
-#define DROP_SCRATCH 65600u
-struct drop_be {
-    struct vio_net_backend inner;
-    uint8_t (*scratch)[DROP_SCRATCH]; /* one per queue pair, touched only by its worker */
-    _Atomic uint64_t dropped;
-};
-
 struct daemon {
     struct opts o;
     struct vio_net_backend be;     /* what the device sees */
-    struct drop_be drop;           /* --loopback-drop wrapper state */
     bool be_open;
     struct vio_net_dev *net;
     struct vio_device *dev;        /* the net device's generic interface */
@@ -531,9 +519,12 @@ static void print_stats(struct daemon *dm, const char *tag, const struct vio_net
         for (unsigned i = 0; i < dm->nworkers; i++)
             printf("stats: %s worker=%u wakeups=%" PRIu64 " batches=%" PRIu64 "\n", tag, i,
                    atomic_load(&dm->w[i].wakeups), atomic_load(&dm->w[i].batches));
-        if (dm->o.lb_drop)
-            printf("stats: %s loopback-full-drops=%" PRIu64 "\n", tag,
-                   atomic_load(&dm->drop.dropped));
+        if (dm->o.lb_drop) {
+            uint64_t fd = 0;
+            for (unsigned q = 0; q < dm->o.queues; q++)
+                fd += vio_net_loopback_full_drops(&dm->be, q);
+            printf("stats: %s loopback-full-drops=%" PRIu64 "\n", tag, fd);
+        }
     }
     printf("stats: %s end\n", tag);
     fflush(stdout);
@@ -657,57 +648,12 @@ static int control_loop(struct daemon *dm)
 /* ------------------------------------------------------------------------ */
 /* Backends                                                                  */
 
-static int drop_tx(void *o, unsigned qp, const struct vio_net_hdr *h, const struct iovec *iov,
-                   unsigned n)
-{
-    struct drop_be *db = o;
-    int r = vio_net_backend_tx(&db->inner, qp, h, iov, n);
-    if (r == -EAGAIN) {
-        size_t off = 0;
-        for (unsigned i = 0; i < n && off < DROP_SCRATCH; i++) {
-            size_t len = iov[i].iov_len < DROP_SCRATCH - off ? iov[i].iov_len : DROP_SCRATCH - off;
-            memcpy(db->scratch[qp] + off, iov[i].iov_base, len);
-            off += len;
-        }
-        atomic_fetch_add_explicit(&db->dropped, 1, memory_order_relaxed);
-        return 0; /* like a full wire: the frame is gone */
-    }
-    return r;
-}
-static uint64_t drop_features(void *o) { return vio_net_backend_features(&((struct drop_be *)o)->inner); }
-static int drop_configure(void *o, uint64_t f) { return vio_net_backend_configure(&((struct drop_be *)o)->inner, f); }
-static ssize_t drop_rx_peek(void *o, unsigned qp) { return vio_net_backend_rx_peek(&((struct drop_be *)o)->inner, qp); }
-static ssize_t drop_rx(void *o, unsigned qp, struct vio_net_hdr *h, const struct iovec *iov,
-                       unsigned n)
-{
-    return vio_net_backend_rx(&((struct drop_be *)o)->inner, qp, h, iov, n);
-}
-/* the inner backend is always loopback, which lends its frames (see rx_view) */
-static ssize_t drop_rx_view(void *o, unsigned qp, struct vio_net_hdr *h, const void **data,
-                            size_t cap)
-{
-    return vio_net_backend_rx_view(&((struct drop_be *)o)->inner, qp, h, data, cap);
-}
-static int drop_rx_fd(void *o, unsigned qp) { return vio_net_backend_rx_fd(&((struct drop_be *)o)->inner, qp); }
-static void drop_destroy(void *o) { vio_net_backend_destroy(&((struct drop_be *)o)->inner); }
-static void drop_flush(void *o, unsigned qp) { vio_net_backend_flush(&((struct drop_be *)o)->inner, qp); }
-static void drop_set_polling(void *o, unsigned qp, bool on)
-{
-    vio_net_backend_set_polling(&((struct drop_be *)o)->inner, qp, on);
-}
-
-static const struct vio_net_backend_ops drop_ops = {
-    .name = "loopback-drop", .features = drop_features, .configure = drop_configure,
-    .tx = drop_tx, .rx_peek = drop_rx_peek, .rx = drop_rx, .rx_fd = drop_rx_fd,
-    .destroy = drop_destroy, .flush = drop_flush, .set_polling = drop_set_polling,
-    .rx_view = drop_rx_view};
-
 static int open_backend(struct daemon *dm)
 {
     struct vio_net_backend_config bc = {
         .struct_size = sizeof(bc), .ifname = dm->o.ifname, .queue_pairs = dm->o.queues,
         .promisc = dm->o.promisc, .mac_swap = dm->o.mac_swap, .ring_frames = dm->o.lb_frames,
-        .log = log_cb};
+        .log = log_cb, .drop_when_full = dm->o.lb_drop};
     int rc;
     switch (dm->o.kind) {
     case BE_TAP:
@@ -722,17 +668,7 @@ static int open_backend(struct daemon *dm)
             logf_(VIO_LOG_INFO, "AF_PACKET on %s, %u queue pair(s)", dm->o.ifname, dm->o.queues);
         break;
     case BE_LOOPBACK:
-        if (dm->o.lb_drop) {
-            dm->drop.scratch = calloc(dm->o.queues, sizeof(*dm->drop.scratch));
-            if (!dm->drop.scratch)
-                return -ENOMEM;
-            rc = vio_net_loopback_open(&bc, &dm->drop.inner);
-            if (rc == 0)
-                dm->be = (struct vio_net_backend){.ops = &drop_ops, .opaque = &dm->drop,
-                                                  .queue_pairs = dm->drop.inner.queue_pairs};
-        } else {
-            rc = vio_net_loopback_open(&bc, &dm->be);
-        }
+        rc = vio_net_loopback_open(&bc, &dm->be);
         if (rc == 0)
             logf_(VIO_LOG_INFO, "loopback, %u queue pair(s)%s%s", dm->o.queues,
                   dm->o.mac_swap ? ", MAC swap" : "", dm->o.lb_drop ? ", drop when full" : "");
@@ -872,8 +808,6 @@ static void daemon_fini(struct daemon *dm)
     if (dm->be_open)
         vio_net_backend_destroy(&dm->be);
     dm->be_open = false;
-    free(dm->drop.scratch);
-    dm->drop.scratch = NULL;
     for (unsigned i = 0; dm->w && i < dm->nworkers; i++) {
         if (dm->w[i].wake_fd >= 0)
             close(dm->w[i].wake_fd);

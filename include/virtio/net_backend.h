@@ -245,6 +245,9 @@ struct vio_net_backend_config {
     unsigned ring_frames;  /**< loopback/AF_PACKET: frames buffered per queue pair (0: default 256) */
     vio_log_fn log;        /**< optional log callback */
     void *log_opaque;      /**< passed to @ref log */
+    bool drop_when_full;   /**< loopback: a frame sent while the ring is full is read (as a
+                                wire or a kernel would take it) and dropped, and tx returns 0;
+                                counted by vio_net_loopback_full_drops(). Default: -EAGAIN */
 };
 
 /**
@@ -279,6 +282,11 @@ VIO_API int vio_net_packet_open(const struct vio_net_backend_config *cfg, struct
  * @retval 0 success, -ENOMEM, -EINVAL bad config
  */
 VIO_API int vio_net_loopback_open(const struct vio_net_backend_config *cfg, struct vio_net_backend *out);
+
+/** @brief Frames a loopback backend opened with drop_when_full dropped on queue pair @p qp
+ * because its ring was full (0 for other backends, or @p qp out of range). May be called from
+ * any thread. */
+VIO_API uint64_t vio_net_loopback_full_drops(const struct vio_net_backend *b, unsigned qp);
 
 #ifdef __cplusplus
 }

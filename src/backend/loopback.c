@@ -75,12 +75,15 @@ struct lb_qp {
     bool rx_signalled;    /* rx_efd's counter is non-zero */
     int rx_efd;
     int tx_efd;
+    uint8_t *scratch;     /* drop_when_full: where a dropped frame is read to */
+    _Atomic uint64_t full_drops;
 };
 
 struct lb {
     unsigned nqp;
     unsigned ring_frames;
     bool mac_swap;
+    bool drop_full;
     uint64_t features;
     _Atomic uint64_t negotiated;
     atomic_bool warned_gso;
@@ -168,7 +171,7 @@ static void lb_pop(struct lb_qp *q, unsigned ring_frames)
  * when GUEST_CSUM is off, and drops GSO frames of a type the driver cannot receive
  * (segmenting them is out of scope). Returns the head slot or NULL when empty.
  */
-static struct lb_slot *lb_head(struct lb *lb, struct lb_qp *q)
+__attribute__((noinline)) static struct lb_slot *lb_head_slow(struct lb *lb, struct lb_qp *q)
 {
     uint64_t neg = atomic_load_explicit(&lb->negotiated, memory_order_relaxed);
     while (q->count) {
@@ -199,6 +202,18 @@ static struct lb_slot *lb_head(struct lb *lb, struct lb_qp *q)
     return NULL;
 }
 
+/* The usual frame (no offload) needs nothing done: found without the slow path's register
+ * saves. */
+static inline struct lb_slot *lb_head(struct lb *lb, struct lb_qp *q)
+{
+    if (q->count) {
+        struct lb_slot *s = &q->meta[q->head];
+        if (s->hdr.gso_type == VIO_NET_HDR_GSO_NONE && s->hdr.flags == 0)
+            return s;
+    }
+    return lb_head_slow(lb, q);
+}
+
 static int lb_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, const struct iovec *iov,
                  unsigned iovcnt)
 {
@@ -206,7 +221,7 @@ static int lb_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, cons
     if (qpi >= lb->nqp || (iovcnt && !iov))
         return -EINVAL;
     struct lb_qp *q = &lb->qp[qpi];
-    ssize_t len = vio_be_iov_len(iov, iovcnt);
+    ssize_t len = iovcnt == 1 ? (ssize_t)iov[0].iov_len : vio_be_iov_len(iov, iovcnt);
     if (len < 0)
         return (int)len;
     if (len == 0)
@@ -214,6 +229,13 @@ static int lb_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, cons
     if ((size_t)len > LB_FRAME_MAX)
         return -EMSGSIZE;
     if (q->count == lb->ring_frames) {
+        if (lb->drop_full) {
+            vio_be_gather(q->scratch, iov, iovcnt, (size_t)len);
+            atomic_store_explicit(&q->full_drops,
+                                  atomic_load_explicit(&q->full_drops, memory_order_relaxed) + 1,
+                                  memory_order_relaxed); /* one writer: the pair's tx side */
+            return 0;
+        }
         if (!q->tx_blocked && !q->polling) {
             lb_efd_set(q->tx_efd, LB_EFD_FULL); /* not full -> full: tx_fd stops polling writable */
             q->tx_blocked = true;
@@ -225,7 +247,10 @@ static int lb_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, cons
         idx -= lb->ring_frames;
     struct lb_slot *s = &q->meta[idx];
     uint8_t *d = lb_slot_data(q, idx, (size_t)len);
-    vio_be_gather(d, iov, iovcnt, (size_t)len);
+    if (iovcnt == 1)
+        memcpy(d, iov[0].iov_base, (size_t)len); /* the usual frame: one buffer */
+    else
+        vio_be_gather(d, iov, iovcnt, (size_t)len);
     if (hdr)
         s->hdr = *hdr;
     else
@@ -376,6 +401,7 @@ static void lb_destroy(void *opaque)
         if (q->small_map)
             munmap(q->small_map, q->small_map_bytes);
         free(q->meta);
+        free(q->scratch);
         if (q->rx_efd >= 0)
             close(q->rx_efd);
         if (q->tx_efd >= 0)
@@ -439,6 +465,7 @@ int vio_net_loopback_open(const struct vio_net_backend_config *cfg, struct vio_n
     lb->nqp = c.queue_pairs;
     lb->ring_frames = c.ring_frames;
     lb->mac_swap = c.mac_swap;
+    lb->drop_full = c.drop_when_full;
     lb->log = c.log;
     lb->log_opaque = c.log_opaque;
     lb->features = lb_feature_mask();
@@ -467,6 +494,10 @@ int vio_net_loopback_open(const struct vio_net_backend_config *cfg, struct vio_n
         err = lb_map_small(q, lb->ring_frames);
         if (err)
             goto fail;
+        if (lb->drop_full && !(q->scratch = malloc(LB_FRAME_MAX))) {
+            err = -ENOMEM;
+            goto fail;
+        }
         q->rx_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (q->rx_efd < 0) {
             err = -errno;
@@ -487,4 +518,14 @@ fail:
     vio_logf(c.log, c.log_opaque, VIO_LOG_ERROR, "loopback", "open failed: %s", strerror(-err));
     lb_destroy(lb);
     return err;
+}
+
+uint64_t vio_net_loopback_full_drops(const struct vio_net_backend *b, unsigned qp)
+{
+    if (!b || b->ops != &lb_ops || !b->opaque)
+        return 0;
+    const struct lb *lb = b->opaque;
+    if (qp >= lb->nqp)
+        return 0;
+    return atomic_load_explicit(&lb->qp[qp].full_drops, memory_order_relaxed);
 }

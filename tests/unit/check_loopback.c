@@ -355,6 +355,54 @@ START_TEST(test_ring_full)
 }
 END_TEST
 
+/* drop_when_full: a frame sent into a full ring is taken and dropped (tx returns 0), counted
+ * per queue pair; the queued frames are untouched and tx_fd never stops polling writable. */
+START_TEST(test_drop_when_full)
+{
+    struct vio_net_backend_config cfg = {
+        .struct_size = sizeof(cfg), .queue_pairs = 2, .ring_frames = 4, .drop_when_full = true};
+    struct vio_net_backend b = {0};
+    ck_assert_int_eq(vio_net_loopback_open(&cfg, &b), 0);
+    uint8_t f[100], g[100];
+    int txfd = vio_net_backend_tx_fd(&b, 0);
+    for (uint32_t i = 0; i < 4; i++) {
+        fill(f, sizeof(f), i);
+        ck_assert_int_eq(tx_buf(&b, 0, f, sizeof(f), NULL), 0);
+    }
+    ck_assert_uint_eq(vio_net_loopback_full_drops(&b, 0), 0);
+    /* two iovecs, so the drop reads a gathered frame too */
+    fill(f, sizeof(f), 100);
+    struct iovec two[2] = {{f, 30}, {f + 30, 70}};
+    for (int k = 0; k < 3; k++)
+        ck_assert_int_eq(vio_net_backend_tx(&b, 0, NULL, two, 2), 0);
+    ck_assert_uint_eq(vio_net_loopback_full_drops(&b, 0), 3);
+    ck_assert_uint_eq(vio_net_loopback_full_drops(&b, 1), 0);
+    ck_assert(poll_fd(txfd, POLLOUT) & POLLOUT);
+    /* too long is still an error, not a drop */
+    static uint8_t big[70000];
+    ck_assert_int_eq(tx_buf(&b, 0, big, sizeof(big), NULL), -EMSGSIZE);
+    ck_assert_uint_eq(vio_net_loopback_full_drops(&b, 0), 3);
+    for (uint32_t i = 0; i < 4; i++) {
+        fill(f, sizeof(f), i);
+        ck_assert_int_eq(rx_buf(&b, 0, g, sizeof(g), NULL), sizeof(g));
+        ck_assert_mem_eq(f, g, sizeof(g));
+    }
+    ck_assert_int_eq(rx_buf(&b, 0, g, sizeof(g), NULL), -EAGAIN);
+    /* room again: the next frame is kept */
+    fill(f, sizeof(f), 7);
+    ck_assert_int_eq(tx_buf(&b, 0, f, sizeof(f), NULL), 0);
+    ck_assert_int_eq(rx_buf(&b, 0, g, sizeof(g), NULL), sizeof(g));
+    ck_assert_mem_eq(f, g, sizeof(g));
+    ck_assert_uint_eq(vio_net_loopback_full_drops(&b, 0), 3);
+    /* out of range, other backends, NULL */
+    ck_assert_uint_eq(vio_net_loopback_full_drops(&b, 2), 0);
+    ck_assert_uint_eq(vio_net_loopback_full_drops(NULL, 0), 0);
+    struct vio_net_backend other = {.ops = NULL};
+    ck_assert_uint_eq(vio_net_loopback_full_drops(&other, 0), 0);
+    vio_net_backend_destroy(&b);
+}
+END_TEST
+
 START_TEST(test_flush)
 {
     struct vio_net_backend b = open_lb(2, 4, false, NULL);
@@ -831,6 +879,7 @@ static Suite *loopback_suite(void)
     tcase_add_test(tc, test_scatter_gather);
     tcase_add_test(tc, test_mac_swap);
     tcase_add_test(tc, test_ring_full);
+    tcase_add_test(tc, test_drop_when_full);
     tcase_add_test(tc, test_short_rx_iov);
     tcase_add_test(tc, test_flush);
     tcase_add_test(tc, test_polling_mode);
