@@ -324,10 +324,9 @@ static bool is_zero_mac(const uint8_t *a)
 /* ------------------------------------------------------------------------ */
 /* Header checks                                                             */
 
-int vio_net_hdr_check(const struct vio_net_hdr *h, size_t frame_len, uint64_t features)
+/* vio_net_hdr_check without the NULL test; inlined into the TX path. */
+static inline int hdr_check(const struct vio_net_hdr *h, size_t frame_len, uint64_t features)
 {
-    if (!h)
-        return -EINVAL;
     if (frame_len < VIO_NET_MIN_FRAME_LEN || frame_len > VIO_NET_MAX_FRAME_LEN)
         return -EMSGSIZE;
     if (h->flags == 0 && h->gso_type == VIO_NET_HDR_GSO_NONE)
@@ -371,6 +370,11 @@ int vio_net_hdr_check(const struct vio_net_hdr *h, size_t frame_len, uint64_t fe
     if (le16toh(h->hdr_len) > frame_len)
         return -EINVAL;
     return 0;
+}
+
+int vio_net_hdr_check(const struct vio_net_hdr *h, size_t frame_len, uint64_t features)
+{
+    return h ? hdr_check(h, frame_len, features) : -EINVAL;
 }
 
 /* Ones'-complement checksum of frame bytes [start, flen), stored at start + off (the field
@@ -705,7 +709,7 @@ static int tx_chain(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t
      * out once and use only the copy. */
     iov_to_buf(iov, c->n_out, 0, &h, HDR_LEN);
     size_t flen = c->out_len - HDR_LEN;
-    r = vio_net_hdr_check(&h, flen, f);
+    r = hdr_check(&h, flen, f);
     if (r < 0) {
         why = r == -EPROTO ? VIO_NET_DROP_HDR_OFFLOAD
               : r == -EMSGSIZE ? VIO_NET_DROP_LENGTH
