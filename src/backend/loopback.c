@@ -4,8 +4,9 @@
  *
  * Each queue pair owns a ring of ring_frames preallocated slots (a header plus up to
  * LB_FRAME_MAX bytes of frame). tx copies the frame into the next free slot, rx copies
- * the oldest slot out, rx_view lends it (only tx writes a slot). Nothing is allocated after
- * open.
+ * the oldest slot out, rx_view lends it (only tx writes a slot). A full ring makes tx return
+ * -EAGAIN, or with drop_when_full read the frame into a scratch buffer and drop it (counted).
+ * Nothing is allocated after open.
  *
  * Where a slot's bytes live: a frame of up to LB_SMALL bytes goes to the slot's place in a
  * compact area (LB_SMALL bytes a slot, 2 MiB aligned and advised for transparent huge
