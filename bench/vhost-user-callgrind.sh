@@ -38,19 +38,11 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "vhost-user-callgrind: --seconds must be a positive integer, got '$secs'" >&2; exit 2; }
 [[ $path =~ ^[01]:[01]$ ]] || { echo "vhost-user-callgrind: --path must be M:I with M, I in 0/1, got '$path'" >&2; exit 2; }
-say() { printf 'vhost-user-cg: %s\n' "$*"; }
-skip() { say "SKIP: $*"; exit 0; }
-
-if [[ -z "$daemon" ]]; then
-    for d in "$repo"/build*/examples/vio-vhost-user-net; do
-        [[ -x "$d" ]] && { daemon=$d; break; }
-    done
-fi
-[[ -n "$daemon" && -x "$daemon" ]] || skip "no vio-vhost-user-net binary (build it, or pass --daemon)"
-command -v dpdk-testpmd >/dev/null 2>&1 || skip "dpdk-testpmd not installed"
+VU_TAG=vhost-user-cg
+# shellcheck source=bench/vhost-user-common.sh
+. "$here/vhost-user-common.sh"
 command -v valgrind >/dev/null 2>&1 || skip "valgrind not installed"
 command -v callgrind_annotate >/dev/null 2>&1 || skip "callgrind_annotate not installed"
-[[ $(id -u) -eq 0 ]] || skip "needs root (testpmd)"
 ncpu=$(nproc)
 BE_CPU=0
 FE_CPU=$((ncpu > 1 ? 1 : 0))
@@ -121,7 +113,7 @@ busiest() { # PREFIX
 }
 
 say "daemon: $daemon"
-say "peer: $(dpkg-query -W -f '${Package} ${Version}' dpdk 2>/dev/null || echo "dpdk-testpmd (version unknown)")"
+say "peer: $(peer_version)"
 say "path $devargs, io forwarding, 64 B, $secs s per side, back-end under callgrind on CPU $BE_CPU"
 
 # --- ours ------------------------------------------------------------------------------

@@ -67,19 +67,11 @@ while [[ $# -gt 0 ]]; do
         *) echo "vhost-user bench: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
-say() { printf 'vhost-user: %s\n' "$*"; }
-skip() { say "SKIP: $*"; exit 0; }
-
-if [[ -z "$daemon" ]]; then
-    for d in "$repo"/build*/examples/vio-vhost-user-net; do
-        [[ -x "$d" ]] && { daemon=$d; break; }
-    done
-fi
-[[ -n "$daemon" && -x "$daemon" ]] || skip "no vio-vhost-user-net binary (build it, or pass --daemon)"
+VU_TAG=vhost-user
+# shellcheck source=bench/vhost-user-common.sh
+. "$here/vhost-user-common.sh"
 [[ -n "$ctrl" ]] || ctrl=$(dirname "$(dirname "$daemon")")/bench/bench_vhost_user_ctrl
 xcore=$(dirname "$ctrl")/bench_xcore
-command -v dpdk-testpmd >/dev/null 2>&1 || skip "dpdk-testpmd not installed"
-[[ $(id -u) -eq 0 ]] || skip "needs root (testpmd)"
 ncpu=$(nproc)
 BE_CPU=0
 FE_CPU=$((ncpu > 1 ? 1 : 0))
@@ -176,7 +168,7 @@ setup_hugepages() {
 }
 
 say "daemon: $daemon ($([[ $busy -eq 1 ]] && echo "--busy-poll" || echo "event-driven"))"
-say "peer: $(dpkg-query -W -f '${Package} ${Version}' dpdk 2>/dev/null || echo "dpdk-testpmd (version unknown)")"
+say "peer: $(peer_version)"
 say "back-ends on CPU $BE_CPU, front-ends on CPU $FE_CPU; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- control path -----------------------------------------------------------------------
