@@ -260,6 +260,39 @@ VIO_API int vio_queue_set_last_avail(struct vio_queue *q, uint16_t idx);
 /** @brief The device's used index (what it last published). */
 VIO_API uint16_t vio_queue_get_used_idx(const struct vio_queue *q);
 
+/**
+ * @brief Indices of a queue, the device's own and those in the shared rings, for diagnosing a
+ * ring that stopped moving (which side waits for which). Filled by vio_queue_get_ring_state().
+ */
+struct vio_queue_ring_state {
+    uint16_t size;           /**< queue size (0: not set up; the rest is then 0) */
+    bool event_idx;          /**< VIRTIO_F_EVENT_IDX is in use */
+    bool broken;             /**< the driver broke a rule */
+    /* the device's bookkeeping */
+    uint16_t last_avail;     /**< next avail slot the device reads */
+    uint16_t shadow_avail;   /**< avail->idx as the device last read it */
+    uint16_t used_idx;       /**< used idx the device has written */
+    uint16_t signalled_used; /**< used idx at the last vio_queue_needs_notify() decision */
+    bool signalled_used_valid; /**< false: the next decision notifies whatever used_event says */
+    uint32_t inflight;       /**< chains popped and not yet pushed */
+    /* the shared rings as they are now */
+    uint16_t avail_idx;      /**< avail->idx, the driver's */
+    uint16_t avail_flags;    /**< avail->flags (VRING_AVAIL_F_NO_INTERRUPT) */
+    uint16_t used_event;     /**< the driver's used_event (meaningful with event_idx) */
+    uint16_t ring_used_idx;  /**< used->idx as the driver sees it */
+    uint16_t used_flags;     /**< used->flags (VRING_USED_F_NO_NOTIFY) */
+    uint16_t avail_event;    /**< the device's avail_event (meaningful with event_idx) */
+};
+
+/**
+ * @brief Snapshot of @p q's indices (struct vio_queue_ring_state). The shared fields are read
+ * once each without ordering; the device's own are those of the thread that runs the queue, so
+ * call it from that thread or while it is paused. Reads nothing but the rings; changes nothing.
+ * @retval 0 success (size 0 and every field 0 if the queue is not set up)
+ * @retval -EINVAL q or out NULL
+ */
+VIO_API int vio_queue_get_ring_state(const struct vio_queue *q, struct vio_queue_ring_state *out);
+
 /** @brief Queue size set up, 0 if not set up. */
 VIO_API uint16_t vio_queue_size(const struct vio_queue *q);
 

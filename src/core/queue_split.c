@@ -1142,6 +1142,31 @@ uint16_t vio_queue_get_used_idx(const struct vio_queue *q)
     return q ? q->used_idx : 0;
 }
 
+int vio_queue_get_ring_state(const struct vio_queue *q, struct vio_queue_ring_state *out)
+{
+    if (!q || !out)
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    if (!q->num || !q->avail || !q->used)
+        return 0;
+    out->size = q->num;
+    out->event_idx = q->event_idx;
+    out->broken = q->broken;
+    out->last_avail = q->last_avail;
+    out->shadow_avail = q->shadow_avail;
+    out->used_idx = q->used_idx;
+    out->signalled_used = q->signalled_used;
+    out->signalled_used_valid = q->signalled_used_valid;
+    out->inflight = q->inflight;
+    out->avail_idx = vio_ld16(&q->avail->idx);
+    out->avail_flags = vio_ld16(&q->avail->flags);
+    out->used_event = vio_ld16(avail_used_event(q->avail, q->num));
+    out->ring_used_idx = vio_ld16(&q->used->idx);
+    out->used_flags = vio_ld16(&q->used->flags);
+    out->avail_event = vio_ld16(used_avail_event(q->used, q->num));
+    return 0;
+}
+
 uint16_t vio_queue_size(const struct vio_queue *q)
 {
     return q ? q->num : 0;

@@ -976,6 +976,58 @@ START_TEST(test_not_set_up)
 }
 END_TEST
 
+/* vio_queue_get_ring_state: the device's indices and the shared rings' fields, each where the
+ * queue and the driver put it. */
+START_TEST(test_ring_state)
+{
+    struct vio_queue_ring_state rs;
+    struct qt t;
+    qt_init(&t, A_PLAIN, QSIZE, ANY, FB(EVENT_IDX));
+    ck_assert_int_eq(vio_queue_get_ring_state(NULL, &rs), -EINVAL);
+    ck_assert_int_eq(vio_queue_get_ring_state(t.q, NULL), -EINVAL);
+    memset(&rs, 0xa5, sizeof(rs));
+    ck_assert_int_eq(vio_queue_get_ring_state(t.q, &rs), 0); /* not set up: all zero */
+    ck_assert_uint_eq(rs.size, 0);
+    ck_assert_uint_eq(rs.avail_idx, 0);
+    ck_assert(!rs.event_idx);
+
+    rawring_set_avail_idx(&t.r, 65534);
+    rawring_set_used_idx(&t.r, 65534);
+    ck_assert_int_eq(qt_setup(&t), 0);
+    uint64_t b = qt_buf(&t, 16);
+    for (uint16_t i = 0; i < 3; i++)
+        rawring_set_desc(&t.r, i, b, 16, 0, 0);
+    for (uint16_t i = 0; i < 3; i++)
+        rawring_publish(&t.r, i);
+    ck_assert_int_eq(qt_pop(&t), 0);
+    ck_assert_int_eq(qt_pop(&t), 0);
+    ck_assert_int_eq(vio_queue_push(t.q, 0, 0), 0);
+    rawring_set_used_event(&t.r, 7);
+    rawring_set_avail_flags(&t.r, VRING_AVAIL_F_NO_INTERRUPT);
+    ck_assert(vio_queue_enable_notify(t.q)); /* avail_event := 1, one chain still waiting */
+    ck_assert_int_eq(vio_queue_get_ring_state(t.q, &rs), 0);
+    ck_assert_uint_eq(rs.size, QSIZE);
+    ck_assert(rs.event_idx);
+    ck_assert(!rs.broken);
+    ck_assert_uint_eq(rs.avail_idx, 1);     /* 65534 + 3 */
+    ck_assert_uint_eq(rs.shadow_avail, 1);
+    ck_assert_uint_eq(rs.last_avail, 0);    /* two taken */
+    ck_assert_uint_eq(rs.used_idx, 65535);  /* one pushed */
+    ck_assert_uint_eq(rs.ring_used_idx, 65535);
+    ck_assert_uint_eq(rs.inflight, 1);
+    ck_assert_uint_eq(rs.used_event, 7);
+    ck_assert_uint_eq(rs.avail_flags, VRING_AVAIL_F_NO_INTERRUPT);
+    ck_assert_uint_eq(rs.avail_event, 1);
+    ck_assert_uint_eq(rs.used_flags, 0);
+    ck_assert(rs.signalled_used_valid);     /* setup took the used idx the driver saw */
+    ck_assert_uint_eq(rs.signalled_used, 65534);
+    (void)vio_queue_needs_notify(t.q);
+    ck_assert_int_eq(vio_queue_get_ring_state(t.q, &rs), 0);
+    ck_assert_uint_eq(rs.signalled_used, 65535);
+    qt_fini(&t);
+}
+END_TEST
+
 START_TEST(test_new_and_setup_args)
 {
     struct vio_queue_config cfg;
@@ -2427,6 +2479,7 @@ static Suite *queue_suite(void)
 
     tc = tcase_create("pop");
     tcase_add_test(tc, test_not_set_up);
+    tcase_add_test(tc, test_ring_state);
     tcase_add_test(tc, test_new_and_setup_args);
     tcase_add_test(tc, test_violation_names);
     tcase_add_test(tc, test_pop_single);
