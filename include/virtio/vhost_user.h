@@ -283,6 +283,18 @@ VIO_API uint8_t vio_vhost_user_status(const struct vio_vhost_user *vu);
 VIO_API int vio_vhost_user_queue_state(const struct vio_vhost_user *vu, unsigned qidx,
                                        struct vio_vhost_user_queue_state *out);
 
+/**
+ * @brief Indices of ring @p qidx, the device's and those in guest memory
+ * (vio_queue_get_ring_state()), to see which side a stopped ring waits on. Same rule as
+ * vio_vhost_user_queue_state(): control thread, workers paused.
+ * @retval 0 success
+ * @retval -EINVAL vu or out NULL
+ * @retval -ERANGE no such ring
+ * @retval -ENODEV the ring is not started (not mapped): nothing to read
+ */
+VIO_API int vio_vhost_user_ring_state(const struct vio_vhost_user *vu, unsigned qidx,
+                                      struct vio_queue_ring_state *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1861,3 +1861,18 @@ int vio_vhost_user_queue_state(const struct vio_vhost_user *vu, unsigned qidx,
     out->last_avail = r->q && r->started ? vio_queue_get_last_avail(r->q) : r->base;
     return 0;
 }
+
+int vio_vhost_user_ring_state(const struct vio_vhost_user *vu, unsigned qidx,
+                              struct vio_queue_ring_state *out)
+{
+    if (!vu || !out)
+        return -EINVAL;
+    if (qidx >= vu->nrings)
+        return -ERANGE;
+    const struct vu_ring *r = &vu->rings[qidx];
+    if (!r->q || !r->started) {
+        memset(out, 0, sizeof(*out));
+        return -ENODEV;
+    }
+    return vio_queue_get_ring_state(r->q, out);
+}
