@@ -196,6 +196,13 @@ struct worker {
     _Atomic uint64_t wakeups, batches;
 };
 
+/* What a periodic look saw of one ring, to tell a ring that stopped moving. */
+struct ring_watch {
+    bool seen, waiting, warned;
+    uint16_t last_avail;
+    double since; /* when the ring was first seen waiting with this last_avail */
+};
+
 struct daemon {
     struct opts o;
     struct vio_net_backend be;     /* what the device sees */
@@ -216,6 +223,7 @@ struct daemon {
     unsigned sessions;
     double next_stats;
     struct vio_net_queue_stats *base; /* counters when the session began */
+    struct ring_watch *watch;         /* per ring: indices at the last periodic look */
     int conn_fd;                      /* --self-test: an already connected socket, else -1 */
 };
 
@@ -297,6 +305,8 @@ static void hook_session(void *opaque, bool connected)
         dm->sessions++;
         dm->t_connect = now_s();
         dm->ready_logged = false;
+        if (dm->watch) /* a new session's rings: nothing seen of them yet */
+            memset(dm->watch, 0, vio_device_num_queues(dm->dev) * sizeof(*dm->watch));
         snapshot_stats(dm);
         logf_(VIO_LOG_INFO, "session %u: front-end connected", dm->sessions);
     } else {
@@ -479,6 +489,68 @@ static void *worker_main(void *arg)
 /* ------------------------------------------------------------------------ */
 /* Statistics                                                                */
 
+static void queue_name(const struct daemon *dm, unsigned q, char *buf, size_t len)
+{
+    /* name the queue the way the device does: rx0 tx0 rx1 tx1 ... ctrl */
+    if (q == 2u * dm->o.queues)
+        snprintf(buf, len, "ctrl");
+    else
+        snprintf(buf, len, "%s%u", (q & 1) ? "tx" : "rx", q / 2);
+}
+
+/* Every started ring's indices, the device's and the guest's (workers paused while they are
+ * read). A ring with chains available that none were taken from since the previous look, a
+ * whole period, is reported once: the line says which side waits on which. */
+static void print_rings(struct daemon *dm, const char *tag)
+{
+    unsigned nq = vio_device_num_queues(dm->dev);
+    if (nq > 2 * MAX_PAIRS + 1)
+        nq = 2 * MAX_PAIRS + 1;
+    struct vio_queue_ring_state rs[2 * MAX_PAIRS + 1];
+    bool ok[2 * MAX_PAIRS + 1];
+    hook_pause(dm);
+    for (unsigned q = 0; q < nq; q++)
+        ok[q] = vio_vhost_user_ring_state(dm->vu, q, &rs[q]) == 0 && rs[q].size;
+    hook_resume(dm);
+    double now = now_s();
+    for (unsigned q = 0; q < nq; q++) {
+        struct ring_watch *w = &dm->watch[q];
+        if (!ok[q]) {
+            w->seen = false;
+            continue;
+        }
+        const struct vio_queue_ring_state *r = &rs[q];
+        char qn[32];
+        queue_name(dm, q, qn, sizeof(qn));
+        printf("stats: %s ring q=%s size=%u avail=%u last_avail=%u used=%u ring_used=%u "
+               "inflight=%u used_event=%u avail_event=%u signalled=%u%s avail_flags=0x%x "
+               "used_flags=0x%x event_idx=%d%s\n",
+               tag, qn, r->size, r->avail_idx, r->last_avail, r->used_idx, r->ring_used_idx,
+               r->inflight, r->used_event, r->avail_event, r->signalled_used,
+               r->signalled_used_valid ? "" : "(invalid)", r->avail_flags, r->used_flags,
+               r->event_idx ? 1 : 0, r->broken ? " broken" : "");
+        if (strcmp(tag, "periodic") != 0)
+            continue; /* the stall watch looks once a period */
+        /* A receive ring's buffers wait for frames from the backend: only the rings the
+         * guest sends on (transmit, control) must not keep chains waiting. */
+        bool waiting = (q & 1 || q == 2u * dm->o.queues) && r->avail_idx != r->last_avail;
+        if (w->seen && w->waiting && waiting && r->last_avail == w->last_avail) {
+            if (!w->warned)
+                logf_(VIO_LOG_WARN, "ring %s: %u chain(s) available and none taken for %.1f s "
+                      "(avail %u, last_avail %u, avail_event %u, used %u, used_event %u)", qn,
+                      (unsigned)(uint16_t)(r->avail_idx - r->last_avail), now - w->since,
+                      r->avail_idx, r->last_avail, r->avail_event, r->used_idx, r->used_event);
+            w->warned = true;
+        } else {
+            w->since = now;
+            w->warned = false;
+        }
+        w->seen = true;
+        w->waiting = waiting;
+        w->last_avail = r->last_avail;
+    }
+}
+
 /* Print every queue's counters; with @p base, the difference since that snapshot. */
 static void print_stats(struct daemon *dm, const char *tag, const struct vio_net_queue_stats *base)
 {
@@ -500,12 +572,8 @@ static void print_stats(struct daemon *dm, const char *tag, const struct vio_net
         uint64_t drops = 0;
         for (unsigned k = 0; k < VIO_NET_DROP__COUNT; k++)
             drops += st.drops[k];
-        /* name the queue the way the device does: rx0 tx0 rx1 tx1 ... ctrl */
         char qn[32];
-        if (q == 2u * dm->o.queues)
-            snprintf(qn, sizeof(qn), "ctrl");
-        else
-            snprintf(qn, sizeof(qn), "%s%u", (q & 1) ? "tx" : "rx", q / 2);
+        queue_name(dm, q, qn, sizeof(qn));
         printf("stats: %s q=%s packets=%" PRIu64 " bytes=%" PRIu64 " drops=%" PRIu64
                " stalls=%" PRIu64 " notifies=%" PRIu64,
                tag, qn, st.packets, st.bytes, drops, st.stalls, st.notifies);
@@ -516,6 +584,7 @@ static void print_stats(struct daemon *dm, const char *tag, const struct vio_net
         printf("\n");
     }
     if (!base) {
+        print_rings(dm, tag);
         for (unsigned i = 0; i < dm->nworkers; i++)
             printf("stats: %s worker=%u wakeups=%" PRIu64 " batches=%" PRIu64 "\n", tag, i,
                    atomic_load(&dm->w[i].wakeups), atomic_load(&dm->w[i].batches));
@@ -768,7 +837,8 @@ static int daemon_init(struct daemon *dm)
     }
     dm->dev = vio_net_dev_device(dm->net);
     dm->base = calloc(vio_device_num_queues(dm->dev), sizeof(*dm->base));
-    if (!dm->base)
+    dm->watch = calloc(vio_device_num_queues(dm->dev), sizeof(*dm->watch));
+    if (!dm->base || !dm->watch)
         return -ENOMEM;
     return 0;
 }
@@ -818,6 +888,8 @@ static void daemon_fini(struct daemon *dm)
     dm->w = NULL;
     free(dm->base);
     dm->base = NULL;
+    free(dm->watch);
+    dm->watch = NULL;
     if (dm->sig_fd >= 0)
         close(dm->sig_fd);
     pthread_mutex_destroy(&dm->ctl.lock);
@@ -858,7 +930,8 @@ static void usage(FILE *f)
 "      --queue-size N      largest ring size accepted (power of 2, default 1024)\n"
 "      --features-off HEX  virtio feature bits (mask) never to offer\n"
 "Running:\n"
-"      --stats[=SEC]       print per-queue counters every SEC seconds (default 1);\n"
+"      --stats[=SEC]       print per-queue counters and ring indices every SEC seconds\n"
+"                          (default 1) and warn about a transmit ring left waiting;\n"
 "                          SIGUSR1 prints them at any time, exit prints the final ones\n"
 "      --busy-poll         workers poll the rings instead of sleeping between kicks\n"
 "  -v, --verbose           log everything (debug level)\n"

@@ -13,6 +13,9 @@
  *     ring addresses outside guest memory, an avail index more than a ring ahead, a head
  *     index beyond the size, a chain whose next index is beyond the size, a chain that
  *     loops, a memory table that no longer covers the rings
+ *   quiet case "unkicked": chains on the TX ring and no kick for 1.5 s; the daemon must not
+ *     take them (it waits for kicks) and, run with --stats, reports the waiting ring (the
+ *     script checks its log); after one kick all of them come back used
  *   honest case "echo": a well-behaved front-end whose frames come back through the
  *     daemon's loopback intact (run last: the daemon still serves)
  *
@@ -33,7 +36,7 @@
 static const char *g_sock;
 static int g_failed;
 
-enum expect { DROP, RING_FAIL, HONEST };
+enum expect { DROP, RING_FAIL, UNKICKED, HONEST };
 
 /* Split-ring layouts (virtio spec 2.7), written by hand: these rings are meant to be wrong. */
 struct desc {
@@ -340,7 +343,7 @@ static const struct {
     {"ring-outside-memory", RING_FAIL}, {"avail-idx-ahead", RING_FAIL},
     {"head-beyond-size", RING_FAIL}, {"next-beyond-size", RING_FAIL}, {"chain-loop", RING_FAIL},
     {"desc-outside-memory", RING_FAIL}, {"mem-drops-rings", RING_FAIL},
-    {"echo", HONEST},
+    {"unkicked", UNKICKED}, {"echo", HONEST},
 };
 
 static void run(const char *name, enum expect ex)
@@ -385,6 +388,36 @@ static void run(const char *name, enum expect ex)
         for (int i = 0; i < 2; i++)
             if (err_fd[i] >= 0)
                 close(err_fd[i]);
+    } else if (ex == UNKICKED) {
+        int err_fd[2] = {-1, -1};
+        if (setup(&f, err_fd, 2) == 0) {
+            const unsigned tx = 1;
+            struct desc *d = desc_tab(&f, tx);
+            uint16_t *ar = avail_ring(&f, tx);
+            const uint16_t *used_idx = (const uint16_t *)(f.mem + f.ring[tx][2] + 2);
+            for (unsigned i = 0; i < 3; i++) {
+                d[i] = (struct desc){.addr = BUF_GPA + i * 2048, .len = 128};
+                ar[i] = (uint16_t)i;
+            }
+            __atomic_store_n(avail_idx(&f, tx), 3, __ATOMIC_RELEASE);
+            usleep(1500 * 1000);
+            uint16_t before = __atomic_load_n(used_idx, __ATOMIC_ACQUIRE);
+            kick(&f, tx);
+            uint16_t after = before;
+            for (int i = 0; i < 200 && after != 3; i++) {
+                usleep(10 * 1000);
+                after = __atomic_load_n(used_idx, __ATOMIC_ACQUIRE);
+            }
+            ok = before == 0 && after == 3 && still_serving(&f);
+            if (!ok)
+                snprintf(why, sizeof(why), "used idx %u before the kick (want 0), %u after (want 3)",
+                         before, after);
+        } else {
+            snprintf(why, sizeof(why), "honest setup failed: %s", f.err);
+        }
+        for (int i = 0; i < 2; i++)
+            if (err_fd[i] >= 0)
+                close(err_fd[i]);
     } else {
         struct vufe_config c = {.mem_size = 64ull << 20, .queue_pairs = 1, .reply_ack = true};
         if (vufe_setup(&f, &c) == 0) {
@@ -397,8 +430,10 @@ static void run(const char *name, enum expect ex)
         }
     }
     printf("hostile: %s %-24s %s%s%s\n", ok ? "ok  " : "FAIL", name,
-           ex == DROP ? "connection dropped" : ex == RING_FAIL ? "ring failed, session kept"
-                                                               : "frames echoed",
+           ex == DROP        ? "connection dropped"
+           : ex == RING_FAIL ? "ring failed, session kept"
+           : ex == UNKICKED  ? "chains waited for the kick, then were used"
+                             : "frames echoed",
            ok && why[0] ? ": " : "", ok ? why : "");
     if (!ok) {
         printf("hostile:      %s\n", why);

@@ -34,7 +34,7 @@ else
 fi
 
 sock=$VU_DIR/vu.sock
-vu_daemon daemon --socket "$sock" --loopback
+vu_daemon daemon --socket "$sock" --loopback --stats=0.25
 dpid=$VU_PID
 vu_wait_socket "$sock" "$dpid" 20 || { cat "$VU_DIR/daemon.err" >&2; vu_fail "daemon made no socket"; }
 sleep 0.2
@@ -51,7 +51,13 @@ vu_check "no fd leaked by the daemon ($fds_before before, $fds_after after)" tes
 ncases=$("$client" --list | wc -l)
 nerr=$(grep -c ' error: ' "$VU_DIR/daemon.err" || true)
 vu_log "daemon logged $nerr error lines for $ncases cases"
-vu_check "the daemon logged the broken rules" test "$nerr" -ge $((ncases - 2))
+vu_check "the daemon logged the broken rules" test "$nerr" -ge $((ncases - 3))
+# the "unkicked" case: 3 chains waited on tx0 for 1.5 s, six looks of the stall watch
+vu_check "the stall watch named the waiting ring" \
+    grep -q 'warn.*ring tx0: 3 chain(s) available and none taken for .* (avail 3, last_avail 0' \
+    "$VU_DIR/daemon.err"
+vu_check "the ring lines showed its indices" \
+    grep -q '^stats: periodic ring q=tx0 size=256 avail=3 last_avail=0 used=0 ' "$VU_DIR/daemon.out"
 sessions=$(grep -c 'daemon: session [0-9]*: front-end connected' "$VU_DIR/daemon.err" || true)
 vu_check "the daemon served every connection ($sessions sessions for $ncases cases)" test "$sessions" -ge "$ncases"
 
