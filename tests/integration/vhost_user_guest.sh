@@ -8,6 +8,8 @@
 #   vio.port_in    receive a file from peer:port_in, print "VU-XFER-IN bytes=N sha256=H"
 #   vio.port_out   send vio.xfer_mb MiB of /dev/urandom to peer:port_out,
 #                  print "VU-XFER-OUT bytes=N sha256=H"
+#   vio.diag_after a transfer still running after this many seconds (default 30) prints
+#                  "VU-DIAG ..." lines every 15 s: the guest's side of a stalled transfer
 #   vio.udp        comma list of PORT:CPU: at once, one '/bin/vu-tool udp' per entry sends
 #                  vio.udp_count datagrams from that CPU to an echo server on peer:PORT
 #                  (one flow per transmit queue: XPS maps CPU i to queue i), prints
@@ -24,10 +26,37 @@ peer=${VIO_PEER:?vio.peer not set}
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 size() { wc -c <"$1" | tr -d ' '; }
 
+# The guest's view of a transfer that stopped: interface and driver counters (virtio_net's
+# per-queue kicks), virtio interrupts, TCP retransmits, the sockets' queues, the last kernel
+# lines. The host side prints the daemon's ring indices next to them.
+diag() { # SECONDS
+    echo "VU-DIAG t=$1s dev $(grep "$ifc:" /proc/net/dev | tr -s ' ')"
+    echo "VU-DIAG t=$1s irq $(grep -i virtio /proc/interrupts | tr -s ' ' | tr '\n' '|')"
+    [ ! -x /bin/vu-tool ] || echo "VU-DIAG t=$1s ethtool $(/bin/vu-tool stats "$ifc" 2>&1)"
+    echo "VU-DIAG t=$1s tx_timeout=$(cat "/sys/class/net/$ifc/queues/tx-0/tx_timeout" 2>/dev/null)"
+    echo "VU-DIAG t=$1s snmp $(grep '^Tcp:' /proc/net/snmp | tail -n 1)"
+    echo "VU-DIAG t=$1s tcp $(tail -n +2 /proc/net/tcp | tr -s ' ' | cut -d' ' -f3-6 | tr '\n' '|')"
+    dmesg 2>/dev/null | tail -n 3 | sed "s/^/VU-DIAG t=$1s dmesg /"
+}
+
+# Wait for background job PID; from VIO_DIAG_AFTER seconds on (default 30, a transfer here
+# takes about 6) print diag every 15 s while it runs.
+watch_job() { # PID
+    t=0
+    first=${VIO_DIAG_AFTER:-30}
+    while kill -0 "$1" 2>/dev/null; do
+        sleep 1
+        t=$((t + 1))
+        if [ "$t" -ge "$first" ] && [ $(((t - first) % 15)) -eq 0 ]; then diag "$t"; fi
+    done
+    wait "$1"
+}
+
 send_file() { # PORT MIB TAG
     dd if=/dev/urandom of=/tmp/out bs=1048576 count="$2" 2>/dev/null || vio_fail "dd failed"
     s=$(sha /tmp/out)
-    nc "$peer" "$1" </tmp/out >/dev/null || vio_fail "sending to $peer:$1 failed"
+    nc "$peer" "$1" </tmp/out >/dev/null &
+    watch_job $! || vio_fail "sending to $peer:$1 failed"
     echo "$3 bytes=$(size /tmp/out) sha256=$s"
     rm -f /tmp/out
 }
@@ -39,7 +68,8 @@ vuxfer)
         echo "queues: $(ls "/sys/class/net/$ifc/queues" | tr '\n' ' ')"
     fi
     if [ -n "${VIO_PORT_IN:-}" ]; then
-        nc "$peer" "$VIO_PORT_IN" </dev/null >/tmp/in || vio_fail "receiving from $peer:$VIO_PORT_IN failed"
+        nc "$peer" "$VIO_PORT_IN" </dev/null >/tmp/in &
+        watch_job $! || vio_fail "receiving from $peer:$VIO_PORT_IN failed"
         echo "VU-XFER-IN bytes=$(size /tmp/in) sha256=$(sha /tmp/in)"
         rm -f /tmp/in
     fi

@@ -12,6 +12,8 @@
  *                                transmit queue XPS maps to that CPU (virtio_net maps CPU i
  *                                to queue i), and a multi-queue tap sends the echo back on
  *                                the queue the flow arrived on.
+ *   vu-tool stats IFACE          the driver's own counters on one line, NAME=VALUE
+ *                                (ethtool -S; virtio_net counts kicks per queue there)
  *
  * Built static by the integration tests and put into the guest's initramfs.
  */
@@ -122,12 +124,60 @@ static int udp(const char *addr, const char *port, const char *count, const char
     return got * 2 >= n ? 0 : 1;
 }
 
+static int stats(const char *ifname)
+{
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    if (s < 0) {
+        perror("socket");
+        return 1;
+    }
+    struct {
+        struct ethtool_sset_info hdr;
+        uint32_t len;
+    } si = {.hdr = {.cmd = ETHTOOL_GSSET_INFO, .sset_mask = 1ull << ETH_SS_STATS}};
+    if (ethtool(s, ifname, &si) < 0 || !(si.hdr.sset_mask & (1ull << ETH_SS_STATS))) {
+        fprintf(stderr, "ETHTOOL_GSSET_INFO %s: %s\n", ifname, strerror(errno));
+        close(s);
+        return 1;
+    }
+    uint32_t n = si.len;
+    struct ethtool_gstrings *names = calloc(1, sizeof(*names) + (size_t)n * ETH_GSTRING_LEN);
+    struct ethtool_stats *vals = calloc(1, sizeof(*vals) + (size_t)n * sizeof(uint64_t));
+    int rc = 1;
+    if (!names || !vals)
+        goto out;
+    names->cmd = ETHTOOL_GSTRINGS;
+    names->string_set = ETH_SS_STATS;
+    names->len = n;
+    vals->cmd = ETHTOOL_GSTATS;
+    vals->n_stats = n;
+    if (ethtool(s, ifname, names) < 0 || ethtool(s, ifname, vals) < 0) {
+        fprintf(stderr, "ETHTOOL_GSTRINGS/GSTATS %s: %s\n", ifname, strerror(errno));
+        goto out;
+    }
+    for (uint32_t i = 0; i < n && i < vals->n_stats; i++) {
+        char name[ETH_GSTRING_LEN + 1];
+        memcpy(name, names->data + (size_t)i * ETH_GSTRING_LEN, ETH_GSTRING_LEN);
+        name[ETH_GSTRING_LEN] = 0;
+        printf("%s%s=%llu", i ? " " : "", name, (unsigned long long)vals->data[i]);
+    }
+    printf("\n");
+    rc = 0;
+out:
+    free(names);
+    free(vals);
+    close(s);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 3 && strcmp(argv[1], "stats") == 0)
+        return stats(argv[2]);
     if (argc >= 6 && strcmp(argv[1], "udp") == 0)
         return udp(argv[2], argv[3], argv[4], argv[5]);
     if (argc >= 3 && strcmp(argv[1], "channels") == 0)
         return channels(argv[2], argc >= 4 ? argv[3] : NULL);
-    fprintf(stderr, "usage: %s channels IFACE [N] | udp ADDR PORT COUNT CPU\n", argv[0]);
+    fprintf(stderr, "usage: %s channels IFACE [N] | udp ADDR PORT COUNT CPU | stats IFACE\n", argv[0]);
     return 2;
 }

@@ -6,6 +6,8 @@
 #                                sockets (logs are kept unless vu_pass or vu_skip ran)
 #   vu_pass MSG / vu_skip MSG / vu_fail MSG / vu_check DESC TEST-ARGS...
 #   vu_track PID / vu_on_cleanup 'CMD'
+#   vu_on_fail 'CMD'             run CMD (once, in order) when vu_fail is called: print the
+#                                evidence a CI log needs, the kept work dir being out of reach
 #   vu_daemon NAME ARGS...       start the daemon ($VU_DAEMON, prefixed by ${VU_DAEMON_WRAP[@]},
 #                                pinned to $VU_DAEMON_CPU unless empty)
 #                                -> $VU_PID, output in $VU_DIR/NAME.out / NAME.err
@@ -23,6 +25,7 @@
 
 VU_PIDS=()
 VU_CLEANUPS=()
+VU_FAIL_HOOKS=()
 VU_DIR=""
 VU_NAME=vhost_user
 VU_FAILED=0         # set by vu_fail (for callers' EXIT hooks)
@@ -35,7 +38,15 @@ vu_log() { printf '%s: %s\n' "$VU_NAME" "$*" >&2; }
 vu_skip() { printf '%s: SKIP: %s\n' "$VU_NAME" "$*" >&2; VU_SKIPPED=1; exit 77; }
 vu_pass() { printf '%s: PASS: %s\n' "$VU_NAME" "$*" >&2; VU_PASSED=1; }
 # shellcheck disable=SC2034  # VU_FAILED is read by callers
-vu_fail() { printf '%s: FAIL: %s\n' "$VU_NAME" "$*" >&2; VU_FAILED=1; exit 1; }
+vu_fail() {
+    printf '%s: FAIL: %s\n' "$VU_NAME" "$*" >&2
+    if [[ $VU_FAILED -eq 0 ]]; then
+        VU_FAILED=1
+        local h
+        for h in "${VU_FAIL_HOOKS[@]}"; do eval "$h" || true; done
+    fi
+    exit 1
+}
 vu_check() { # DESCRIPTION CONDITION-ARGS... : one line per assertion, fail on the first false
     local what=$1
     shift
@@ -48,6 +59,7 @@ vu_check() { # DESCRIPTION CONDITION-ARGS... : one line per assertion, fail on t
 
 vu_track() { VU_PIDS+=("$1"); }
 vu_on_cleanup() { VU_CLEANUPS+=("$1"); }
+vu_on_fail() { VU_FAIL_HOOKS+=("$1"); }
 
 vu_cleanup() {
     local pid i deadline alive

@@ -53,13 +53,16 @@ export VIO_VMLINUX VIO_MODULES
 # --- guest image: the default harness plus our test script (and the channel tool) -----
 cp "$here/vhost_user_guest.sh" "$VU_DIR/vuxfer"
 chmod 0755 "$VU_DIR/vuxfer"
+# The guest's ethtool helper: channels and UDP flows (--queues 2), the driver's counters in a
+# stalled transfer's diagnostics (every run; without a C compiler they go without them).
 extra=()
-if [[ $queues -gt 1 ]]; then
-    cc=${CC:-cc}
-    command -v "$cc" >/dev/null 2>&1 || vu_skip "no C compiler for the guest's channel tool"
-    "$cc" -static -O2 -o "$VU_DIR/vu-tool" "$here/vhost_user_guest_tool.c" 2>"$VU_DIR/cc.err" ||
-        vu_skip "cannot link a static program ($(head -n 1 "$VU_DIR/cc.err")); install libc6-dev"
+cc=${CC:-cc}
+if command -v "$cc" >/dev/null 2>&1 &&
+   "$cc" -static -O2 -o "$VU_DIR/vu-tool" "$here/vhost_user_guest_tool.c" 2>"$VU_DIR/cc.err"; then
     extra=(--add "$VU_DIR/vu-tool:/bin/vu-tool")
+elif [[ $queues -gt 1 ]]; then
+    command -v "$cc" >/dev/null 2>&1 || vu_skip "no C compiler for the guest's channel tool"
+    vu_skip "cannot link a static program ($(head -n 1 "$VU_DIR/cc.err")); install libc6-dev"
 fi
 "$guest/mkinitramfs.sh" "$VU_DIR/initrd.cpio.gz" --test "vuxfer=$VU_DIR/vuxfer" "${extra[@]}" \
     2>"$VU_DIR/mkinitramfs.err" || { cat "$VU_DIR/mkinitramfs.err" >&2; vu_fail "mkinitramfs.sh failed"; }
@@ -112,6 +115,22 @@ VU_DAEMON_WRAP=(ip netns exec "$ns")
 vu_daemon daemon --socket "$sock" "${be_args[@]}" --queues "$queues" --stats=5
 dpid=$VU_PID
 vu_wait_socket "$sock" "$dpid" 10 || { cat "$VU_DIR/daemon.err" >&2; vu_fail "daemon made no socket"; }
+
+# A failure's evidence, for a CI log: the guest's view of a stalled transfer (VU-DIAG lines),
+# the daemon's warnings, and its last counters and ring indices.
+evidence() {
+    local con=$VU_DIR/guest.log
+    if [[ -s $con ]]; then
+        vu_log "guest diagnostics:"
+        sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\r//g' "$con" | grep -a '^VU-' | tail -n 40 >&2 || true
+    fi
+    vu_log "daemon warnings and errors:"
+    grep -a -E ' (warn|error): ' "$VU_DIR/daemon.err" | tail -n 20 >&2 || true
+    vu_log "daemon's last periodic counters and rings:"
+    awk '$1 == "stats:" && $2 == "periodic" { if ($3 ~ /^t=/) n = 0; blk[n++] = $0 }
+         END { for (i = 0; i < n; i++) print blk[i] }' "$VU_DIR/daemon.out" >&2 || true
+}
+vu_on_fail evidence
 
 # --- the guest ---------------------------------------------------------------------------------
 smp=1
