@@ -470,6 +470,15 @@ VIO_API int vio_drvq_get_used_burst(struct vio_drvq *q, void **tokens, uint32_t 
  */
 VIO_API bool vio_drvq_enable_cb(struct vio_drvq *q);
 
+/**
+ * @brief Ask for a used-buffer notification once about 3/4 of the buffers in flight are used
+ * (with EVENT_IDX: used_event set that far ahead, as Linux's virtqueue_enable_cb_delayed
+ * does for a full transmit queue; without it, the same as vio_drvq_enable_cb()).
+ * @return true if that many were used meanwhile, or an in-order batch is still being
+ *         collected (collect them before sleeping)
+ */
+VIO_API bool vio_drvq_enable_cb_delayed(struct vio_drvq *q);
+
 /** @brief Tell the device interrupts are not needed. */
 VIO_API void vio_drvq_disable_cb(struct vio_drvq *q);
 

@@ -1655,6 +1655,22 @@ bool vio_drvq_enable_cb(struct vio_drvq *q)
     return vio_ld_acq16(&q->used->idx) != q->last_used;
 }
 
+bool vio_drvq_enable_cb_delayed(struct vio_drvq *q)
+{
+    if (!q || q->broken)
+        return false;
+    if (!q->event_idx)
+        return vio_drvq_enable_cb(q);
+    /* Linux's virtqueue_enable_cb_delayed: interrupt once 3/4 of what is in flight is used */
+    uint16_t bufs = (uint16_t)((uint16_t)(q->avail_published - q->last_used) * 3u / 4u);
+    vio_st16(avail_used_event(q->avail, q->num), (uint16_t)(q->last_used + bufs));
+    /* [P4] pairs with the fence in the device's needs_notify. */
+    vio_mb();
+    if (q->batch_active)
+        return true;
+    return (uint16_t)(vio_ld_acq16(&q->used->idx) - q->last_used) > bufs;
+}
+
 void vio_drvq_disable_cb(struct vio_drvq *q)
 {
     if (!q || q->broken)

@@ -2086,6 +2086,44 @@ START_TEST(test_enable_cb)
 }
 END_TEST
 
+/* enable_cb_delayed: used_event 3/4 of the in-flight buffers ahead (event idx), and true only
+ * once more than that were used; without event idx the plain enable_cb. */
+START_TEST(test_enable_cb_delayed)
+{
+    struct pair p;
+    void *tk;
+    uint32_t len;
+    pair_init(&p, A_PLAIN, QSIZE, FB(EVENT_IDX), 0, false);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(pair_add(&p, 1, 8, 0, 0, &tok[i]), 0);
+    vio_drvq_kick_prepare(p.d);
+    vio_drvq_disable_cb(p.d);
+    ck_assert(!vio_drvq_enable_cb_delayed(p.d));
+    ck_assert_uint_eq(rawring_used_event(&p.r), 6); /* 0 + 8 * 3 / 4 */
+    for (int i = 0; i < 6; i++)
+        rawring_push_used(&p.r, rawring_avail_slot(&p.r, (uint16_t)i), 0);
+    ck_assert(!vio_drvq_enable_cb_delayed(p.d)); /* 6 used: not more than 6 */
+    rawring_push_used(&p.r, rawring_avail_slot(&p.r, 6), 0);
+    ck_assert(vio_drvq_enable_cb_delayed(p.d)); /* 7 used: collect first */
+    for (int i = 0; i < 7; i++)
+        ck_assert_int_eq(vio_drvq_get_used(p.d, &tk, &len), 0);
+    ck_assert(!vio_drvq_enable_cb_delayed(p.d)); /* one in flight: 0 ahead */
+    ck_assert_uint_eq(rawring_used_event(&p.r), 7);
+    pair_fini(&p);
+
+    pair_init(&p, A_PLAIN, QSIZE, 0, 0, false);
+    ck_assert_int_eq(pair_add(&p, 1, 8, 0, 0, &tok[0]), 0);
+    vio_drvq_kick_prepare(p.d);
+    vio_drvq_disable_cb(p.d);
+    ck_assert(!vio_drvq_enable_cb_delayed(p.d));
+    ck_assert_uint_eq(rawring_avail_flags(&p.r), 0);
+    rawring_push_used(&p.r, rawring_avail_slot(&p.r, 0), 0);
+    ck_assert(vio_drvq_enable_cb_delayed(p.d));
+    ck_assert(!vio_drvq_enable_cb_delayed(NULL));
+    pair_fini(&p);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Driver side: a hostile device */
 
@@ -2517,6 +2555,7 @@ static Suite *queue_suite(void)
     tcase_add_test(tc, test_kick_prepare_flags);
     tcase_add_test(tc, test_kick_prepare_event_idx);
     tcase_add_test(tc, test_enable_cb);
+    tcase_add_test(tc, test_enable_cb_delayed);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("driver");
