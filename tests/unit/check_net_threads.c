@@ -10,11 +10,16 @@
 #include <check.h>
 #include <endian.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include <linux/virtio_ring.h>
 #include <linux/virtio_net.h>
 
 #include "net_env.h"
@@ -37,6 +42,16 @@ struct gen_qp {
     char pad[64];
 };
 static struct gen_qp gen[PAIRS];
+
+static uint64_t xs64(uint64_t *st)
+{
+    uint64_t x = *st;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *st = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
 
 static size_t gen_len(unsigned seq)
 {
@@ -282,12 +297,259 @@ START_TEST(pairs_and_ctrl_in_parallel)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* TX wakeups: a guest thread and a device thread, each sleeping on an eventfd */
+
+/* The guest transmits the way Linux's virtio_net does: bursts published with one kick
+ * (xmit_more), interrupts off while it is busy, and when the ring is full it waits with
+ * used_event 3/4 of the way ahead (enable_cb_delayed). The device thread runs the device's
+ * own kick handler (vio_device_queue_notify) after each kick, and its notify hook writes the
+ * guest's eventfd. Either side asleep for WAKE_MS means a lost kick or a lost interrupt. */
+#if defined(__SANITIZE_THREAD__)
+#define TXW_FRAMES 1000000u
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TXW_FRAMES 1000000u
+#endif
+#endif
+#ifndef TXW_FRAMES
+#define TXW_FRAMES 3000000u /* a lost-wakeup window this test can hit shows up within ~1M */
+#endif
+#define TXW_RING 256u
+#define WAKE_MS 5000
+
+static struct {
+    int kick_fd, call_fd;
+    _Atomic bool stop, failed;
+    _Atomic unsigned sinks, interrupts;
+    unsigned next_seq; /* backend side: the next sequence number expected */
+    unsigned bad;
+    char why[400];
+    pthread_mutex_t lock;
+    uint64_t gpa[TXW_RING];
+    /* guest side */
+    unsigned kicks, sleeps_full, sleeps_drain;
+    /* device side */
+    unsigned dev_sleeps;
+} W = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void txw_fail(const char *fmt, unsigned a, unsigned b)
+{
+    pthread_mutex_lock(&W.lock);
+    if (!atomic_load(&W.failed)) {
+        int k = snprintf(W.why, sizeof(W.why), fmt, a, b);
+        /* both sides' indices say who waits on whom (read racily: the test failed anyway) */
+        struct vio_queue_ring_state r;
+        if (k > 0 && (size_t)k < sizeof(W.why) && vio_queue_get_ring_state(E.q[1], &r) == 0)
+            snprintf(W.why + k, sizeof(W.why) - (size_t)k,
+                     "; ring: avail %u last_avail %u used %u used_event %u avail_event %u "
+                     "signalled %u", r.avail_idx, r.last_avail, r.used_idx, r.used_event,
+                     r.avail_event, r.signalled_used);
+    }
+    atomic_store(&W.failed, true);
+    pthread_mutex_unlock(&W.lock);
+    uint64_t one = 1;
+    ssize_t n = write(W.kick_fd, &one, 8);
+    n = write(W.call_fd, &one, 8);
+    (void)n;
+}
+
+static size_t txw_len(unsigned seq)
+{
+    return 60 + (seq * 131u) % 1441u;
+}
+
+/* backend: every frame must come in order, with its length */
+static int txw_tx(void *o, unsigned qp, const struct vio_net_hdr *h, const struct iovec *iov,
+                  unsigned n)
+{
+    (void)o, (void)qp, (void)h;
+    size_t len = 0;
+    for (unsigned i = 0; i < n; i++)
+        len += iov[i].iov_len;
+    unsigned seq = ~0u;
+    if (n && iov[0].iov_len >= 18)
+        memcpy(&seq, (const uint8_t *)iov[0].iov_base + 14, 4);
+    if (seq != W.next_seq || len != txw_len(seq))
+        W.bad++;
+    W.next_seq = seq + 1;
+    atomic_fetch_add(&W.sinks, 1);
+    return 0;
+}
+
+static ssize_t txw_rx(void *o, unsigned qp, struct vio_net_hdr *h, const struct iovec *iov,
+                      unsigned n)
+{
+    (void)o, (void)qp, (void)h, (void)iov, (void)n;
+    return -EAGAIN; /* nothing to receive: this test is about transmit */
+}
+
+static const struct vio_net_backend_ops txw_ops = {.name = "txw", .features = gen_features,
+                                                   .tx = txw_tx, .rx = txw_rx};
+
+static void txw_notify(void *o, unsigned q)
+{
+    (void)o;
+    if (q != 1)
+        return;
+    atomic_fetch_add(&W.interrupts, 1);
+    uint64_t one = 1;
+    ssize_t n = write(W.call_fd, &one, 8);
+    (void)n;
+}
+
+static bool txw_wait(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r;
+    do {
+        r = poll(&p, 1, WAKE_MS);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0)
+        return false;
+    uint64_t v;
+    ssize_t n = read(fd, &v, 8);
+    (void)n;
+    return true;
+}
+
+static void txw_drain(int fd)
+{
+    uint64_t v;
+    ssize_t n = read(fd, &v, 8);
+    (void)n;
+}
+
+static void *txw_device(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&W.stop) && !atomic_load(&W.failed)) {
+        W.dev_sleeps++;
+        if (!txw_wait(W.kick_fd)) {
+            if (!atomic_load(&W.stop))
+                txw_fail("device: no kick for %u ms (%u frames sent): lost kick", WAKE_MS,
+                         atomic_load(&W.sinks));
+            break;
+        }
+        if (vio_device_queue_notify(E.dev, 1) < 0)
+            txw_fail("device: queue_notify failed (%u, %u)", 0, 0);
+    }
+    return NULL;
+}
+
+static void *txw_guest(void *arg)
+{
+    (void)arg;
+    struct vio_drvq *dq = E.drv[1];
+    uint64_t rng = 0x5eed;
+    unsigned next = 0, inflight = 0, done = 0;
+    unsigned freelist[TXW_RING], nfree = TXW_RING;
+    for (unsigned i = 0; i < TXW_RING; i++)
+        freelist[i] = i;
+    while (done < TXW_FRAMES && !atomic_load(&W.failed)) {
+        void *tok;
+        uint32_t len;
+        while (vio_drvq_get_used(dq, &tok, &len) == 0) {
+            freelist[nfree++] = (unsigned)(uintptr_t)tok - 1;
+            inflight--;
+            done++;
+        }
+        /* a burst with one kick at its end */
+        unsigned burst = 1 + (unsigned)(xs64(&rng) % 12u), added = 0;
+        while (added < burst && nfree && next < TXW_FRAMES) {
+            unsigned slot = freelist[--nfree];
+            uint8_t f[12 + 1501] = {0};
+            size_t fl = txw_len(next);
+            memcpy(f + 12 + 14, &next, 4);
+            arena_write(&E.a, W.gpa[slot], f, 12 + fl);
+            struct vio_sg sg = {W.gpa[slot], (uint32_t)(12 + fl)};
+            if (vio_drvq_add(dq, &sg, 1, 0, (void *)(uintptr_t)(slot + 1)) < 0) {
+                txw_fail("guest: add failed at frame %u (%u)", next, 0);
+                return NULL;
+            }
+            next++;
+            inflight++;
+            added++;
+        }
+        if (added && vio_drvq_kick_prepare(dq)) {
+            W.kicks++;
+            uint64_t one = 1;
+            ssize_t n = write(W.kick_fd, &one, 8);
+            (void)n;
+        }
+        bool full = !nfree;
+        if (!full && next < TXW_FRAMES)
+            continue; /* room left: keep sending */
+        if (!inflight)
+            continue;
+        /* ring full (or all sent): wait for completions, delayed when full */
+        txw_drain(W.call_fd);
+        if (full ? vio_drvq_enable_cb_delayed(dq) : vio_drvq_enable_cb(dq)) {
+            vio_drvq_disable_cb(dq);
+            continue;
+        }
+        if (full)
+            W.sleeps_full++;
+        else
+            W.sleeps_drain++;
+        if (!txw_wait(W.call_fd)) {
+            txw_fail("guest: no interrupt for %u ms with %u frames in flight (a lost "
+                     "interrupt, or a lost kick left the device idle)", WAKE_MS, inflight);
+            break;
+        }
+        vio_drvq_disable_cb(dq);
+    }
+    atomic_store(&W.stop, true);
+    uint64_t one = 1;
+    ssize_t n = write(W.kick_fd, &one, 8);
+    (void)n;
+    return NULL;
+}
+
+START_TEST(tx_wakeups_guest_and_device_threads)
+{
+    struct env_opts o = {.pairs = 1, .ops = &txw_ops, .qsize = TXW_RING};
+    env_open(&E, &o);
+    ck_assert(E.feats & (1ull << VIRTIO_RING_F_EVENT_IDX));
+    W.kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    W.call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ck_assert_int_ge(W.kick_fd, 0);
+    ck_assert_int_ge(W.call_fd, 0);
+    struct vio_device_hooks h = {.struct_size = sizeof(h), .notify_queue = txw_notify,
+                                 .needs_reset = th_reset};
+    ck_assert_int_eq(vio_device_bind(E.dev, &h), 0);
+    for (unsigned i = 0; i < TXW_RING; i++) {
+        W.gpa[i] = arena_alloc(&E.a, 12 + 1501, 16);
+        ck_assert_uint_ne(W.gpa[i], 0);
+    }
+    vio_drvq_disable_cb(E.drv[1]);
+    pthread_t g, d;
+    ck_assert_int_eq(pthread_create(&d, NULL, txw_device, NULL), 0);
+    ck_assert_int_eq(pthread_create(&g, NULL, txw_guest, NULL), 0);
+    pthread_join(g, NULL);
+    pthread_join(d, NULL);
+    fprintf(stderr, "net_threads: tx wakeups: %u frames, guest kicks %u, sleeps %u full + %u "
+            "draining, device sleeps %u, interrupts %u\n", atomic_load(&W.sinks), W.kicks,
+            W.sleeps_full, W.sleeps_drain, W.dev_sleeps, atomic_load(&W.interrupts));
+    ck_assert_msg(!atomic_load(&W.failed), "%s", W.why);
+    ck_assert_uint_eq(atomic_load(&W.sinks), TXW_FRAMES);
+    ck_assert_uint_eq(W.bad, 0);
+    ck_assert_uint_gt(W.sleeps_full, 0); /* the delayed wait was exercised */
+    ck_assert_uint_eq(env_stats(&E, 1).packets, TXW_FRAMES);
+    ck_assert_uint_eq(atomic_load(&needs_reset), 0);
+    close(W.kick_fd);
+    close(W.call_fd);
+    env_close(&E);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("net_threads");
     TCase *tc = tcase_create("parallel");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, pairs_and_ctrl_in_parallel);
+    tcase_add_test(tc, tx_wakeups_guest_and_device_threads);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
