@@ -158,7 +158,15 @@ fi
 logfile_q=${logfile//,/,,}   # QEMU option syntax: a literal ',' is written ',,'
 
 # -nic none: no default NIC (an e1000 with iPXE) when no network is asked for.
-qcmd=("$qemu" -accel tcg -nographic -no-reboot -m "$mem" -smp "$smp" -nic none
+# maxcpus >= 2 and thread=multi: QEMU before 8.1 (Debian 12 has 7.2) drops the guest's memory
+# barriers from the translated code when the machine can only ever have one vCPU (no
+# CF_PARALLEL; fixed upstream by "tcg: Do not elide memory barriers for !CF_PARALLEL in system
+# mode"). A device in another thread or process (a vhost-user back-end) then races the guest
+# driver's event-idx handshake (store avail idx, smp_mb, load avail_event) with no fence on the
+# guest's side, and a kick or an interrupt is lost now and then: a single-vCPU guest's transmit
+# queue stopped for good. A possible second vCPU, never plugged, turns the barriers back on.
+maxcpus=$((smp > 2 ? smp : 2))
+qcmd=("$qemu" -accel tcg,thread=multi -nographic -no-reboot -m "$mem" -smp "$smp,maxcpus=$maxcpus" -nic none
       -kernel "$kernel" -initrd "$initrd" -append "$cmdline"
       # Console: stdio muxed with the monitor, everything also written to the log.
       -chardev "stdio,id=vio_con,mux=on,signal=off,logfile=$logfile_q"
