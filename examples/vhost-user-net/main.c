@@ -75,6 +75,7 @@ struct opts {
     bool promisc;
     double stats_s;
     bool busy_poll;
+    unsigned idle_check_ms; /* 0: no idle check */
     uint64_t features_off;
     int verbosity; /* max vio_log_level printed */
     bool self_test;
@@ -194,6 +195,11 @@ struct worker {
     int wake_fd;
     struct wtab tab;
     _Atomic uint64_t wakeups, batches;
+    _Atomic uint64_t idle_kicks, idle_irqs; /* what the idle check rescued */
+    struct idle_seen {
+        bool seen, nudged;
+        uint16_t used_idx, used_event;
+    } idle[2]; /* rx, tx of this pair: worker thread only */
 };
 
 /* What a periodic look saw of one ring, to tell a ring that stopped moving. */
@@ -378,6 +384,55 @@ static unsigned worker_spin(struct worker *w)
     return (unsigned)(a > 0 ? a : 0) + (unsigned)(b > 0 ? b : 0);
 }
 
+/* Idle check: a worker that slept idle_check_ms with nothing happening looks at its rings,
+ * a safety net for a driver that lost a notification. Chains waiting on a ring are taken as
+ * if kicked (a lost kick); a ring whose used idx the driver has not caught up with, nothing
+ * having moved for a whole period, gets one interrupt (a lost interrupt). Both are the
+ * symptoms of a driver without its memory barriers, which QEMU before 8.1 makes of a
+ * single-vCPU TCG guest. A spurious interrupt or kick costs a driver nothing. */
+static void worker_idle_check(struct worker *w)
+{
+    struct daemon *dm = w->dm;
+    for (unsigned k = 0; k < 2; k++) {
+        unsigned qidx = 2u * w->qp + k;
+        struct idle_seen *s = &w->idle[k];
+        struct vio_queue_ring_state r;
+        if (vio_vhost_user_ring_state(dm->vu, qidx, &r) < 0 || !r.size || r.broken) {
+            s->seen = false;
+            continue;
+        }
+        char qn[16];
+        snprintf(qn, sizeof(qn), "%s%u", k ? "tx" : "rx", w->qp);
+        if (r.avail_idx != r.last_avail) {
+            /* a transmit ring's waiting chains are always work; a receive ring's buffers
+             * only if frames were held back for them (taken now) */
+            int n = vio_vhost_user_kick(dm->vu, qidx);
+            if (n > 0) {
+                atomic_fetch_add(&w->idle_kicks, 1);
+                logf_(VIO_LOG_WARN, "ring %s: %s without a kick; the idle check took %d (a "
+                      "lost kick)", qn, k ? "chains waited" : "frames waited for buffers", n);
+                s->seen = false; /* it moved */
+                continue;
+            }
+        }
+        bool same = s->seen && s->used_idx == r.used_idx && s->used_event == r.used_event;
+        if (!same)
+            s->nudged = false;
+        else if (r.event_idx && r.used_event != r.used_idx && !s->nudged) {
+            if (vio_vhost_user_notify(dm->vu, qidx) == 0) {
+                atomic_fetch_add(&w->idle_irqs, 1);
+                logf_(VIO_LOG_WARN, "ring %s: the driver has not seen used idx %u for a whole "
+                      "idle period (its used_event is %u); interrupt sent again", qn,
+                      r.used_idx, r.used_event);
+            }
+            s->nudged = true;
+        }
+        s->seen = true;
+        s->used_idx = r.used_idx;
+        s->used_event = r.used_event;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -413,6 +468,10 @@ static void *worker_main(void *arg)
             timeout = 0;
         else if (atomic_load(&w->poll_rings))
             timeout = POLL_RING_MS;
+        /* sleeping on kicks only: wake up after idle_check_ms anyway (worker_idle_check) */
+        bool idle_check = timeout < 0 && dm->o.idle_check_ms;
+        if (idle_check)
+            timeout = (int)dm->o.idle_check_ms;
         /* Busy mode drives the rings itself: look at the fds (wake-ups, kicks to drain)
          * only every BUSY_POLL_EVERY rounds, a system call saved on the others. */
         if (timeout == 0 && ++spins % BUSY_POLL_EVERY != 0) {
@@ -439,6 +498,14 @@ static void *worker_main(void *arg)
                 continue;
             logf_(VIO_LOG_ERROR, "worker %u: poll: %s", w->qp, strerror(errno));
             break;
+        }
+        if (r == 0 && idle_check) {
+            worker_wait_unpaused(w);
+            pthread_mutex_lock(&w->run_lock);
+            if (!atomic_load(&w->stop) && atomic_load(&w->tab.gen) == gen)
+                worker_idle_check(w);
+            pthread_mutex_unlock(&w->run_lock);
+            continue;
         }
         if (pfd[0].revents & POLLIN) {
             uint64_t v;
@@ -586,8 +653,10 @@ static void print_stats(struct daemon *dm, const char *tag, const struct vio_net
     if (!base) {
         print_rings(dm, tag);
         for (unsigned i = 0; i < dm->nworkers; i++)
-            printf("stats: %s worker=%u wakeups=%" PRIu64 " batches=%" PRIu64 "\n", tag, i,
-                   atomic_load(&dm->w[i].wakeups), atomic_load(&dm->w[i].batches));
+            printf("stats: %s worker=%u wakeups=%" PRIu64 " batches=%" PRIu64 " idle-kicks=%" PRIu64
+                   " idle-irqs=%" PRIu64 "\n", tag, i, atomic_load(&dm->w[i].wakeups),
+                   atomic_load(&dm->w[i].batches), atomic_load(&dm->w[i].idle_kicks),
+                   atomic_load(&dm->w[i].idle_irqs));
         if (dm->o.lb_drop) {
             uint64_t fd = 0;
             for (unsigned q = 0; q < dm->o.queues; q++)
@@ -934,6 +1003,9 @@ static void usage(FILE *f)
 "                          (default 1) and warn about a transmit ring left waiting;\n"
 "                          SIGUSR1 prints them at any time, exit prints the final ones\n"
 "      --busy-poll         workers poll the rings instead of sleeping between kicks\n"
+"      --idle-check MS     a worker idle this long looks at its rings: chains left without a\n"
+"                          kick are taken, a missed interrupt is sent again (default 1000;\n"
+"                          0: off). A safety net for drivers that lose notifications\n"
 "  -v, --verbose           log everything (debug level)\n"
 "  -Q, --quiet             log errors only\n"
 "      --self-test         run an internal loopback check (no peer needed) and exit\n"
@@ -978,7 +1050,7 @@ static int parse_mac(const char *s, uint8_t *mac)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-    enum { O_RECONNECT = 256, O_MTU, O_QSIZE, O_STATS, O_BUSY, O_LBFRAMES, O_LBDROP, O_MACSWAP,
+    enum { O_RECONNECT = 256, O_MTU, O_QSIZE, O_STATS, O_BUSY, O_IDLE, O_LBFRAMES, O_LBDROP, O_MACSWAP,
            O_NOPROMISC, O_FOFF, O_SELFTEST };
     static const struct option lo[] = {
         {"socket", required_argument, NULL, 's'},
@@ -993,6 +1065,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"queue-size", required_argument, NULL, O_QSIZE},
         {"stats", optional_argument, NULL, O_STATS},
         {"busy-poll", no_argument, NULL, O_BUSY},
+        {"idle-check", required_argument, NULL, O_IDLE},
         {"loopback-frames", required_argument, NULL, O_LBFRAMES},
         {"loopback-drop", no_argument, NULL, O_LBDROP},
         {"mac-swap", no_argument, NULL, O_MACSWAP},
@@ -1004,6 +1077,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     *o = (struct opts){.queues = 1, .queue_size = 1024, .reconnect_ms = 1000, .promisc = true,
+                       .idle_check_ms = 1000,
                        .verbosity = VIO_LOG_INFO};
     int kinds = 0, c;
     bool reconnect_given = false;
@@ -1047,6 +1121,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
             }
             break;
         case O_BUSY: o->busy_poll = true; break;
+        case O_IDLE:
+            if (parse_uint(optarg, 0, 3600000, &o->idle_check_ms))
+                BAD("--idle-check wants milliseconds (0..3600000, 0: off), not '%s'", optarg);
+            break;
         case O_LBFRAMES:
             if (parse_uint(optarg, 1, 32768, &o->lb_frames))
                 BAD("--loopback-frames wants 1..32768, not '%s'", optarg);

@@ -284,6 +284,16 @@ VIO_API int vio_vhost_user_queue_state(const struct vio_vhost_user *vu, unsigned
                                        struct vio_vhost_user_queue_state *out);
 
 /**
+ * @brief Signal ring @p qidx's call eventfd (a used-buffer notification), whatever the driver's
+ * suppression says: for an application's own safety net against a lost interrupt (see the
+ * daemon's idle check). Any thread.
+ * @retval 0 signalled
+ * @retval -ERANGE no such ring (or vu NULL)
+ * @retval -ENOENT the ring has no call fd
+ */
+VIO_API int vio_vhost_user_notify(struct vio_vhost_user *vu, unsigned qidx);
+
+/**
  * @brief Indices of ring @p qidx, the device's and those in guest memory
  * (vio_queue_get_ring_state()), to see which side a stopped ring waits on. Same rule as
  * vio_vhost_user_queue_state(): control thread, workers paused.

@@ -1760,6 +1760,17 @@ int vio_vhost_user_kick(struct vio_vhost_user *vu, unsigned qidx)
     return vio_device_queue_notify(vu->dev, qidx);
 }
 
+int vio_vhost_user_notify(struct vio_vhost_user *vu, unsigned qidx)
+{
+    if (!vu || qidx >= vu->nrings)
+        return -ERANGE;
+    int fd = atomic_load_explicit(&vu->rings[qidx].call_fd, memory_order_acquire);
+    if (fd < 0)
+        return -ENOENT;
+    eventfd_signal(fd);
+    return 0;
+}
+
 int vio_vhost_user_dispatch(struct vio_vhost_user *vu, uint32_t id, unsigned revents)
 {
     if (!vu)

@@ -52,12 +52,19 @@ ncases=$("$client" --list | wc -l)
 nerr=$(grep -c ' error: ' "$VU_DIR/daemon.err" || true)
 vu_log "daemon logged $nerr error lines for $ncases cases"
 vu_check "the daemon logged the broken rules" test "$nerr" -ge $((ncases - 3))
-# the "unkicked" case: 3 chains waited on tx0 for 1.5 s, six looks of the stall watch
+# the "unkicked" case: 3 chains on tx0 and no kick; the stall watch (every 0.25 s) names the
+# ring before the idle check (1 s) takes them, then the idle check interrupts again
 vu_check "the stall watch named the waiting ring" \
     grep -q 'warn.*ring tx0: 3 chain(s) available and none taken for .* (avail 3, last_avail 0' \
     "$VU_DIR/daemon.err"
 vu_check "the ring lines showed its indices" \
     grep -q '^stats: periodic ring q=tx0 size=256 avail=3 last_avail=0 used=0 ' "$VU_DIR/daemon.out"
+vu_check "the idle check took the chains left without a kick" \
+    grep -q 'warn.*ring tx0: chains waited without a kick; the idle check took 3 (a lost kick)' \
+    "$VU_DIR/daemon.err"
+vu_check "the idle check sent the interrupt again" \
+    grep -q 'warn.*ring tx0: the driver has not seen used idx 3 for a whole idle period (its used_event is 100)' \
+    "$VU_DIR/daemon.err"
 sessions=$(grep -c 'daemon: session [0-9]*: front-end connected' "$VU_DIR/daemon.err" || true)
 vu_check "the daemon served every connection ($sessions sessions for $ncases cases)" test "$sessions" -ge "$ncases"
 
