@@ -221,6 +221,10 @@ VIO_API struct vio_device *vio_net_dev_device(struct vio_net_dev *d);
 #define VIO_NET_WATCH_TX 1u /**< kind: the backend's tx fd of a pair (writable, after backpressure) */
 /** @brief Watch id for queue pair @p qp and kind #VIO_NET_WATCH_RX / #VIO_NET_WATCH_TX. */
 #define VIO_NET_WATCH_ID(qp, kind) ((uint32_t)(qp) << 1 | (uint32_t)(kind))
+/** @brief Queue pair of a watch id made by #VIO_NET_WATCH_ID (its inverse). */
+#define VIO_NET_WATCH_QP(id) ((uint32_t)(id) >> 1)
+/** @brief Kind (#VIO_NET_WATCH_RX / #VIO_NET_WATCH_TX) of a watch id made by #VIO_NET_WATCH_ID. */
+#define VIO_NET_WATCH_KIND(id) ((uint32_t)(id) & 1u)
 
 /**
  * @brief Send what the driver queued on the TX queue of pair @p qp (data path, the pair's thread).
