@@ -87,9 +87,20 @@ struct vio_device_queue_info {
     const char *name;       /**< short name for logs ("rx0", "tx0", "ctrl"); static, never NULL */
 };
 
+/** Flags of struct vio_device_hooks: what the binding transport is. */
+enum vio_device_bind_flags {
+    /** The transport's frontend keeps the device type's control queue itself and forwards
+     *  only its effects (vhost-user: QEMU and DPDK run virtio-net's control queue and pass
+     *  CTRL_RX, GUEST_ANNOUNCE, MQ ... without CTRL_VQ). A device model that has a control
+     *  queue adapts its offer and its queue roles to that (virtio-net: as
+     *  vio_net_dev_config::frontend_ctrl). */
+    VIO_DEVICE_BIND_FRONTEND_CTRL = 1u << 0
+};
+
 /** Out-hooks the transport (or application) supplies at bind time. All optional. */
 struct vio_device_hooks {
     uint32_t struct_size; /**< sizeof(struct vio_device_hooks) */
+    uint32_t flags;       /**< #vio_device_bind_flags of the binding transport (0: none) */
     void *opaque;         /**< passed to every hook */
     /** raise the used-buffer notification of queue @p qidx (MSI-X / irqfd / call eventfd).
      *  The device has already decided with vio_queue_needs_notify() that the driver wants it. */
@@ -130,6 +141,7 @@ struct vio_device_ops {
     int (*bind)(void *opaque, const struct vio_device_hooks *hooks); /**< see vio_device_bind() */
     int (*watches)(void *opaque, struct vio_device_watch *out, unsigned cap); /**< see vio_device_watches() */
     int (*handle)(void *opaque, uint32_t id, unsigned revents); /**< see vio_device_handle() */
+    unsigned (*frontend_queue_num)(void *opaque); /**< see vio_device_frontend_queue_num() */
 };
 
 /** A device instance: an ops table and its state. Owned by the device model that made it. */
@@ -202,6 +214,14 @@ VIO_API uint32_t vio_device_config_generation(const struct vio_device *dev);
  * started. 0 for NULL / missing op.
  */
 VIO_API unsigned vio_device_num_queues(const struct vio_device *dev);
+
+/**
+ * @brief The queue count a vhost frontend expects the device to report (vhost-user
+ * GET_QUEUE_NUM): the unit the device type's frontends count in. virtio-net frontends (QEMU,
+ * DPDK) count queue pairs; a device model without the op reports vio_device_num_queues().
+ * 0 for NULL.
+ */
+VIO_API unsigned vio_device_frontend_queue_num(const struct vio_device *dev);
 
 /**
  * @brief Direction, maximum size and name of queue @p qidx.

@@ -87,6 +87,15 @@ unsigned vio_device_num_queues(const struct vio_device *dev)
     return dev_ok(dev) && dev->ops->num_queues ? dev->ops->num_queues(dev->opaque) : 0;
 }
 
+unsigned vio_device_frontend_queue_num(const struct vio_device *dev)
+{
+    if (!dev_ok(dev))
+        return 0;
+    if (dev->ops->frontend_queue_num)
+        return dev->ops->frontend_queue_num(dev->opaque);
+    return vio_device_num_queues(dev);
+}
+
 int vio_device_queue_info(const struct vio_device *dev, unsigned qidx,
                           struct vio_device_queue_info *out)
 {
