@@ -66,6 +66,7 @@ static void signal_fd(int fd)
         perror("write eventfd");
 }
 
+/* [ring-device] */
 static void *device_thread(void *arg)
 {
     struct demo *d = arg;
@@ -111,7 +112,9 @@ static void *device_thread(void *arg)
     }
     return NULL;
 }
+/* [ring-device] */
 
+/* [ring-driver] */
 static int run(struct demo *d)
 {
     unsigned long sent = 0, done = 0;
@@ -164,6 +167,7 @@ static int run(struct demo *d)
     }
     return 0;
 }
+/* [ring-driver] */
 
 static void usage(FILE *f)
 {
@@ -226,6 +230,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "memory map: %s\n", strerror(-r));
         return 1;
     }
+    /* [ring-setup] */
     size_t avail_off, used_off;
     size_t ring_bytes = vio_split_ring_layout(QSIZE, 4096, &avail_off, &used_off);
     d.desc = GUEST_BASE;
@@ -245,6 +250,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "queue setup: %s\n", strerror(-r));
         return 1;
     }
+    /* [ring-setup] */
     d.kick_fd = eventfd(0, EFD_CLOEXEC);
     d.call_fd = eventfd(0, EFD_CLOEXEC);
     if (d.kick_fd < 0 || d.call_fd < 0) {

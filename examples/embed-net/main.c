@@ -16,7 +16,7 @@
  *   7. create a device-side struct vio_queue on each ring and start it on the device;
  *   8. run: guest kicks reach vio_device_queue_notify(), the backend's fds are polled and
  *      handed to vio_device_handle(), the guest collects what came back;
- *   9. tear down in the reverse order.
+ *   9. tear down in the reverse order (stop the queues, reset, unbind, free).
  *
  * In a VMM the guest is a real guest: step 5 is the guest kernel's business, a kick is a
  * trapped register write (or an ioeventfd), and notify_queue injects an interrupt (or writes
@@ -258,6 +258,7 @@ static void embed_close(struct embed *e)
         for (unsigned i = 0; i < e->nq; i++)
             vio_device_queue_stop(e->dev, i);
         vio_device_reset(e->dev);
+        vio_device_bind(e->dev, NULL); /* unbind: the device is free for another transport */
     }
     for (unsigned i = 0; i < 2; i++)
         vio_queue_free(e->q[i]);
