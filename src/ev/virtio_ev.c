@@ -75,6 +75,8 @@ struct vio_ev_device {
     struct ev_loop *loop;
     struct vio_device *dev;
     struct vio_device_hooks user; /* the caller's hooks, set_watch as the caller had it */
+    bool has_user;                /* the caller gave hooks: they stay bound after free */
+    bool bound;                   /* our binding is in place */
     vio_log_fn log;
     void *log_opaque;
     unsigned nwatch, active;
@@ -205,6 +207,7 @@ int vio_ev_device_new(const struct vio_ev_device_config *cfg, struct vio_ev_devi
     e->log_opaque = cfg->log_opaque;
     if (cfg->hooks)
         e->user = *cfg->hooks;
+    e->has_user = cfg->hooks != NULL;
     e->user.struct_size = sizeof(e->user);
     e->nkick = vio_device_num_queues(cfg->dev);
     e->nwatch = cfg->max_watches ? cfg->max_watches : 2 * e->nkick + 4;
@@ -224,20 +227,27 @@ int vio_ev_device_new(const struct vio_ev_device_config *cfg, struct vio_ev_devi
     };
     int r = vio_device_bind(cfg->dev, &h);
     if (r < 0) {
+        /* -EBUSY: another transport drives the device (logged by the device) */
+        if (r == -EBUSY)
+            logf_(e->log, e->log_opaque, VIO_LOG_ERROR,
+                  "the device is already bound (a transport drives it): not attached");
         free(e->watch);
         free(e->kick);
         free(e);
         return r;
     }
+    e->bound = true;
     /* What the device wants watched already (decided before it had our hook). */
     int n = vio_device_watches(cfg->dev, NULL, 0);
     if (n > 0) {
         if ((unsigned)n > e->nwatch) {
+            e->has_user = false; /* failed: leave the device unbound, as it was */
             vio_ev_device_free(e);
             return -ENOSPC;
         }
         struct vio_device_watch *ws = calloc((size_t)n, sizeof(*ws));
         if (!ws) {
+            e->has_user = false;
             vio_ev_device_free(e);
             return -ENOMEM;
         }
@@ -260,10 +270,15 @@ void vio_ev_device_free(struct vio_ev_device *e)
     for (unsigned i = 0; e->kick && i < e->nkick; i++)
         if (e->kick[i].used && ev_is_active(&e->kick[i].io))
             ev_io_stop(e->loop, &e->kick[i].io);
-    /* Give the device back its caller's hooks; set_watch as the caller had it. */
-    struct vio_device_hooks h = e->user;
-    h.struct_size = sizeof(h);
-    vio_device_bind(e->dev, &h);
+    /* Unbind ours; the caller's own hooks (set_watch as the caller had it) stay bound. */
+    if (e->bound) {
+        vio_device_bind(e->dev, NULL);
+        if (e->has_user) {
+            struct vio_device_hooks h = e->user;
+            h.struct_size = sizeof(h);
+            vio_device_bind(e->dev, &h);
+        }
+    }
     free(e->watch);
     free(e->kick);
     free(e);
