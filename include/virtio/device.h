@@ -10,7 +10,8 @@
  * Transports today: the vhost-user back-end (vhost_user.h) is the one transport that binds to
  * this interface; the libev adapter (ev.h) and in-process glue (a VMM calling the wrappers
  * itself) use it the same way. virtio-PCI and virtio-MMIO device-side transports are planned
- * (they will bind here unchanged); they do not exist yet.
+ * (they will bind here unchanged); they do not exist yet. Nor do the vhost frontends (vhost-net
+ * ioctls, a vhost-user frontend): they sit in the driver seat and will not use this interface.
  *
  * A device model (virtio-net is the first) fills a `const struct vio_device_ops` table and
  * hands out a struct vio_device naming that table and its state. A transport then:
@@ -56,7 +57,8 @@
  * for different queues may run on different threads at once where the device model says so
  * (virtio-net: one thread per queue pair plus one for the control queue, no locks between
  * them). Everything else (bind, set_features, queue_start / stop, reset) is control path: it
- * must not run concurrently with the data path of the queues it affects. Config reads and
+ * must not run concurrently with the data path of the queues it affects, nor with another
+ * control-path call on the same device (the wrappers' bookkeeping takes no lock). Config reads and
  * the generation may be read from any thread. Hooks are called from whichever thread is
  * driving the device, possibly several at once: the transport makes them thread-safe (an
  * eventfd write is). A hook must not call back into the same device (the device may hold an
