@@ -435,6 +435,14 @@ static void ev_vu_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct ev_vu_rec *r = (struct ev_vu_rec *)w;
     struct vio_ev_vhost_user *e = r->owner;
     uint32_t id = r->id; /* the dispatch may reuse r */
+    if ((revents & EV_ERROR) && !ev_is_active(&r->io)) {
+        /* libev stopped the watcher (the fd is not valid): keep the count true */
+        logf_(e->log, e->log_opaque, VIO_LOG_ERROR, "watch 0x%x: fd %d cannot be watched", id,
+              r->io.fd);
+        r->used = false;
+        e->active--;
+        return;
+    }
     int rc = vio_vhost_user_dispatch(e->vu, id, from_ev(revents));
     if (id == VIO_VU_WATCH_CONTROL) {
         /* the transport logged what ended a session; anything else is worth a line */
