@@ -4,13 +4,21 @@
  * @brief The generic device interface every transport binds to (device side).
  *
  * @defgroup device Generic device interface
- * @brief What a transport (vhost-user, virtio-PCI, virtio-MMIO) needs from a device model,
- * without knowing the device type.
+ * @brief What a device-side transport needs from a device model, without knowing the device
+ * type.
+ *
+ * Transports today: the vhost-user back-end (vhost_user.h) is the one transport that binds to
+ * this interface; the libev adapter (ev.h) and in-process glue (a VMM calling the wrappers
+ * itself) use it the same way. virtio-PCI and virtio-MMIO device-side transports are planned
+ * (they will bind here unchanged); they do not exist yet. Nor do the vhost frontends (vhost-net
+ * ioctls, a vhost-user frontend): they sit in the driver seat and will not use this interface.
  *
  * A device model (virtio-net is the first) fills a `const struct vio_device_ops` table and
  * hands out a struct vio_device naming that table and its state. A transport then:
  *
- * 1. binds its out-hooks with vio_device_bind(): @ref vio_device_hooks::notify_queue
+ * 1. binds its out-hooks with vio_device_bind() (one binding at a time: a second bind is
+ *    refused with -EBUSY until the first is undone with vio_device_bind(dev, NULL)):
+ *    @ref vio_device_hooks::notify_queue
  *    (raise the used-buffer interrupt of a queue), @ref vio_device_hooks::config_changed
  *    (raise a configuration-change interrupt), @ref vio_device_hooks::needs_reset (a queue
  *    broke: set NEEDS_RESET with vio_status_set_needs_reset() and raise a configuration
@@ -28,7 +36,15 @@
  *    @ref vio_device_hooks::set_watch (or vio_device_watches()) is ready calls
  *    vio_device_handle() with the watch id;
  * 6. on reset (VIO_EV_RESET) stops its queue threads, calls vio_device_queue_stop() for every
- *    started queue, then vio_device_reset(), and resets / frees its queue objects.
+ *    started queue, then vio_device_reset(), and resets / frees its queue objects;
+ * 7. when it lets go of the device, unbinds with vio_device_bind(dev, NULL).
+ *
+ * The wrappers check the order of these steps for every device model (the bookkeeping is the
+ * @ref vio_device::state block they keep): a second bind, a queue started before
+ * vio_device_set_features(), a queue of the wrong direction or size, vio_device_set_features()
+ * while queues run. Such a call returns -EINVAL or -EBUSY at once and logs through
+ * @ref vio_device::log a message naming the mistake, instead of the first chain failing later
+ * as if the driver had broken a rule.
  *
  * Queue objects belong to the transport: the device only borrows a struct vio_queue between
  * vio_device_queue_start() and vio_device_queue_stop() and never frees or resets it. The
@@ -41,7 +57,8 @@
  * for different queues may run on different threads at once where the device model says so
  * (virtio-net: one thread per queue pair plus one for the control queue, no locks between
  * them). Everything else (bind, set_features, queue_start / stop, reset) is control path: it
- * must not run concurrently with the data path of the queues it affects. Config reads and
+ * must not run concurrently with the data path of the queues it affects, nor with another
+ * control-path call on the same device (the wrappers' bookkeeping takes no lock). Config reads and
  * the generation may be read from any thread. Hooks are called from whichever thread is
  * driving the device, possibly several at once: the transport makes them thread-safe (an
  * eventfd write is). A hook must not call back into the same device (the device may hold an
@@ -102,7 +119,8 @@ struct vio_device_hooks {
     uint32_t struct_size; /**< sizeof(struct vio_device_hooks) */
     uint32_t flags;       /**< #vio_device_bind_flags of the binding transport (0: none) */
     void *opaque;         /**< passed to every hook */
-    /** raise the used-buffer notification of queue @p qidx (MSI-X / irqfd / call eventfd).
+    /** raise the used-buffer notification of queue @p qidx (vhost-user: the call eventfd; a
+     *  VMM: its irqfd / MSI-X vector).
      *  The device has already decided with vio_queue_needs_notify() that the driver wants it. */
     void (*notify_queue)(void *opaque, unsigned qidx);
     /** the config space changed (generation already bumped): raise a configuration interrupt */
@@ -144,23 +162,59 @@ struct vio_device_ops {
     unsigned (*frontend_queue_num)(void *opaque); /**< see vio_device_frontend_queue_num() */
 };
 
-/** A device instance: an ops table and its state. Owned by the device model that made it. */
-struct vio_device {
-    const struct vio_device_ops *ops; /**< the implementation (never NULL in a valid device) */
-    void *opaque;                     /**< its state */
+/** Most queues a device can have (QEMU's VIRTIO_QUEUE_MAX is the same): queue indices at or
+ *  above it are refused by vio_device_queue_start(). */
+#define VIO_DEVICE_MAX_QUEUES 1024u
+
+/**
+ * Bookkeeping of the generic wrappers (device.c) about one device: bound or not, features set
+ * or not, which queues are started. The device model zero-initialises it with the rest of
+ * struct vio_device and never touches it afterwards; vio_device_reset() clears all but the
+ * binding. Private to the wrappers: read it only through them.
+ */
+struct vio_device_state {
+    uint32_t flags;                               /**< private */
+    uint32_t started;                             /**< private: queues started */
+    uint64_t started_map[VIO_DEVICE_MAX_QUEUES / 64]; /**< private: which ones */
 };
 
 /**
- * @brief Install the transport's out-hooks (copied). Replaces earlier hooks.
+ * A device instance: an ops table and its state. Owned by the device model that made it, which
+ * zero-initialises it (designated initialisers or calloc) and sets @ref ops, @ref opaque and,
+ * optionally, @ref log.
+ */
+struct vio_device {
+    const struct vio_device_ops *ops; /**< the implementation (never NULL in a valid device) */
+    void *opaque;                     /**< its state */
+    /** optional: where the wrappers report a caller's mistake (object name: the model's
+     *  vio_device_ops::name); the model sets it from its own log configuration. */
+    vio_log_fn log;
+    void *log_opaque;                 /**< passed to @ref log */
+    struct vio_device_state state;    /**< the wrappers' bookkeeping (see vio_device_state) */
+};
+
+/**
+ * @brief Bind the transport's out-hooks (copied), or unbind with @p hooks NULL.
+ *
+ * A device has at most one binding: the transport (or application) that drives it. Binding a
+ * device that is already bound is refused, so that a second driver (the libev adapter on a
+ * device vhost-user already drives, say) cannot silently take the first one's interrupts.
+ * vio_device_bind(dev, NULL) is the unbind: it removes every hook (a no-op on an unbound
+ * device) and makes the device free to bind again. Unbinding does not reset the device.
  *
  * Control path: not concurrently with the device's data path.
  * @param[in] dev   the device
- * @param[in] hooks the hooks (copied); NULL removes all hooks
+ * @param[in] hooks the hooks (copied); NULL unbinds
  * @retval 0 success
  * @retval -EINVAL dev NULL, or hooks->struct_size too small
+ * @retval -EBUSY the device is already bound (logged through vio_device::log): unbind first
  * @retval -ENOTSUP the model has no bind op
  */
 VIO_API int vio_device_bind(struct vio_device *dev, const struct vio_device_hooks *hooks);
+
+/** @brief True while the device is bound (vio_device_bind() with hooks succeeded and no unbind
+ *  since). false for NULL. Control path. */
+VIO_API bool vio_device_is_bound(const struct vio_device *dev);
 
 /** @brief virtio device ID (#VIO_DEVICE_ID_NET, ...); 0 for NULL or when the op is missing. */
 VIO_API uint32_t vio_device_id(const struct vio_device *dev);
@@ -242,7 +296,8 @@ VIO_API int vio_device_queue_info(const struct vio_device *dev, unsigned qidx,
 /**
  * @brief Accept (or refuse) the driver's feature set at FEATURES_OK and configure the device.
  *
- * Safe to call from the vio_status_config::validate hook. Control path.
+ * Safe to call from the vio_status_config::validate hook. Control path. Features are set
+ * while no queue is started: after a reset, or with every queue stopped.
  * @param[in] dev        the device
  * @param[in] negotiated the bits the driver accepted (guest controlled; already checked to be a
  *                       subset of the offer by struct vio_status)
@@ -250,6 +305,7 @@ VIO_API int vio_device_queue_info(const struct vio_device *dev, unsigned qidx,
  * @retval -ENOTSUP refused (unoffered bit, or a combination the device cannot honour): nothing
  *                  changed; the transport keeps FEATURES_OK clear
  * @retval -EINVAL dev NULL
+ * @retval -EBUSY queues are started (a caller's mistake, logged): nothing changed
  */
 VIO_API int vio_device_set_features(struct vio_device *dev, uint64_t negotiated);
 
@@ -259,12 +315,19 @@ VIO_API int vio_device_set_features(struct vio_device *dev, uint64_t negotiated)
  * The device borrows @p q until vio_device_queue_stop() or vio_device_reset(); the transport
  * keeps owning it. Starting does not process chains already available: call
  * vio_device_queue_notify() afterwards if the driver may have kicked before. Control path.
+ *
+ * The wrapper checks everything the caller controls before the model sees the queue, for any
+ * device model, and logs the mistake through vio_device::log: the features are set (a model
+ * with a set_features op needs vio_device_set_features() first), @p q was created with the
+ * direction vio_device_queue_info() gives for @p qidx, and set up (vio_queue_setup()) with a
+ * size no larger than its maximum.
  * @param[in] dev  the device
  * @param[in] qidx queue index
  * @param[in] q    the queue (created with the direction from vio_device_queue_info())
  * @retval 0 started
- * @retval -EINVAL dev or q NULL, or q not set up
- * @retval -ERANGE no such queue for the negotiated features
+ * @retval -EINVAL dev or q NULL, q not set up, q of another direction or larger than the
+ *                 maximum size, or the features are not set yet
+ * @retval -ERANGE no such queue for the negotiated features, or qidx >= #VIO_DEVICE_MAX_QUEUES
  * @retval -EBUSY the queue is already started
  */
 VIO_API int vio_device_queue_start(struct vio_device *dev, unsigned qidx, struct vio_queue *q);
@@ -292,6 +355,7 @@ VIO_API int vio_device_queue_notify(struct vio_device *dev, unsigned qidx);
 /**
  * @brief Device reset: stop every queue, drop the negotiated features and restore the
  * power-on state (config, filters). The transport has stopped all data-path threads first.
+ * The binding stays: hooks survive a reset.
  */
 VIO_API void vio_device_reset(struct vio_device *dev);
 

@@ -17,8 +17,18 @@
  *   wants already (vio_device_watches()) and calls vio_device_handle() when one is ready.
  * - vio_ev_device_add_kick() watches a kick eventfd (ioeventfd style) of one queue: when it
  *   is signalled the adapter drains it and calls vio_device_queue_notify().
+ * - vio_ev_vhost_user_new() serves vhost-user on the loop: it creates the transport
+ *   (vio_vhost_user_new()) with a set_watch of its own, watches the control socket, the kick
+ *   eventfds and the device's backend fds as the transport asks, routes each to
+ *   vio_vhost_user_dispatch(), and runs vio_vhost_user_tick() on a timer when
+ *   vio_vhost_user_timeout_ms() asks (client-mode reconnects). No id table to write.
  * - vio_ev_fd_new() is the generic case: any fd (a call eventfd on the driver side, a
- *   vhost-user socket, a backend fd) and a callback.
+ *   backend fd) and a callback.
+ *
+ * A device has one binding at a time (vio_device_bind()): attach a device either with
+ * vio_ev_device_new() (an in-process transport of the application's) or through
+ * vio_ev_vhost_user_new() (the vhost-user transport binds it), never both; the second
+ * attempt fails with -EBUSY.
  *
  * This header does not include <ev.h>: it only names `struct ev_loop`, so it can be
  * included by code that does not use libev's headers. Pass the loop libev gave you
@@ -40,6 +50,7 @@
 
 #include "common.h"
 #include "device.h"
+#include "vhost_user.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,13 +81,14 @@ struct vio_ev_device_config {
 /**
  * @brief Attach a device to a loop: bind its hooks and start watching what it wants watched.
  *
- * Calls vio_device_bind() with the caller's hooks plus the adapter's set_watch (replacing
- * hooks bound earlier), then registers every watch vio_device_watches() reports. From then
- * on the device starts and stops its watches itself through set_watch.
+ * Calls vio_device_bind() with the caller's hooks plus the adapter's set_watch, then
+ * registers every watch vio_device_watches() reports. From then on the device starts and
+ * stops its watches itself through set_watch. The device must not be bound already.
  * @param[in]  cfg creation parameters
  * @param[out] out the attachment, owned by the caller (vio_ev_device_free())
  * @retval 0 success
  * @retval -EINVAL cfg/out/loop/dev NULL or struct_size too small
+ * @retval -EBUSY the device is already bound (another transport drives it): nothing changed
  * @retval -ENOTSUP the device cannot bind hooks
  * @retval -ENOSPC the device already wants more watches than max_watches
  * @retval -ENOMEM allocation failed
@@ -84,8 +96,10 @@ struct vio_ev_device_config {
 VIO_API int vio_ev_device_new(const struct vio_ev_device_config *cfg, struct vio_ev_device **out);
 
 /**
- * @brief Detach: stop every watcher of the attachment (watches and kicks) and bind the
- * device again with the caller's hooks only (no set_watch). NULL is a no-op. Loop thread.
+ * @brief Detach: stop every watcher of the attachment (watches and kicks) and unbind the
+ * device; when vio_ev_device_config::hooks was given, the device is bound again with those
+ * hooks only (no set_watch), and the caller unbinds it (vio_device_bind(dev, NULL)) when done.
+ * NULL is a no-op. Loop thread.
  */
 VIO_API void vio_ev_device_free(struct vio_ev_device *e);
 
@@ -107,6 +121,58 @@ VIO_API void vio_ev_device_remove_kick(struct vio_ev_device *e, unsigned qidx);
 
 /** @brief Watches the device has active on the loop right now (for tests and diagnostics). */
 VIO_API unsigned vio_ev_device_active_watches(const struct vio_ev_device *e);
+
+/** Opaque: a vhost-user back-end transport driven by a loop. */
+struct vio_ev_vhost_user;
+
+/**
+ * @brief Create a vhost-user back-end transport on @p loop: vio_vhost_user_new() plus every
+ * watch and timer it needs.
+ *
+ * The adapter supplies vio_vhost_user_config::set_watch and watches what the transport asks
+ * for: the control socket (listening, then connected), each ring's kick eventfd and the
+ * device's backend fds, each routed to vio_vhost_user_dispatch() when ready; and a timer that
+ * runs vio_vhost_user_tick() when vio_vhost_user_timeout_ms() says (client mode with
+ * reconnect_ms). The caller's other hooks (pause, resume, session, device_request) are called
+ * with cfg->opaque, as without the adapter. Everything runs on the loop's thread: leave pause
+ * and resume NULL unless the application has threads of its own that touch the device.
+ *
+ * @code
+ * struct vio_vhost_user_config vc = {.struct_size = sizeof(vc), .socket_path = path,
+ *                                    .dev = vio_net_dev_device(net), .log = vio_log_stderr};
+ * struct vio_ev_vhost_user *evu;
+ * int rc = vio_ev_vhost_user_new(EV_DEFAULT, &vc, &evu);
+ * if (rc == 0)
+ *     ev_run(EV_DEFAULT, 0);
+ * @endcode
+ *
+ * @param[in]  loop the loop (borrowed; outlives the object)
+ * @param[in]  cfg  the transport's configuration (copied, as by vio_vhost_user_new()); its
+ *                  set_watch must be NULL; its dev must not be bound
+ * @param[out] out  the new object, owned by the caller (vio_ev_vhost_user_free())
+ * @retval 0 success (a server listens, a client is connected or retrying)
+ * @retval -EINVAL loop, cfg, out or cfg->dev NULL, struct_size too small, or cfg->set_watch set
+ * @retval -EBUSY the device is already bound (another transport drives it)
+ * @retval -ENOMEM allocation failed
+ * @retval other what vio_vhost_user_new() returned (socket errors, bad configuration)
+ */
+VIO_API int vio_ev_vhost_user_new(struct ev_loop *loop, const struct vio_vhost_user_config *cfg,
+                                  struct vio_ev_vhost_user **out);
+
+/**
+ * @brief Free the transport (vio_vhost_user_free(): the session ends, the device is reset and
+ * unbound), stop every watcher and the timer. NULL is a no-op. Loop thread, and not from
+ * inside one of the transport's hooks.
+ */
+VIO_API void vio_ev_vhost_user_free(struct vio_ev_vhost_user *e);
+
+/** @brief The transport, for its getters (vio_vhost_user_connected(), queue state ...);
+ *  owned by @p e. NULL for NULL. */
+VIO_API struct vio_vhost_user *vio_ev_vhost_user_transport(const struct vio_ev_vhost_user *e);
+
+/** @brief Watchers active on the loop right now: control socket, kicks and device fds (for
+ *  tests and diagnostics). */
+VIO_API unsigned vio_ev_vhost_user_active_watches(const struct vio_ev_vhost_user *e);
 
 /**
  * @brief Callback of a generic fd watcher.

@@ -153,85 +153,118 @@ struct vio_net_backend {
     unsigned queue_pairs;                  /**< queue pairs it was opened with */
 };
 
-/** @brief See vio_net_backend_ops::features. */
+/**
+ * @name Wrappers
+ * Call a backend's op. Each is safe on a NULL backend, a backend without ops (destroyed, or
+ * never opened) and a missing optional op: it then returns -EINVAL (NULL backend or ops),
+ * -ENOTSUP (op absent), or the neutral value it names (features 0, fds -1, no-ops for flush,
+ * set_polling and destroy). None of them may be called on one queue pair from two threads
+ * at once (see the threading rule above).
+ */
+/** @{ */
+
+/** @brief True when @p b can be called: non-NULL with an ops table. */
+static inline bool vio_net_backend_valid(const struct vio_net_backend *b)
+{
+    return b && b->ops;
+}
+/** @brief See vio_net_backend_ops::features (0 for a NULL backend or a missing op). */
 static inline uint64_t vio_net_backend_features(const struct vio_net_backend *b)
 {
-    return b->ops->features ? b->ops->features(b->opaque) : 0;
+    return vio_net_backend_valid(b) && b->ops->features ? b->ops->features(b->opaque) : 0;
 }
-/** @brief See vio_net_backend_ops::configure (-ENOTSUP when absent, which callers may ignore). */
+/** @brief See vio_net_backend_ops::configure (-ENOTSUP when absent, which callers may ignore;
+ *  -EINVAL for a NULL backend). */
 static inline int vio_net_backend_configure(const struct vio_net_backend *b, uint64_t negotiated)
 {
+    if (!vio_net_backend_valid(b))
+        return -EINVAL;
     return b->ops->configure ? b->ops->configure(b->opaque, negotiated) : -ENOTSUP;
 }
-/** @brief See vio_net_backend_ops::tx. */
+/** @brief See vio_net_backend_ops::tx (-EINVAL for a NULL backend). */
 static inline int vio_net_backend_tx(const struct vio_net_backend *b, unsigned qp,
                                      const struct vio_net_hdr *hdr, const struct iovec *iov,
                                      unsigned iovcnt)
 {
+    if (!vio_net_backend_valid(b))
+        return -EINVAL;
     return b->ops->tx ? b->ops->tx(b->opaque, qp, hdr, iov, iovcnt) : -ENOTSUP;
 }
-/** @brief See vio_net_backend_ops::rx_peek. */
+/** @brief See vio_net_backend_ops::rx_peek (-EINVAL for a NULL backend). */
 static inline ssize_t vio_net_backend_rx_peek(const struct vio_net_backend *b, unsigned qp)
 {
+    if (!vio_net_backend_valid(b))
+        return -EINVAL;
     return b->ops->rx_peek ? b->ops->rx_peek(b->opaque, qp) : -ENOTSUP;
 }
-/** @brief See vio_net_backend_ops::rx. */
+/** @brief See vio_net_backend_ops::rx (-EINVAL for a NULL backend). */
 static inline ssize_t vio_net_backend_rx(const struct vio_net_backend *b, unsigned qp,
                                          struct vio_net_hdr *hdr, const struct iovec *iov,
                                          unsigned iovcnt)
 {
+    if (!vio_net_backend_valid(b))
+        return -EINVAL;
     return b->ops->rx ? b->ops->rx(b->opaque, qp, hdr, iov, iovcnt) : -ENOTSUP;
 }
-/** @brief See vio_net_backend_ops::rx_view (-ENOTSUP when absent). */
+/** @brief See vio_net_backend_ops::rx_view (-ENOTSUP when absent, -EINVAL for a NULL
+ *  backend). */
 static inline ssize_t vio_net_backend_rx_view(const struct vio_net_backend *b, unsigned qp,
                                               struct vio_net_hdr *hdr, const void **data,
                                               size_t cap)
 {
+    if (!vio_net_backend_valid(b))
+        return -EINVAL;
     return b->ops->rx_view ? b->ops->rx_view(b->opaque, qp, hdr, data, cap) : -ENOTSUP;
 }
-/** @brief See vio_net_backend_ops::rx_fd (-1 when absent). */
+/** @brief See vio_net_backend_ops::rx_fd (-1 when absent or for a NULL backend). */
 static inline int vio_net_backend_rx_fd(const struct vio_net_backend *b, unsigned qp)
 {
-    return b->ops->rx_fd ? b->ops->rx_fd(b->opaque, qp) : -1;
+    return vio_net_backend_valid(b) && b->ops->rx_fd ? b->ops->rx_fd(b->opaque, qp) : -1;
 }
-/** @brief See vio_net_backend_ops::tx_fd (-1 when absent). */
+/** @brief See vio_net_backend_ops::tx_fd (-1 when absent or for a NULL backend). */
 static inline int vio_net_backend_tx_fd(const struct vio_net_backend *b, unsigned qp)
 {
-    return b->ops->tx_fd ? b->ops->tx_fd(b->opaque, qp) : -1;
+    return vio_net_backend_valid(b) && b->ops->tx_fd ? b->ops->tx_fd(b->opaque, qp) : -1;
 }
-/** @brief See vio_net_backend_ops::set_rx_mode. */
+/** @brief See vio_net_backend_ops::set_rx_mode (-EINVAL for a NULL backend). */
 static inline int vio_net_backend_set_rx_mode(const struct vio_net_backend *b, unsigned flags)
 {
+    if (!vio_net_backend_valid(b))
+        return -EINVAL;
     return b->ops->set_rx_mode ? b->ops->set_rx_mode(b->opaque, flags) : -ENOTSUP;
 }
-/** @brief See vio_net_backend_ops::link_status. */
+/** @brief See vio_net_backend_ops::link_status (-EINVAL for a NULL backend). */
 static inline int vio_net_backend_link_status(const struct vio_net_backend *b)
 {
+    if (!vio_net_backend_valid(b))
+        return -EINVAL;
     return b->ops->link_status ? b->ops->link_status(b->opaque) : -ENOTSUP;
 }
-/** @brief See vio_net_backend_ops::flush (a no-op when absent). */
+/** @brief See vio_net_backend_ops::flush (a no-op when absent or for a NULL backend). */
 static inline void vio_net_backend_flush(const struct vio_net_backend *b, unsigned qp)
 {
-    if (b->ops->flush)
+    if (vio_net_backend_valid(b) && b->ops->flush)
         b->ops->flush(b->opaque, qp);
 }
-/** @brief See vio_net_backend_ops::set_polling (a no-op when absent). */
+/** @brief See vio_net_backend_ops::set_polling (a no-op when absent or for a NULL backend). */
 static inline void vio_net_backend_set_polling(const struct vio_net_backend *b, unsigned qp,
                                                bool on)
 {
-    if (b->ops->set_polling)
+    if (vio_net_backend_valid(b) && b->ops->set_polling)
         b->ops->set_polling(b->opaque, qp, on);
 }
-/** @brief Destroy the backend (closes its fds). NULL ops are a no-op. */
+/** @brief Destroy the backend (closes its fds) and clear @p b (ops NULL, so later calls return
+ *  -EINVAL). NULL, or a backend already destroyed, is a no-op. */
 static inline void vio_net_backend_destroy(struct vio_net_backend *b)
 {
-    if (b && b->ops && b->ops->destroy)
+    if (vio_net_backend_valid(b) && b->ops->destroy)
         b->ops->destroy(b->opaque);
     if (b) {
         b->ops = NULL;
         b->opaque = NULL;
     }
 }
+/** @} */
 
 /** Common options for opening a backend. */
 struct vio_net_backend_config {

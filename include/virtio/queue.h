@@ -511,6 +511,10 @@ VIO_API enum vio_violation vio_drvq_violation(const struct vio_drvq *q);
 VIO_API size_t vio_split_ring_layout(uint16_t size, size_t align, size_t *driver_off,
                                      size_t *device_off);
 
+/** @brief The descriptor direction the queue was created with (vio_queue_config::dir);
+ *  #VIO_QUEUE_DIR_ANY for NULL. Any thread (it never changes). */
+VIO_API enum vio_queue_dir vio_queue_direction(const struct vio_queue *q);
+
 #ifdef __cplusplus
 }
 #endif

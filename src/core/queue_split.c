@@ -1709,3 +1709,8 @@ enum vio_violation vio_drvq_violation(const struct vio_drvq *q)
 {
     return q ? q->why : VIO_VIOL_NONE;
 }
+
+enum vio_queue_dir vio_queue_direction(const struct vio_queue *q)
+{
+    return q ? q->dir : VIO_QUEUE_DIR_ANY;
+}

@@ -1939,6 +1939,7 @@ int vio_net_dev_new(const struct vio_net_dev_config *cfg, struct vio_net_dev **o
 
     d->dev.ops = &net_ops;
     d->dev.opaque = d;
+    d->dev.log = cfg->log, d->dev.log_opaque = cfg->log_opaque; /* caller mistakes: device.c */
     d->be = cfg->backend;
     d->be_view = cfg->backend->ops->rx_view != NULL;
     d->log = cfg->log;

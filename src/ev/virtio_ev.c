@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,8 @@ struct vio_ev_device {
     struct ev_loop *loop;
     struct vio_device *dev;
     struct vio_device_hooks user; /* the caller's hooks, set_watch as the caller had it */
+    bool has_user;                /* the caller gave hooks: they stay bound after free */
+    bool bound;                   /* our binding is in place */
     vio_log_fn log;
     void *log_opaque;
     unsigned nwatch, active;
@@ -205,6 +208,7 @@ int vio_ev_device_new(const struct vio_ev_device_config *cfg, struct vio_ev_devi
     e->log_opaque = cfg->log_opaque;
     if (cfg->hooks)
         e->user = *cfg->hooks;
+    e->has_user = cfg->hooks != NULL;
     e->user.struct_size = sizeof(e->user);
     e->nkick = vio_device_num_queues(cfg->dev);
     e->nwatch = cfg->max_watches ? cfg->max_watches : 2 * e->nkick + 4;
@@ -224,20 +228,27 @@ int vio_ev_device_new(const struct vio_ev_device_config *cfg, struct vio_ev_devi
     };
     int r = vio_device_bind(cfg->dev, &h);
     if (r < 0) {
+        /* -EBUSY: another transport drives the device (logged by the device) */
+        if (r == -EBUSY)
+            logf_(e->log, e->log_opaque, VIO_LOG_ERROR,
+                  "the device is already bound (a transport drives it): not attached");
         free(e->watch);
         free(e->kick);
         free(e);
         return r;
     }
+    e->bound = true;
     /* What the device wants watched already (decided before it had our hook). */
     int n = vio_device_watches(cfg->dev, NULL, 0);
     if (n > 0) {
         if ((unsigned)n > e->nwatch) {
+            e->has_user = false; /* failed: leave the device unbound, as it was */
             vio_ev_device_free(e);
             return -ENOSPC;
         }
         struct vio_device_watch *ws = calloc((size_t)n, sizeof(*ws));
         if (!ws) {
+            e->has_user = false;
             vio_ev_device_free(e);
             return -ENOMEM;
         }
@@ -260,10 +271,15 @@ void vio_ev_device_free(struct vio_ev_device *e)
     for (unsigned i = 0; e->kick && i < e->nkick; i++)
         if (e->kick[i].used && ev_is_active(&e->kick[i].io))
             ev_io_stop(e->loop, &e->kick[i].io);
-    /* Give the device back its caller's hooks; set_watch as the caller had it. */
-    struct vio_device_hooks h = e->user;
-    h.struct_size = sizeof(h);
-    vio_device_bind(e->dev, &h);
+    /* Unbind ours; the caller's own hooks (set_watch as the caller had it) stay bound. */
+    if (e->bound) {
+        vio_device_bind(e->dev, NULL);
+        if (e->has_user) {
+            struct vio_device_hooks h = e->user;
+            h.struct_size = sizeof(h);
+            vio_device_bind(e->dev, &h);
+        }
+    }
     free(e->watch);
     free(e->kick);
     free(e);
@@ -369,4 +385,246 @@ void vio_ev_fd_free(struct vio_ev_fd *f)
     if (ev_is_active(&f->io))
         ev_io_stop(f->loop, &f->io);
     free(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* vhost-user back-end on a loop                                              */
+
+struct ev_vu_rec {
+    ev_io io; /* first: the callback casts back */
+    struct vio_ev_vhost_user *owner;
+    uint32_t id;
+    bool used;
+};
+
+struct vio_ev_vhost_user {
+    struct ev_loop *loop;
+    struct vio_vhost_user *vu; /* NULL until vio_vhost_user_new() returned */
+    ev_timer timer;            /* vio_vhost_user_tick() when vio_vhost_user_timeout_ms() says */
+    /* The caller's hooks, called with the caller's opaque. */
+    void *user_opaque;
+    void (*user_pause)(void *opaque);
+    void (*user_resume)(void *opaque);
+    void (*user_session)(void *opaque, bool connected);
+    int (*user_device_request)(void *opaque, enum vio_vhost_user_request req, uint64_t value);
+    vio_log_fn log;
+    void *log_opaque;
+    /* Watches: [0] the control socket, [1 .. nkick] the kick fds by ring, then the device's
+     * ids (searched; a device has a few). Fixed at creation: set_watch never allocates. */
+    struct ev_vu_rec *rec;
+    unsigned nkick, nrec, active;
+    bool full_logged;
+};
+
+static void ev_vu_rearm(struct vio_ev_vhost_user *e)
+{
+    if (!e->vu)
+        return;
+    int ms = vio_vhost_user_timeout_ms(e->vu);
+    if (ev_is_active(&e->timer))
+        ev_timer_stop(e->loop, &e->timer);
+    if (ms >= 0) {
+        ev_timer_set(&e->timer, ms / 1000.0, 0.);
+        ev_timer_start(e->loop, &e->timer);
+    }
+}
+
+static void ev_vu_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    struct ev_vu_rec *r = (struct ev_vu_rec *)w;
+    struct vio_ev_vhost_user *e = r->owner;
+    uint32_t id = r->id; /* the dispatch may reuse r */
+    if ((revents & EV_ERROR) && !ev_is_active(&r->io)) {
+        /* libev stopped the watcher (the fd is not valid): keep the count true */
+        logf_(e->log, e->log_opaque, VIO_LOG_ERROR, "watch 0x%x: fd %d cannot be watched", id,
+              r->io.fd);
+        r->used = false;
+        e->active--;
+        return;
+    }
+    int rc = vio_vhost_user_dispatch(e->vu, id, from_ev(revents));
+    if (id == VIO_VU_WATCH_CONTROL) {
+        /* the transport logged what ended a session; anything else is worth a line */
+        if (rc < 0 && rc != -ECONNRESET && rc != -EPROTO)
+            logf_(e->log, e->log_opaque, VIO_LOG_DEBUG, "control socket: %s", strerror(-rc));
+        ev_vu_rearm(e); /* a lost session may have started the reconnect clock */
+    } else if (rc < 0 && rc != -EAGAIN && rc != -EIO) {
+        logf_(e->log, e->log_opaque, VIO_LOG_DEBUG, "watch 0x%x: %s", id, strerror(-rc));
+    }
+}
+
+static void ev_vu_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct vio_ev_vhost_user *e =
+        (struct vio_ev_vhost_user *)((char *)w - offsetof(struct vio_ev_vhost_user, timer));
+    vio_vhost_user_tick(e->vu);
+    ev_vu_rearm(e);
+}
+
+static struct ev_vu_rec *ev_vu_find(struct vio_ev_vhost_user *e, uint32_t id, bool alloc)
+{
+    struct ev_vu_rec *r = NULL;
+    if (id == VIO_VU_WATCH_CONTROL) {
+        r = &e->rec[0];
+    } else if (VIO_VU_WATCH_IS_KICK(id) && VIO_VU_WATCH_QUEUE(id) < e->nkick) {
+        r = &e->rec[1 + VIO_VU_WATCH_QUEUE(id)];
+    } else {
+        struct ev_vu_rec *fresh = NULL;
+        for (unsigned i = 1 + e->nkick; i < e->nrec; i++) {
+            if (e->rec[i].used && e->rec[i].id == id)
+                return &e->rec[i];
+            if (!e->rec[i].used && !fresh)
+                fresh = &e->rec[i];
+        }
+        r = fresh;
+    }
+    if (!r || (!r->used && !alloc))
+        return NULL;
+    if (!r->used) {
+        r->used = true;
+        r->id = id;
+        r->owner = e;
+        ev_io_init(&r->io, ev_vu_io_cb, -1, 0);
+    }
+    return r;
+}
+
+static void ev_vu_set_watch(void *opaque, int fd, unsigned events, uint32_t id)
+{
+    struct vio_ev_vhost_user *e = opaque;
+    int want = to_ev(events);
+    struct ev_vu_rec *r = ev_vu_find(e, id, want != 0 && fd >= 0);
+    if (!r) {
+        if (want && fd >= 0 && !e->full_logged) {
+            e->full_logged = true;
+            logf_(e->log, e->log_opaque, VIO_LOG_ERROR,
+                  "watch table full: fd %d (id 0x%x) is not watched (logged once)", fd, id);
+        }
+        return;
+    }
+    if (ev_is_active(&r->io)) {
+        if (want && r->io.fd == fd && (r->io.events & (EV_READ | EV_WRITE)) == want)
+            return;
+        ev_io_stop(e->loop, &r->io);
+        e->active--;
+    }
+    if (!want || fd < 0) {
+        r->used = false;
+        return;
+    }
+    ev_io_set(&r->io, fd, want);
+    ev_io_start(e->loop, &r->io);
+    e->active++;
+}
+
+static void ev_vu_pause(void *opaque)
+{
+    struct vio_ev_vhost_user *e = opaque;
+    if (e->user_pause)
+        e->user_pause(e->user_opaque);
+}
+
+static void ev_vu_resume(void *opaque)
+{
+    struct vio_ev_vhost_user *e = opaque;
+    if (e->user_resume)
+        e->user_resume(e->user_opaque);
+}
+
+static void ev_vu_session(void *opaque, bool connected)
+{
+    struct vio_ev_vhost_user *e = opaque;
+    if (e->user_session)
+        e->user_session(e->user_opaque, connected);
+}
+
+static int ev_vu_device_request(void *opaque, enum vio_vhost_user_request req, uint64_t value)
+{
+    struct vio_ev_vhost_user *e = opaque;
+    return e->user_device_request ? e->user_device_request(e->user_opaque, req, value) : 0;
+}
+
+int vio_ev_vhost_user_new(struct ev_loop *loop, const struct vio_vhost_user_config *cfg,
+                          struct vio_ev_vhost_user **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!loop || !cfg || cfg->struct_size < sizeof(*cfg) || !cfg->dev)
+        return -EINVAL;
+    if (cfg->set_watch) {
+        logf_(cfg->log, cfg->log_opaque, VIO_LOG_ERROR,
+              "vio_ev_vhost_user_new(): cfg->set_watch must be NULL (the adapter watches the "
+              "fds itself)");
+        return -EINVAL;
+    }
+    struct vio_ev_vhost_user *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    unsigned nq = vio_device_num_queues(cfg->dev);
+    e->loop = loop;
+    e->log = cfg->log;
+    e->log_opaque = cfg->log_opaque;
+    e->user_opaque = cfg->opaque;
+    e->user_pause = cfg->pause;
+    e->user_resume = cfg->resume;
+    e->user_session = cfg->session;
+    e->user_device_request = cfg->device_request;
+    /* rings beyond 256 do not exist on the wire (the ring index is 8 bits) */
+    e->nkick = nq < 256 ? nq : 256;
+    e->nrec = 1 + e->nkick + 2 * nq + 4;
+    e->rec = calloc(e->nrec, sizeof(*e->rec));
+    if (!e->rec) {
+        free(e);
+        return -ENOMEM;
+    }
+    ev_timer_init(&e->timer, ev_vu_timer_cb, 0., 0.);
+    /* Every hook goes through the adapter: the transport has one opaque for all of them. */
+    struct vio_vhost_user_config c = *cfg;
+    c.opaque = e;
+    c.set_watch = ev_vu_set_watch;
+    c.pause = cfg->pause ? ev_vu_pause : NULL;
+    c.resume = cfg->resume ? ev_vu_resume : NULL;
+    c.session = cfg->session ? ev_vu_session : NULL;
+    c.device_request = cfg->device_request ? ev_vu_device_request : NULL;
+    int r = vio_vhost_user_new(&c, &e->vu);
+    if (r < 0) {
+        /* the transport stopped every watch it had announced */
+        for (unsigned i = 0; i < e->nrec; i++)
+            if (ev_is_active(&e->rec[i].io))
+                ev_io_stop(loop, &e->rec[i].io);
+        free(e->rec);
+        free(e);
+        return r;
+    }
+    ev_vu_rearm(e); /* a client waiting to reconnect */
+    *out = e;
+    return 0;
+}
+
+void vio_ev_vhost_user_free(struct vio_ev_vhost_user *e)
+{
+    if (!e)
+        return;
+    vio_vhost_user_free(e->vu); /* unwatches through set_watch: the table is still here */
+    for (unsigned i = 0; i < e->nrec; i++)
+        if (ev_is_active(&e->rec[i].io))
+            ev_io_stop(e->loop, &e->rec[i].io);
+    if (ev_is_active(&e->timer))
+        ev_timer_stop(e->loop, &e->timer);
+    free(e->rec);
+    free(e);
+}
+
+struct vio_vhost_user *vio_ev_vhost_user_transport(const struct vio_ev_vhost_user *e)
+{
+    return e ? e->vu : NULL;
+}
+
+unsigned vio_ev_vhost_user_active_watches(const struct vio_ev_vhost_user *e)
+{
+    return e ? e->active : 0;
 }

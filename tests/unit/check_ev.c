@@ -6,17 +6,29 @@
  * trip through a real loop: the driver-side helper sends frames, its kicks wake the
  * virtio-net device model through kick eventfds, the loopback backend's eventfd wakes the
  * receive side, the device's call eventfds wake the driver — all in one ev_loop.
+ *
+ * vhost-user on a loop (vio_ev_vhost_user_new()): the transport, a virtio-net device and a
+ * loopback backend served by an ev_loop on its own thread, against the vhost-user front-end
+ * of examples/vhost-user-net (vu_frontend.c: a memfd guest, the library's driver side)
+ * moving frames through it; a client-mode transport reconnecting from the loop's timer; and
+ * the one-binding rule between the two attachments.
  */
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <ev.h>
 
 #include "net_local.h"
+#include "vu_frontend.h"
 #include "virtio/ev.h"
 #include "virtio/net_driver.h"
 #include "virtio/status.h"
@@ -556,6 +568,298 @@ START_TEST(test_round_trip_no_event_idx_big)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* vhost-user on a loop */
+
+static int vu_errors;
+
+static void vu_log(void *opaque, int level, const char *object, const char *msg)
+{
+    (void)opaque;
+    if (level == VIO_LOG_ERROR)
+        __atomic_add_fetch(&vu_errors, 1, __ATOMIC_RELAXED);
+    if (level <= VIO_LOG_WARN || getenv("EV_TEST_VERBOSE"))
+        fprintf(stderr, "[%d] %s: %s\n", level, object, msg);
+}
+
+/* A loop running on its own thread; stopped (joined) before anything touches its objects. */
+struct vloop {
+    struct ev_loop *loop;
+    ev_async stop;
+    pthread_t th;
+    bool running;
+};
+
+static void vloop_stop_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void *vloop_main(void *arg)
+{
+    struct vloop *v = arg;
+    ev_run(v->loop, 0);
+    return NULL;
+}
+
+static void vloop_init(struct vloop *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->loop = ev_loop_new(EVFLAG_AUTO);
+    ck_assert_ptr_nonnull(v->loop);
+    ev_async_init(&v->stop, vloop_stop_cb);
+    ev_async_start(v->loop, &v->stop);
+}
+
+static void vloop_start(struct vloop *v)
+{
+    ck_assert_int_eq(pthread_create(&v->th, NULL, vloop_main, v), 0);
+    v->running = true;
+}
+
+static void vloop_join(struct vloop *v)
+{
+    if (!v->running)
+        return;
+    ev_async_send(v->loop, &v->stop);
+    pthread_join(v->th, NULL);
+    v->running = false;
+}
+
+static void vloop_fini(struct vloop *v)
+{
+    vloop_join(v);
+    ev_async_stop(v->loop, &v->stop);
+    ev_loop_destroy(v->loop);
+}
+
+/* The served device: virtio-net on a loopback backend, as vhost-user frontends expect it. */
+struct vnet {
+    struct vio_net_backend be;
+    struct vio_net_dev *nd;
+    struct vio_device *dev;
+    char dir[64], path[108];
+    int sessions_up, sessions_down; /* written on the loop thread, read after a join */
+};
+
+static void vnet_open(struct vnet *n, unsigned pairs)
+{
+    memset(n, 0, sizeof(*n));
+    struct vio_net_backend_config bc = {.struct_size = sizeof(bc), .queue_pairs = pairs,
+                                        .ring_frames = 256, .log = vu_log};
+    ck_assert_int_eq(vio_net_loopback_open(&bc, &n->be), 0);
+    struct vio_net_dev_config nc = {.struct_size = sizeof(nc), .backend = &n->be,
+                                    .max_queue_pairs = (uint16_t)pairs, .queue_size = 256,
+                                    .frontend_ctrl = true, .log = vu_log};
+    ck_assert_int_eq(vio_net_dev_new(&nc, &n->nd), 0);
+    n->dev = vio_net_dev_device(n->nd);
+    snprintf(n->dir, sizeof(n->dir), "/tmp/check_ev.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(n->dir));
+    snprintf(n->path, sizeof(n->path), "%s/vu.sock", n->dir);
+}
+
+static void vnet_close(struct vnet *n)
+{
+    vio_net_dev_free(n->nd);
+    vio_net_backend_destroy(&n->be);
+    unlink(n->path);
+    rmdir(n->dir);
+}
+
+static void vnet_session(void *opaque, bool connected)
+{
+    struct vnet *n = opaque;
+    if (connected)
+        n->sessions_up++;
+    else
+        n->sessions_down++;
+}
+
+static struct vio_vhost_user_config vnet_vu_config(struct vnet *n)
+{
+    struct vio_vhost_user_config c = {.struct_size = sizeof(c), .socket_path = n->path,
+                                      .dev = n->dev, .log = vu_log, .opaque = n,
+                                      .session = vnet_session, .queue_num = 0};
+    c.queue_num = vio_device_frontend_queue_num(n->dev);
+    return c;
+}
+
+/* One front-end session: negotiate, echo frames through the loopback, close. */
+static void vu_echo_session(struct vufe *f, unsigned pairs, unsigned frames, size_t len)
+{
+    struct vufe_config fc = {.queue_pairs = pairs, .queue_size = 256, .reply_ack = true,
+                             .log = vu_log};
+    int rc = vufe_setup(f, &fc);
+    ck_assert_msg(rc == 0, "front-end setup: %d (%s)", rc, f->err);
+    long ok = vufe_echo(f, frames, len, 20000);
+    ck_assert_msg(ok == (long)frames * pairs, "echo: %ld of %u frames came back intact", ok,
+                  frames * pairs);
+}
+
+START_TEST(test_vu_server_echo)
+{
+    const unsigned pairs = 2;
+    struct vnet n;
+    vnet_open(&n, pairs);
+    struct vloop v;
+    vloop_init(&v);
+    vu_errors = 0;
+    struct vio_vhost_user_config c = vnet_vu_config(&n);
+    struct vio_ev_vhost_user *evu = NULL;
+    ck_assert_int_eq(vio_ev_vhost_user_new(v.loop, &c, &evu), 0);
+    ck_assert_ptr_nonnull(vio_ev_vhost_user_transport(evu));
+    ck_assert(vio_device_is_bound(n.dev));
+    ck_assert_uint_eq(vio_ev_vhost_user_active_watches(evu), 1); /* the listening socket */
+    vloop_start(&v);
+
+    for (unsigned round = 0; round < 2; round++) {
+        struct vufe f;
+        int rc = vufe_open(&f, n.path, -1);
+        ck_assert_msg(rc == 0, "connect: %d (%s)", rc, f.err);
+        vu_echo_session(&f, pairs, 3000, round ? 64 : 1500);
+        /* look at the loop's watches with the loop stopped: the connection, a kick per ring
+         * and the backend's receive fds of the running rings */
+        vloop_join(&v);
+        struct vio_vhost_user *vu = vio_ev_vhost_user_transport(evu);
+        ck_assert(vio_vhost_user_connected(vu));
+        ck_assert_uint_ge(vio_ev_vhost_user_active_watches(evu), 1 + 2 * pairs + pairs);
+        for (unsigned q = 0; q < 2 * pairs; q++) {
+            struct vio_vhost_user_queue_state st;
+            ck_assert_int_eq(vio_vhost_user_queue_state(vu, q, &st), 0);
+            ck_assert_msg(st.running, "ring %u not running", q);
+        }
+        struct vio_net_queue_stats rs;
+        ck_assert_int_eq(vio_net_dev_get_stats(n.nd, 1, &rs), 0);
+        ck_assert_uint_ge(rs.packets, 3000);
+        vloop_start(&v);
+        vufe_close(&f);
+        /* the session ends on the loop; the transport listens again */
+        for (int i = 0; i < 500 && __atomic_load_n(&n.sessions_down, __ATOMIC_ACQUIRE) <=
+                                       (int)round; i++)
+            usleep(10000);
+        vloop_join(&v);
+        ck_assert_int_eq(n.sessions_up, (int)round + 1);
+        ck_assert_int_eq(n.sessions_down, (int)round + 1);
+        ck_assert(!vio_vhost_user_connected(vu));
+        ck_assert_uint_eq(vio_ev_vhost_user_active_watches(evu), 1);
+        vloop_start(&v);
+    }
+    vloop_join(&v);
+    ck_assert_int_eq(vu_errors, 0);
+    vio_ev_vhost_user_free(evu);
+    ck_assert(!vio_device_is_bound(n.dev));
+    ck_assert_int_eq(access(n.path, F_OK), -1); /* the server removed its socket */
+    vloop_fini(&v);
+    vnet_close(&n);
+}
+END_TEST
+
+static int listen_on(const char *path)
+{
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(s, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(s, 1), 0);
+    return s;
+}
+
+static int accept_within(int s, int ms)
+{
+    struct pollfd p = {.fd = s, .events = POLLIN};
+    if (poll(&p, 1, ms) != 1)
+        return -1;
+    return accept4(s, NULL, NULL, SOCK_CLOEXEC);
+}
+
+START_TEST(test_vu_client_reconnect)
+{
+    struct vnet n;
+    vnet_open(&n, 1);
+    struct vloop v;
+    vloop_init(&v);
+    vu_errors = 0;
+    struct vio_vhost_user_config c = vnet_vu_config(&n);
+    c.client = true;
+    c.reconnect_ms = 20;
+    struct vio_ev_vhost_user *evu = NULL;
+    /* nobody listens yet: created anyway, retrying from the loop's timer */
+    ck_assert_int_eq(vio_ev_vhost_user_new(v.loop, &c, &evu), 0);
+    ck_assert_uint_eq(vio_ev_vhost_user_active_watches(evu), 0);
+    ck_assert_int_ge(vio_vhost_user_timeout_ms(vio_ev_vhost_user_transport(evu)), 0);
+    vloop_start(&v);
+    usleep(100000); /* a few failed attempts */
+    int ls = listen_on(n.path);
+    int fd = accept_within(ls, 5000);
+    ck_assert_msg(fd >= 0, "the transport did not reconnect from the loop's timer");
+    struct vufe f;
+    ck_assert_int_eq(vufe_open(&f, NULL, fd), 0);
+    vu_echo_session(&f, 1, 2000, 256);
+    /* the front-end goes away: the loop's timer connects again */
+    vufe_close(&f);
+    fd = accept_within(ls, 5000);
+    ck_assert_msg(fd >= 0, "no reconnect after the session ended");
+    ck_assert_int_eq(vufe_open(&f, NULL, fd), 0);
+    vu_echo_session(&f, 1, 500, 1000);
+    vloop_join(&v);
+    ck_assert_int_eq(n.sessions_up, 2);
+    vufe_close(&f);
+    vio_ev_vhost_user_free(evu);
+    close(ls);
+    ck_assert_int_eq(vu_errors, 0);
+    vloop_fini(&v);
+    vnet_close(&n);
+}
+END_TEST
+
+START_TEST(test_vu_one_binding)
+{
+    struct vnet n;
+    vnet_open(&n, 1);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct vio_vhost_user_config c = vnet_vu_config(&n);
+    struct vio_ev_vhost_user *evu = (void *)1;
+    /* argument checks */
+    ck_assert_int_eq(vio_ev_vhost_user_new(NULL, &c, &evu), -EINVAL);
+    ck_assert_ptr_null(evu);
+    ck_assert_int_eq(vio_ev_vhost_user_new(loop, NULL, &evu), -EINVAL);
+    ck_assert_int_eq(vio_ev_vhost_user_new(loop, &c, NULL), -EINVAL);
+    c.struct_size = 8;
+    ck_assert_int_eq(vio_ev_vhost_user_new(loop, &c, &evu), -EINVAL);
+    c = vnet_vu_config(&n);
+    c.set_watch = (void (*)(void *, int, unsigned, uint32_t))1; /* the adapter's job */
+    ck_assert_int_eq(vio_ev_vhost_user_new(loop, &c, &evu), -EINVAL);
+    c.set_watch = NULL;
+    ck_assert(!vio_device_is_bound(n.dev));
+
+    /* the libev device attachment holds the device: vhost-user cannot take it */
+    struct vio_ev_device_config ec = {.struct_size = sizeof(ec), .loop = loop, .dev = n.dev};
+    struct vio_ev_device *evd = NULL;
+    ck_assert_int_eq(vio_ev_device_new(&ec, &evd), 0);
+    ck_assert_int_eq(vio_ev_vhost_user_new(loop, &c, &evu), -EBUSY);
+    ck_assert_ptr_null(evu);
+    ck_assert_int_eq(access(n.path, F_OK), -1); /* nothing was left behind */
+    vio_ev_device_free(evd);
+    ck_assert(!vio_device_is_bound(n.dev));
+
+    /* and the other way round: vhost-user drives it, the device attachment is refused */
+    ck_assert_int_eq(vio_ev_vhost_user_new(loop, &c, &evu), 0);
+    ck_assert_int_eq(vio_ev_device_new(&ec, &evd), -EBUSY);
+    ck_assert_ptr_null(evd);
+    vio_ev_vhost_user_free(evu);
+    ck_assert_int_eq(vio_ev_device_new(&ec, &evd), 0);
+    vio_ev_device_free(evd);
+    vio_ev_vhost_user_free(NULL);
+    ck_assert_ptr_null(vio_ev_vhost_user_transport(NULL));
+    ck_assert_uint_eq(vio_ev_vhost_user_active_watches(NULL), 0);
+    ev_loop_destroy(loop);
+    vnet_close(&n);
+}
+END_TEST
+
 static Suite *ev_suite(void)
 {
     Suite *s = suite_create("ev");
@@ -572,6 +876,12 @@ static Suite *ev_suite(void)
     tcase_add_test(tc, test_round_trip_mergeable);
     tcase_add_test(tc, test_round_trip_small_buffers);
     tcase_add_test(tc, test_round_trip_no_event_idx_big);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("vhost_user");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_vu_server_echo);
+    tcase_add_test(tc, test_vu_client_reconnect);
+    tcase_add_test(tc, test_vu_one_binding);
     suite_add_tcase(s, tc);
     return s;
 }

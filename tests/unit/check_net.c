@@ -242,6 +242,8 @@ END_TEST
 START_TEST(set_features_refusals)
 {
     env_open(&E, NULL);
+    for (unsigned i = 0; i < E.nq; i++) /* features are set with the queues stopped */
+        vio_device_queue_stop(E.dev, i);
     uint64_t off = vio_device_features(E.dev);
     ck_assert_int_eq(vio_device_set_features(E.dev, off | FB(VIO_NET_F_HOST_TSO4)), -ENOTSUP);
     ck_assert_int_eq(vio_device_set_features(E.dev, off & ~FB(VIO_F_VERSION_1)), -ENOTSUP);
@@ -252,6 +254,8 @@ START_TEST(set_features_refusals)
 
     struct env_opts o = {.be_features = ALL_OFFLOADS};
     env_open(&E, &o);
+    for (unsigned i = 0; i < E.nq; i++)
+        vio_device_queue_stop(E.dev, i);
     off = vio_device_features(E.dev);
     ck_assert_int_eq(vio_device_set_features(E.dev, off & ~FB(VIO_NET_F_GUEST_CSUM)), -ENOTSUP);
     ck_assert_int_eq(vio_device_set_features(E.dev, off & ~FB(VIO_NET_F_CSUM)), -ENOTSUP);
