@@ -475,9 +475,10 @@ static inline void budget_empty(struct spin_budget *b)
  * A worker has two states:
  * - sleeping: the driver's kicks are on, the worker waits in poll() on its kick eventfds,
  *   backend fds and wake fd, and handles what is ready;
- * - polling: the pair is in polling mode (vio_net_dev_set_polling: kicks off, the backend's
- *   fds left alone), the worker drives both rings in a loop (worker_spin) and looks at its fds
- *   only every BUSY_POLL_EVERY rounds (a wake-up, a stale kick to drain).
+ * - polling: the pair is in polling mode (vio_net_dev_set_polling: the driver's kicks stay
+ *   off, the backend stays watched when the driver runs out of buffers), the worker drives
+ *   both rings in a loop (worker_spin) and looks at its fds only every BUSY_POLL_EVERY rounds
+ *   (a wake-up, a stale kick to drain, a readable backend).
  * Work found while sleeping starts polling; a poll budget (--poll-us, the adaptive default)
  * spent without any work ends it: the worker turns polling mode off, runs one more round
  * (which re-enables the kicks and then re-checks the rings, so a chain the driver published
