@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/vhost-user-callgrind.sh — instructions per forwarded frame of the back-end: our
-# vio-vhost-user-net (--loopback --loopback-drop --busy-poll) and DPDK's net_vhost PMD (testpmd
+# vio-vhost-user-net (--loopback --loopback-drop, --busy-poll unless --mode says) and DPDK's net_vhost PMD (testpmd
 # io forwarding), each run under valgrind --tool=callgrind, with the same native
 # dpdk-testpmd net_virtio_user front-end forwarding 64 B frames (io, start tx_first) on the
 # other CPU. Wall-clock figures on this machine swing ~2x with its mood; an instruction count
@@ -12,11 +12,13 @@
 # polls an empty ring; bursts are shorter than in a native run, so per-burst costs weigh a
 # little more (the figure of one build moves by a few percent from run to run with that).
 #
-# Usage: bench/vhost-user-callgrind.sh [--daemon PATH] [--seconds N] [--path M:I] [-a]
+# Usage: bench/vhost-user-callgrind.sh [--daemon PATH] [--seconds N] [--path M:I] [--mode M] [-a]
 #   --daemon PATH   vio-vhost-user-net (default: build*/examples/vio-vhost-user-net; build it
 #                   in Release, with -g for source lines)
 #   --seconds N     how long each back-end forwards (default 15)
 #   --path M:I      virtio_user mrg_rxbuf=M,in_order=I (default 1:1)
+#   --mode M        our daemon's mode: busy-poll (the default here, the figures of the
+#                   history were taken with it) or default (its adaptive default mode)
 #   -a              also print our worker's top functions (callgrind_annotate)
 # RESULT vhost-user-cg/<path>/{ours,dpdk} <Ir> Ir/frame and .../ratio (ours/dpdk: below 1 =
 # fewer instructions than DPDK's). 4 KiB pages (--no-huge) on both sides. Needs root,
@@ -25,18 +27,24 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(dirname "$here")
-daemon="" secs=15 path=1:1 annotate=0
+daemon="" secs=15 path=1:1 annotate=0 omode=busy-poll
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --daemon) daemon=${2:?--daemon needs a path}; shift 2 ;;
         --seconds) secs=${2:?--seconds needs a value}; shift 2 ;;
         --path) path=${2:?--path needs M:I}; shift 2 ;;
+        --mode) omode=${2:?--mode needs busy-poll or default}; shift 2 ;;
         -a) annotate=1; shift ;;
         -h|--help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "vhost-user-callgrind: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "vhost-user-callgrind: --seconds must be a positive integer, got '$secs'" >&2; exit 2; }
+case "$omode" in
+    busy-poll) oargs=(--busy-poll) ;;
+    default) oargs=() ;;
+    *) echo "vhost-user-callgrind: --mode wants busy-poll or default, got '$omode'" >&2; exit 2 ;;
+esac
 [[ $path =~ ^[01]:[01]$ ]] || { echo "vhost-user-callgrind: --path must be M:I with M, I in 0/1, got '$path'" >&2; exit 2; }
 VU_TAG=vhost-user-cg
 # shellcheck source=bench/vhost-user-common.sh
@@ -112,7 +120,7 @@ busiest() { # PREFIX
     echo "$best $bf"
 }
 
-say "daemon: $daemon"
+say "daemon: $daemon (mode $omode)"
 say "peer: $(peer_version)"
 say "path $devargs, io forwarding, 64 B, $secs s per side, back-end under callgrind on CPU $BE_CPU"
 
@@ -120,7 +128,7 @@ say "path $devargs, io forwarding, 64 B, $secs s per side, back-end under callgr
 sock="$dir/ours.sock"
 taskset -c "$BE_CPU" valgrind --tool=callgrind --separate-threads=yes \
     --callgrind-out-file="$dir/ours.cg" "$daemon" --socket "$sock" --loopback --loopback-drop \
-    -Q --busy-poll >"$dir/ours.out" 2>"$dir/ours.err" &
+    -Q "${oargs[@]}" >"$dir/ours.out" 2>"$dir/ours.err" &
 dp=$!
 pids+=("$dp")
 ours_frames=0

@@ -22,6 +22,17 @@
 # run again (up to 3 tries), and the summary also gives the ratio over the fast pairs and
 # over the slow pairs (RESULT .../ratio_fast, .../ratio_slow).
 #
+# Our daemon runs in its default mode unless told otherwise (--mode): adaptive, a worker polls
+# for --poll-us (its default) after work and then sleeps on the eventfds. --mode busy-poll
+# gives the always-polling mode (as DPDK's vhost PMD polls), --mode event the event-driven one
+# (--poll-us 0), --mode "poll-us=N" the adaptive mode with another budget. The mode is in
+# every RESULT name (.../ours-<mode>, .../ratio-<mode>), so two runs compare side by side.
+#
+# Idle CPU. After the pairs of each path, with both front-ends connected and quiet, the
+# daemon's CPU use (utime + stime of all its threads from /proc/PID/stat, over --idle-seconds)
+# in per cent of one core: RESULT vhost-user/idle-cpu/<pages>/<path>/ours-<mode> <x> %.
+# The adaptive and event modes should read ~0, busy-poll ~100.
+#
 # Control path. bench_vhost_user_ctrl (a minimal front-end) times connect() -> every setup
 # message acknowledged (REPLY_ACK) -> one more round trip, with guest RAM of 1, 16 and 64 GiB
 # (sparse memfd) for ours and 1 GiB for DPDK's (it populates guest RAM at SET_MEM_TABLE), and
@@ -36,18 +47,25 @@
 #   --paths LIST      mrg:inorder pairs (default "1:0 0:0 1:1 0:1")
 #   --sizes LIST      frame sizes (default "64 1500")
 #   --modes LIST      txonly, io (default both)
-#   --busy-poll       run our daemon with --busy-poll (the default: its workers poll the
-#                     rings with the driver's kicks off, as DPDK's vhost PMD polls)
-#   --no-busy-poll    run our daemon event-driven (workers sleep until a kick)
+#   --mode MODE       our daemon's mode: default (its default options: adaptive polling;
+#                     the default), busy-poll, event (--poll-us 0), poll-us=N
+#   --busy-poll       the same as --mode busy-poll
+#   --no-busy-poll    the same as --mode event
+#   --idle-seconds S  idle CPU measuring interval per path (default 5; 0: skip)
 #   --no-ctrl / --no-data   skip a section
 #   --quick           --pairs 5 --seconds 0.5 --paths 1:0 --sizes 64 --pages 4k
+#
+# The default mode against DPDK (what users run), the full grid, then a short look:
+#   bench/vhost-user.sh --daemon build-bench/examples/vio-vhost-user-net
+#   bench/vhost-user.sh --daemon ... --no-ctrl --pages 4k --paths 1:0 --sizes 64 --pairs 3
+# The same grid with the daemon always polling, for comparison: add --mode busy-poll.
 # Needs root and dpdk-testpmd; prints "SKIP" and exits 0 without them.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(dirname "$here")
 daemon="" ctrl="" pairs=5 secs=1 pages="4k huge" paths="1:0 0:0 1:1 0:1" sizes="64 1500"
-modes="txonly io" busy=1 do_ctrl=1 do_data=1
+modes="txonly io" omode=default idle_secs=5 do_ctrl=1 do_data=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --daemon) daemon=$2; shift 2 ;;
@@ -58,8 +76,10 @@ while [[ $# -gt 0 ]]; do
         --paths) paths=$2; shift 2 ;;
         --sizes) sizes=$2; shift 2 ;;
         --modes) modes=$2; shift 2 ;;
-        --busy-poll) busy=1; shift ;;
-        --no-busy-poll) busy=0; shift ;;
+        --mode) omode=${2:?--mode needs a value}; shift 2 ;;
+        --busy-poll) omode=busy-poll; shift ;;
+        --no-busy-poll) omode=event; shift ;;
+        --idle-seconds) idle_secs=${2:?--idle-seconds needs a value}; shift 2 ;;
         --no-ctrl) do_ctrl=0; shift ;;
         --no-data) do_data=0; shift ;;
         --quick) pairs=5 secs=0.5 paths="1:0" sizes=64 pages=4k; shift ;;
@@ -67,6 +87,14 @@ while [[ $# -gt 0 ]]; do
         *) echo "vhost-user bench: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
+case "$omode" in
+    default) oargs=() ;;
+    busy-poll) oargs=(--busy-poll) ;;
+    event) oargs=(--poll-us 0) ;;
+    poll-us=[0-9]*) oargs=(--poll-us "${omode#poll-us=}") ;;
+    *) echo "vhost-user bench: --mode wants default, busy-poll, event or poll-us=N, not '$omode'" >&2; exit 2 ;;
+esac
+[[ $idle_secs =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "vhost-user bench: --idle-seconds wants seconds, not '$idle_secs'" >&2; exit 2; }
 VU_TAG=vhost-user
 # shellcheck source=bench/vhost-user-common.sh
 . "$here/vhost-user-common.sh"
@@ -108,6 +136,17 @@ XCORE_SLOW_NS=${XCORE_SLOW_NS:-250}
 probe() { if [[ -x "$xcore" ]]; then "$xcore" --cpus "$BE_CPU,$FE_CPU" --ms 20 2>/dev/null || echo "?"; else echo "?"; fi; }
 mood() { # NS -> fast|slow|?
     if [[ $1 == "?" ]]; then echo "?"; elif (( $1 < XCORE_SLOW_NS )); then echo fast; else echo slow; fi
+}
+# cpu_ticks PID -> utime + stime of all the process's threads, in clock ticks
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# idle_cpu PID SEC -> per cent of one core used over SEC seconds
+idle_cpu() {
+    local t0 t1 w0 w1
+    t0=$(cpu_ticks "$1"); w0=$(date +%s.%N)
+    sleep "$2"
+    t1=$(cpu_ticks "$1"); w1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" -v w0="$w0" -v w1="$w1" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.2f\n", (b - a) / hz / (w1 - w0) * 100 }'
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -167,7 +206,7 @@ setup_hugepages() {
     [[ $(awk '/HugePages_Free/ { print $2 }' /proc/meminfo) -ge $need ]]
 }
 
-say "daemon: $daemon ($([[ $busy -eq 1 ]] && echo "--busy-poll" || echo "event-driven"))"
+say "daemon: $daemon, mode $omode (${oargs[*]:-no mode options})"
 say "peer: $(peer_version)"
 say "back-ends on CPU $BE_CPU, front-ends on CPU $FE_CPU; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -205,7 +244,7 @@ fi
 
 # --- data path --------------------------------------------------------------------------
 [[ $do_data -eq 1 ]] || exit 0
-declare -A A B R M
+declare -A A B R M IC
 cases=()
 for pg in $pages; do
     if [[ $pg == huge ]]; then
@@ -223,10 +262,10 @@ for pg in $pages; do
         tag="$pg mrg_rxbuf=$mrg in_order=$ino"
         say "--- $tag: starting back-ends and front-ends"
         rm -f "$dir"/*.sock "$dir"/*.fifo
-        dargs=(--socket "$dir/ours.sock" --loopback --loopback-drop -Q)
-        [[ $busy -eq 0 ]] || dargs+=(--busy-poll)
+        dargs=(--socket "$dir/ours.sock" --loopback --loopback-drop -Q "${oargs[@]}")
         taskset -c "$BE_CPU" "$daemon" "${dargs[@]}" >"$dir/ours.out" 2>"$dir/ours.err" &
         pids+=($!)
+        opid=$!
         start_testpmd be "$BE_CPU" "$mem" "net_vhost0,iface=$dir/dpdk.sock,queues=1" --forward-mode=io
         for ((i = 0; i < 600; i++)); do [[ -S "$dir/ours.sock" && -S "$dir/dpdk.sock" ]] && break; sleep 0.1; done
         start_testpmd fa "$FE_CPU" "$mem" "net_virtio_user0,path=$dir/ours.sock,$devargs"
@@ -267,6 +306,14 @@ for pg in $pages; do
                 done
             done
         done
+        if [[ $idle_secs != 0 ]]; then
+            # both front-ends connected and stopped, DPDK's forwarding stopped: nothing moves
+            sleep 0.5
+            ic=$(idle_cpu "$opid" "$idle_secs")
+            ikey="$pg/mrg$mrg-inorder$ino"
+            IC[$ikey]=$ic
+            say "  idle: the daemon used $ic % of a core over $idle_secs s with its front-end connected and quiet"
+        fi
         cleanup
     done
 done
@@ -286,9 +333,16 @@ for key in "${cases[@]}"; do
     fr=$(by_mood "$key" fast)
     sr=$(by_mood "$key" slow)
     printf '%-36s %12.3f %12.3f %10.3f %12s %12s\n' "$key" "$ma" "$mb" "$mr" "$fr" "$sr"
-    echo "RESULT vhost-user/$key/ours $ma Mpps"
+    echo "RESULT vhost-user/$key/ours-$omode $ma Mpps"
     echo "RESULT vhost-user/$key/dpdk $mb Mpps"
-    echo "RESULT vhost-user/$key/ratio $mr x"
-    [[ ${fr%% *} == - ]] || echo "RESULT vhost-user/$key/ratio_fast ${fr%% *} x"
-    [[ ${sr%% *} == - ]] || echo "RESULT vhost-user/$key/ratio_slow ${sr%% *} x"
+    echo "RESULT vhost-user/$key/ratio-$omode $mr x"
+    [[ ${fr%% *} == - ]] || echo "RESULT vhost-user/$key/ratio_fast-$omode ${fr%% *} x"
+    [[ ${sr%% *} == - ]] || echo "RESULT vhost-user/$key/ratio_slow-$omode ${sr%% *} x"
 done
+if [[ ${#IC[@]} -gt 0 ]]; then
+    say "idle CPU of our daemon (mode $omode), front-end connected and quiet, per cent of one core:"
+    for ikey in "${!IC[@]}"; do
+        printf '%-36s %8s %%\n' "$ikey" "${IC[$ikey]}"
+        echo "RESULT vhost-user/idle-cpu/$ikey/ours-$omode ${IC[$ikey]} %"
+    done | sort
+fi

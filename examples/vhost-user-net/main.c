@@ -50,8 +50,10 @@
 #define MAX_PAIRS 64u
 #define TAB_MAX 16u          /* watches per thread: 2 kicks + 2 backend fds + spares */
 #define POLL_RING_MS 1       /* period for rings the front-end asked us to poll (no kick fd) */
-#define BUSY_IDLE_ROUNDS 20000u /* --busy-poll: empty rounds before a worker sleeps again */
-#define BUSY_POLL_EVERY 1024u /* --busy-poll: rounds between two looks at the fds (a poll() when a burst comes in delays it) */
+#define POLL_US_DEFAULT 200u /* --poll-us: how long a worker keeps polling after work */
+#define POLL_US_MAX 1000000u
+#define BUSY_POLL_EVERY 1024u /* polling: rounds between two looks at the fds (a poll() when a burst comes in delays it) */
+#define IDLE_CLOCK_EVERY 64u  /* polling: empty rounds between two looks at the clock */
 
 /* ------------------------------------------------------------------------ */
 /* Options                                                                   */
@@ -74,7 +76,8 @@ struct opts {
     bool mac_swap;
     bool promisc;
     double stats_s;
-    bool busy_poll;
+    bool busy_poll;         /* poll for ever (never sleep) */
+    unsigned poll_us;       /* adaptive mode: poll this long after the last work; 0: never */
     unsigned idle_check_ms; /* 0: no idle check */
     uint64_t features_off;
     int verbosity; /* max vio_log_level printed */
@@ -257,7 +260,7 @@ static struct worker *owner_of(struct daemon *dm, uint32_t id)
     if (VIO_VU_WATCH_IS_KICK(id))
         qp = VIO_VU_WATCH_QUEUE(id) / 2u; /* rx 2p and tx 2p+1; the control queue is 2N */
     else
-        qp = id >> 1; /* VIO_NET_WATCH_ID(qp, kind) */
+        qp = VIO_NET_WATCH_QP(id); /* the device's backend watches */
     return qp < dm->nworkers ? &dm->w[qp] : NULL;
 }
 
@@ -433,6 +436,55 @@ static void worker_idle_check(struct worker *w)
     }
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* How long a worker goes on polling after the last round that found work (worker thread only).
+ * The clock is read once every IDLE_CLOCK_EVERY empty rounds, so a stretch of idle polling
+ * lasts the budget plus at most that many rounds (a few microseconds). */
+struct spin_budget {
+    uint64_t limit_ns; /* 0: never poll (--poll-us 0); UINT64_MAX: never stop (--busy-poll) */
+    uint64_t idle_t0;  /* when the clock first saw this idle stretch; 0: not yet */
+    unsigned empty;    /* empty rounds in a row */
+    bool expired;      /* the budget is spent: re-enable the kicks and sleep */
+};
+
+static inline void budget_work(struct spin_budget *b)
+{
+    b->empty = 0;
+    b->idle_t0 = 0;
+    b->expired = false;
+}
+
+static inline void budget_empty(struct spin_budget *b)
+{
+    if (++b->empty % IDLE_CLOCK_EVERY != 0 || b->limit_ns == UINT64_MAX)
+        return;
+    uint64_t now = mono_ns();
+    if (!b->idle_t0)
+        b->idle_t0 = now;
+    else if (now - b->idle_t0 >= b->limit_ns)
+        b->expired = true;
+}
+
+/*
+ * A worker has two states:
+ * - sleeping: the driver's kicks are on, the worker waits in poll() on its kick eventfds,
+ *   backend fds and wake fd, and handles what is ready;
+ * - polling: the pair is in polling mode (vio_net_dev_set_polling: the driver's kicks stay
+ *   off, the backend stays watched when the driver runs out of buffers), the worker drives
+ *   both rings in a loop (worker_spin) and looks at its fds only every BUSY_POLL_EVERY rounds
+ *   (a wake-up, a stale kick to drain, a readable backend).
+ * Work found while sleeping starts polling; a poll budget (--poll-us, the adaptive default)
+ * spent without any work ends it: the worker turns polling mode off, runs one more round
+ * (which re-enables the kicks and then re-checks the rings, so a chain the driver published
+ * just before it saw the kicks on is not left behind) and sleeps if that found nothing.
+ * --busy-poll never spends the budget; --poll-us 0 never polls.
+ */
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -440,7 +492,9 @@ static void *worker_main(void *arg)
     struct pollfd pfd[TAB_MAX + 1];
     uint32_t ids[TAB_MAX + 1];
     unsigned gen = ~0u, n = 1;
-    unsigned idle = 0;
+    struct spin_budget sb = {
+        .limit_ns = dm->o.busy_poll ? UINT64_MAX : (uint64_t)dm->o.poll_us * 1000u,
+        .expired = !dm->o.busy_poll}; /* the adaptive mode starts asleep */
 
     tl_worker = w;
     pfd[0] = (struct pollfd){.fd = w->wake_fd, .events = POLLIN};
@@ -450,16 +504,14 @@ static void *worker_main(void *arg)
     while (!atomic_load(&w->stop)) {
         if (atomic_load_explicit(&w->tab.gen, memory_order_acquire) != gen)
             n = wtab_snapshot(&w->tab, pfd, ids, 1, &gen);
-        /* Busy mode keeps the driver's kicks off while it spins (no eventfd write per burst
-         * on the front-end's side); before sleeping it turns them back on, and the spin
-         * right after re-checks the rings. */
-        bool want = dm->o.busy_poll && idle < BUSY_IDLE_ROUNDS;
+        bool want = sb.limit_ns && !sb.expired;
         if (want != polling) {
             polling = want;
             pthread_mutex_lock(&w->run_lock);
             vio_net_dev_set_polling(dm->net, w->qp, polling);
+            /* leaving: this round turns the kicks back on and re-checks the rings */
             if (!polling && worker_spin(w))
-                idle = 0;
+                budget_work(&sb);
             pthread_mutex_unlock(&w->run_lock);
             continue;
         }
@@ -472,21 +524,23 @@ static void *worker_main(void *arg)
         bool idle_check = timeout < 0 && dm->o.idle_check_ms;
         if (idle_check)
             timeout = (int)dm->o.idle_check_ms;
-        /* Busy mode drives the rings itself: look at the fds (wake-ups, kicks to drain)
-         * only every BUSY_POLL_EVERY rounds, a system call saved on the others. */
+        /* Polling drives the rings itself: look at the fds (wake-ups, kicks to drain) only
+         * every BUSY_POLL_EVERY rounds, a system call saved on the others. */
         if (timeout == 0 && ++spins % BUSY_POLL_EVERY != 0) {
             if (atomic_load_explicit(&w->pause_req, memory_order_acquire))
                 worker_wait_unpaused(w);
             /* Up to BUSY_POLL_EVERY rounds under one hold of the run lock (a lock and an
              * unlock per round cost as much as a small burst); a pause request, a stop or
-             * the idle limit ends the hold at once. */
+             * the spent budget ends the hold at once. */
             pthread_mutex_lock(&w->run_lock);
             do {
-                unsigned work = worker_spin(w);
-                idle = work ? 0 : idle + 1;
-                if (!work)
+                if (worker_spin(w)) {
+                    budget_work(&sb);
+                } else {
+                    budget_empty(&sb);
                     cpu_relax(); /* leave the core's resources to a sibling thread */
-            } while (++spins % BUSY_POLL_EVERY != BUSY_POLL_EVERY - 1 && idle < BUSY_IDLE_ROUNDS &&
+                }
+            } while (++spins % BUSY_POLL_EVERY != BUSY_POLL_EVERY - 1 && !sb.expired &&
                      !atomic_load_explicit(&w->pause_req, memory_order_acquire) &&
                      !atomic_load_explicit(&w->stop, memory_order_relaxed));
             pthread_mutex_unlock(&w->run_lock);
@@ -538,17 +592,24 @@ static void *worker_main(void *arg)
                 work += (unsigned)rc;
         }
         if (timeout >= 0) {
-            /* polled rings (no kick fd) and busy mode: look at the rings ourselves */
-            if (dm->o.busy_poll) {
+            /* polled rings (no kick fd) and polling: look at the rings ourselves */
+            if (polling) {
                 work += worker_spin(w);
             } else {
-                vio_vhost_user_kick(dm->vu, 2u * w->qp);
-                vio_vhost_user_kick(dm->vu, 2u * w->qp + 1u);
+                for (unsigned k = 0; k < 2; k++) {
+                    int rc = vio_vhost_user_kick(dm->vu, 2u * w->qp + k);
+                    if (rc > 0)
+                        work += (unsigned)rc;
+                }
             }
         }
         atomic_fetch_add_explicit(&w->batches, 1, memory_order_relaxed);
         pthread_mutex_unlock(&w->run_lock);
-        idle = work ? 0 : idle + 1;
+        /* work after a sleep starts a polling stretch (when the mode polls at all) */
+        if (work)
+            budget_work(&sb);
+        else if (polling)
+            budget_empty(&sb);
     }
     return NULL;
 }
@@ -1002,18 +1063,25 @@ static void usage(FILE *f)
 "      --stats[=SEC]       print per-queue counters and ring indices every SEC seconds\n"
 "                          (default 1) and warn about a transmit ring left waiting;\n"
 "                          SIGUSR1 prints them at any time, exit prints the final ones\n"
-"      --busy-poll         workers poll the rings instead of sleeping between kicks\n"
+"      --poll-us N         after work, a worker keeps polling its rings and backend with\n"
+"                          the driver's kicks off for N microseconds before it turns the\n"
+"                          kicks back on and sleeps (default %u; 0: event-driven, a\n"
+"                          worker sleeps until a kick; max %u)\n"
+"      --busy-poll         workers poll for ever and never sleep (a core each, even idle)\n"
 "      --idle-check MS     a worker idle this long looks at its rings: chains left without a\n"
 "                          kick are taken, a missed interrupt is sent again (default 1000;\n"
 "                          0: off). A safety net for drivers that lose notifications\n"
-"  -v, --verbose           log everything (debug level)\n"
-"  -Q, --quiet             log errors only\n"
+"      --log-level LEVEL   the most verbose messages printed: error, warn, info\n"
+"                          (default) or debug\n"
+"  -v, --verbose           the same as --log-level debug\n"
+"  -Q, --quiet             the same as --log-level error\n"
 "      --self-test         run an internal loopback check (no peer needed) and exit\n"
 "  -h, --help              this text\n"
 "\n"
 "SIGINT / SIGTERM stop the daemon cleanly. A front-end that disconnects (or breaks the\n"
-"protocol) ends its session only: the daemon waits for (or reconnects to) the next one.\n",
-            MAX_PAIRS);
+"protocol) ends its session only: the daemon waits for (or reconnects to) the next one.\n"
+"A bad command line: one line on stderr, exit status 2.\n",
+            MAX_PAIRS, POLL_US_DEFAULT, POLL_US_MAX);
 }
 
 static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned *out)
@@ -1051,7 +1119,7 @@ static int parse_mac(const char *s, uint8_t *mac)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     enum { O_RECONNECT = 256, O_MTU, O_QSIZE, O_STATS, O_BUSY, O_IDLE, O_LBFRAMES, O_LBDROP, O_MACSWAP,
-           O_NOPROMISC, O_FOFF, O_SELFTEST };
+           O_NOPROMISC, O_FOFF, O_SELFTEST, O_POLLUS, O_LOGLEVEL };
     static const struct option lo[] = {
         {"socket", required_argument, NULL, 's'},
         {"client", no_argument, NULL, 'c'},
@@ -1065,6 +1133,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"queue-size", required_argument, NULL, O_QSIZE},
         {"stats", optional_argument, NULL, O_STATS},
         {"busy-poll", no_argument, NULL, O_BUSY},
+        {"poll-us", required_argument, NULL, O_POLLUS},
+        {"log-level", required_argument, NULL, O_LOGLEVEL},
         {"idle-check", required_argument, NULL, O_IDLE},
         {"loopback-frames", required_argument, NULL, O_LBFRAMES},
         {"loopback-drop", no_argument, NULL, O_LBDROP},
@@ -1077,10 +1147,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     *o = (struct opts){.queues = 1, .queue_size = 1024, .reconnect_ms = 1000, .promisc = true,
-                       .idle_check_ms = 1000,
+                       .idle_check_ms = 1000, .poll_us = POLL_US_DEFAULT,
                        .verbosity = VIO_LOG_INFO};
     int kinds = 0, c;
-    bool reconnect_given = false;
+    bool reconnect_given = false, poll_us_given = false;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":s:ct:i:lq:m:vQh", lo, NULL)) != -1) {
         switch (c) {
@@ -1121,6 +1191,22 @@ static int parse_args(int argc, char **argv, struct opts *o)
             }
             break;
         case O_BUSY: o->busy_poll = true; break;
+        case O_POLLUS:
+            if (parse_uint(optarg, 0, POLL_US_MAX, &o->poll_us))
+                BAD("--poll-us wants microseconds (0..%u, 0: event-driven), not '%s'", POLL_US_MAX,
+                    optarg);
+            poll_us_given = true;
+            break;
+        case O_LOGLEVEL: {
+            static const char *const lv[] = {"error", "warn", "info", "debug"};
+            int k;
+            for (k = 0; k < 4 && strcmp(optarg, lv[k]) != 0; k++)
+                ;
+            if (k == 4)
+                BAD("--log-level wants error, warn, info or debug, not '%s'", optarg);
+            o->verbosity = k;
+            break;
+        }
         case O_IDLE:
             if (parse_uint(optarg, 0, 3600000, &o->idle_check_ms))
                 BAD("--idle-check wants milliseconds (0..3600000, 0: off), not '%s'", optarg);
@@ -1144,8 +1230,25 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 'v': o->verbosity = VIO_LOG_DEBUG; break;
         case 'Q': o->verbosity = VIO_LOG_ERROR; break;
         case 'h': usage(stdout); exit(0);
-        case ':': BAD("option '%s' needs a value", argv[optind - 1]);
-        default: BAD("unknown option '%s'", argv[optind - 1]);
+        case ':': /* only at the end of argv: optind is past the option */
+            if (strncmp(argv[optind - 1], "--", 2) == 0)
+                BAD("option '%s' needs a value", argv[optind - 1]);
+            BAD("option '-%c' needs a value", optopt);
+        default: {
+            /* an unknown or ambiguous long option leaves optopt 0 (optind is past it); a long
+             * option without a value given one sets optopt to its val; an unknown short
+             * option sets optopt to its letter (optind may still be on its group) */
+            const char *a = argv[optind - 1];
+            if (!optopt)
+                BAD("unknown or ambiguous option '%s'", a);
+            size_t len = strcspn(a, "=");
+            for (const struct option *l = lo; l->name; l++)
+                if (l->val == optopt && l->has_arg == no_argument && a[len] == '=' &&
+                    strncmp(a, "--", 2) == 0 && strlen(l->name) == len - 2 &&
+                    strncmp(a + 2, l->name, len - 2) == 0)
+                    BAD("option '--%s' takes no value", l->name);
+            BAD("unknown option '-%c'", optopt);
+        }
         }
     }
     if (optind < argc)
@@ -1156,6 +1259,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         BAD("--socket PATH is required");
     if (kinds != 1)
         BAD("give exactly one of --tap NAME, --iface NAME, --loopback");
+    if (poll_us_given && o->busy_poll)
+        BAD("--busy-poll polls for ever: it does not take --poll-us");
     if (reconnect_given && !o->client)
         BAD("--reconnect only applies with --client");
     if ((o->lb_drop || o->mac_swap || o->lb_frames) && o->kind != BE_LOOPBACK)
@@ -1245,6 +1350,7 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &dm.o) < 0)
         return 2;
     atomic_store(&g_verbosity, dm.o.verbosity);
+    vio_log_stderr_set_level(dm.o.verbosity); /* for anything that logs through the library's */
     dm.conn_fd = -1;
     setvbuf(stdout, NULL, _IOLBF, 0);
 
@@ -1274,9 +1380,16 @@ int main(int argc, char **argv)
         rc = transport_init(&dm);
     int code = rc < 0 ? 1 : 0;
     if (rc == 0) {
-        logf_(VIO_LOG_INFO, "%s %s, %u queue pair(s)%s",
+        char mode[48];
+        if (dm.o.busy_poll)
+            snprintf(mode, sizeof(mode), "busy polling");
+        else if (dm.o.poll_us)
+            snprintf(mode, sizeof(mode), "polling %u us after work", dm.o.poll_us);
+        else
+            snprintf(mode, sizeof(mode), "event-driven");
+        logf_(VIO_LOG_INFO, "%s %s, %u queue pair(s), %s",
               dm.o.client ? "front-end socket" : "listening on", dm.o.socket_path, dm.o.queues,
-              dm.o.busy_poll ? ", busy polling" : "");
+              mode);
         dm.next_stats = now_s() + dm.o.stats_s;
         code = control_loop(&dm);
     }

@@ -49,11 +49,40 @@ enum vio_log_level {
 typedef void (*vio_log_fn)(void *opaque, int level, const char *object, const char *msg);
 
 /**
- * @brief A log callback that prints "libvirtio: <object>: <msg>" to stderr.
+ * @brief A log callback that prints "libvirtio: <object>: <level>: <msg>" to stderr.
  *
- * Usable as a #vio_log_fn; @p opaque is ignored. Thread-safe.
+ * Usable as a #vio_log_fn; @p opaque is ignored. Prints only the lines whose @p level is at
+ * most the process-wide threshold set with vio_log_stderr_set_level() (default
+ * #VIO_LOG_INFO: debug lines are dropped); a level outside #vio_log_level counts as debug.
+ * Thread-safe: one write per line, lines from threads do not mix.
+ * @param[in] opaque ignored
+ * @param[in] level  one of #vio_log_level
+ * @param[in] object short name of the reporting object, or NULL ("-")
+ * @param[in] msg    the message, or NULL (empty)
  */
 VIO_API void vio_log_stderr(void *opaque, int level, const char *object, const char *msg);
+
+/**
+ * @brief Set the most verbose level vio_log_stderr() prints, for the whole process.
+ *
+ * @param[in] max_level #VIO_LOG_ERROR (errors only) .. #VIO_LOG_DEBUG (everything); a value
+ *                      below #VIO_LOG_ERROR silences vio_log_stderr(), one above
+ *                      #VIO_LOG_DEBUG is taken as #VIO_LOG_DEBUG
+ *
+ * The default is #VIO_LOG_INFO. Thread-safe (an atomic store): it may be called while other
+ * threads log; a line being printed at that moment uses either the old or the new threshold.
+ * Affects only vio_log_stderr(), not an application's own #vio_log_fn.
+ */
+VIO_API void vio_log_stderr_set_level(int max_level);
+
+/**
+ * @brief The threshold vio_log_stderr() uses now (see vio_log_stderr_set_level()).
+ *
+ * @return the most verbose level printed: -1 (nothing) .. #VIO_LOG_DEBUG
+ *
+ * Thread-safe (an atomic load).
+ */
+VIO_API int vio_log_stderr_level(void);
 
 /** @brief True when feature bit number @p bit is set in @p features (bit numbers, never masks). */
 static inline bool vio_has_feature(uint64_t features, unsigned bit)

@@ -188,6 +188,37 @@ vu_wait_session_end() { # OUT N [SEC]
     return 1
 }
 
+vu_testpmd_wait_prompt() { # NAME PID [SEC]: an interactive (-i) testpmd is ready for commands
+    local name=$1 pid=$2 sec=${3:-60} i
+    for ((i = 0; i < sec * 10; i++)); do
+        grep -aq 'testpmd> ' "$VU_DIR/$name.log" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+vu_cpu_ticks() { # PID -> utime + stime of all the process's threads, in clock ticks
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+vu_cpu_pct() { # PID SEC -> per cent of one core the process used over the next SEC seconds
+    local t0 t1 w0 w1
+    t0=$(vu_cpu_ticks "$1"); w0=$(date +%s.%N)
+    sleep "$2"
+    t1=$(vu_cpu_ticks "$1"); w1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" -v w0="$w0" -v w1="$w1" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.1f\n", (b - a) / hz / (w1 - w0) * 100 }'
+}
+
+vu_worker_stat() { # OUT TAG WORKER FIELD: the last "stats: TAG worker=N ..." line's FIELD
+    awk -v t="$2" -v w="worker=$3" -v f="$4=" '
+        $1 == "stats:" && $2 == t && $3 == w {
+            for (i = 4; i <= NF; i++) if (index($i, f) == 1) v = substr($i, length(f) + 1)
+        }
+        END { if (v != "") print v }' "$1"
+}
+
 VU_RUN_S=${VU_RUN_S:-2}
 VU_BURST=32
 
