@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "core/mem_internal.h"
 #include "core/ring_access.h"
+#include "core/util.h"
 #include <linux/virtio_config.h>
 #include "virtio/queue.h"
 
@@ -62,11 +63,6 @@ const char *vio_violation_name(enum vio_violation v)
 static int viol_errno(enum vio_violation v)
 {
     return (v == VIO_VIOL_ADDRESS || v == VIO_VIOL_RING_ADDRESS) ? -EFAULT : -EPROTO;
-}
-
-static bool is_pow2(unsigned v)
-{
-    return v && !(v & (v - 1));
 }
 
 static void set_name(char *dst, size_t cap, const char *name, const char *prefix, unsigned index)
@@ -199,7 +195,7 @@ int vio_queue_new(const struct vio_queue_config *cfg, struct vio_queue **out)
 {
     if (!cfg || !out || cfg->struct_size < sizeof(*cfg))
         return -EINVAL;
-    if (!is_pow2(cfg->max_size) || cfg->max_size > VIO_QUEUE_MAX_SIZE)
+    if (!vio_is_pow2(cfg->max_size) || cfg->max_size > VIO_QUEUE_MAX_SIZE)
         return -EINVAL;
     if (cfg->dir > VIO_QUEUE_DIR_IN_ONLY)
         return -EINVAL;
@@ -305,7 +301,7 @@ int vio_queue_setup(struct vio_queue *q, const struct vio_mem *mem, uint16_t siz
 {
     if (!q || !mem)
         return -EINVAL;
-    if (!is_pow2(size) || size > q->max_size)
+    if (!vio_is_pow2(size) || size > q->max_size)
         return -EINVAL;
     if (vio_has_feature(features, VIRTIO_F_RING_PACKED))
         return -EINVAL; /* packed layout: not implemented yet */
@@ -418,14 +414,59 @@ static int read_desc_scattered(const struct vio_mem *mem, uint64_t table, uint32
     return 0;
 }
 
-/* A chain was taken: advance, count it in flight, record it for inflight tracking. */
-static inline void q_pop_commit(struct vio_queue *q, uint16_t head, bool resubmitted)
+/* A descriptor table being walked: the ring's own, or an indirect one. */
+struct desc_table {
+    const struct vring_desc *host; /* NULL: not in one aligned host span, read piecewise */
+    uint64_t gpa;                  /* guest address (used when host is NULL) */
+    uint32_t size;                 /* entries */
+};
+
+/* The length rule of an indirect table (spec 2.7.5.3.1): whole descriptors, at least one,
+ * and at most twice the largest queue (the bound rust-vmm and Linux use). */
+static inline bool indirect_len_ok(uint32_t len)
+{
+    return len && !(len & 15) && len / 16 <= VIO_QUEUE_MAX_SIZE * 2u;
+}
+
+/* Enter the indirect table @p d names (its length checked by indirect_len_ok()). The driver
+ * picks the address: a table inside one region whose host pointer is aligned for struct
+ * vring_desc is read in place; otherwise (it may still be mapped across adjacent regions, or
+ * misaligned) each entry is read piecewise and checked as it is read (an unmapped byte is an
+ * address violation). */
+static inline void desc_table_enter(const struct vio_mem *mem, const struct vio_desc_local *d,
+                                    struct desc_table *t)
+{
+    const void *p = vio_mem_ptr(mem, d->addr, d->len, VIO_MEM_READ);
+    t->host = (p && ((uintptr_t)p & (_Alignof(struct vring_desc) - 1)) == 0) ? p : NULL;
+    t->gpa = d->addr;
+    t->size = d->len / 16;
+}
+
+/* Read entry @p i (< t->size) of a table exactly once. Returns 0 or -errno (unmapped). */
+static inline int desc_table_read(const struct vio_mem *mem, const struct desc_table *t,
+                                  uint32_t i, struct vio_desc_local *d)
+{
+    if (t->host) {
+        *d = vio_read_desc(&t->host[i]);
+        return 0;
+    }
+    return read_desc_scattered(mem, t->gpa, i, d);
+}
+
+/* An avail entry (or a resubmitted chain) was consumed: advance and count it in flight. */
+static inline void q_pop_advance(struct vio_queue *q, bool resubmitted)
 {
     if (resubmitted)
         q->resubmit_pos++;
     else
         q->last_avail++;
     q->inflight++;
+}
+
+/* A chain was taken: advance, count it in flight, record it for inflight tracking. */
+static inline void q_pop_commit(struct vio_queue *q, uint16_t head, bool resubmitted)
+{
+    q_pop_advance(q, resubmitted);
     if (q->infl) {
         /* Record the chain before the device acts on it. */
         struct vio_inflight_desc *rd = &q->infl->desc[head];
@@ -434,18 +475,18 @@ static inline void q_pop_commit(struct vio_queue *q, uint16_t head, bool resubmi
     }
 }
 
-/* The full validated chain walk (chains, indirect tables, spanning buffers,
- * and every violation). Out of line: the fast path in vio_queue_pop() stays
- * small. */
+/* The full validated chain walk of the chain at @p head (the head's range, chains, indirect
+ * tables, spanning buffers): every rule a chain can break is checked here and only here. Out
+ * of line: the fast path, q_pop_single(), stays small. */
 __attribute__((noinline)) static int q_pop_walk(struct vio_queue *q, uint16_t head, bool resubmitted,
                                                 struct vio_chain *chain, struct iovec *iov,
                                                 unsigned iov_cap)
 {
+    /* Not a chain at all: nothing to give back (spec 2.7.6: heads index the table). */
+    if (head >= q->num)
+        return q_violationf(q, VIO_VIOL_HEAD_RANGE, "head %u, size %u", head, q->num);
     const uint64_t mem_gen = vio_mem_gen(q->mem);
-    const struct vring_desc *table = q->desc;
-    uint64_t table_gpa = 0;
-    bool table_scattered = false;
-    uint32_t table_size = q->num;
+    struct desc_table table = {.host = q->desc, .gpa = q->desc_gpa, .size = q->num};
     uint32_t i = head;
     uint32_t hops = 0;      /* descriptors visited in the current table */
     uint32_t ring_desc = 0; /* descriptors of the ring's own table this chain uses */
@@ -459,15 +500,13 @@ __attribute__((noinline)) static int q_pop_walk(struct vio_queue *q, uint16_t he
     for (;;) {
         /* Hop counter: a chain can visit each descriptor of its table at
          * most once, so more hops than entries means a loop (spec 2.7.5.3.1). */
-        if (++hops > table_size) {
+        if (++hops > table.size) {
             why = VIO_VIOL_CHAIN_LOOP;
-            snprintf(detail, sizeof(detail), "head %u: more than %u descriptors", head, table_size);
+            snprintf(detail, sizeof(detail), "head %u: more than %u descriptors", head, table.size);
             break;
         }
         struct vio_desc_local d;
-        if (!table_scattered) {
-            d = vio_read_desc(&table[i]);
-        } else if (read_desc_scattered(q->mem, table_gpa, i, &d) < 0) {
+        if (desc_table_read(q->mem, &table, i, &d) < 0) {
             why = VIO_VIOL_ADDRESS;
             snprintf(detail, sizeof(detail), "head %u: indirect table unreadable", head);
             break;
@@ -482,7 +521,7 @@ __attribute__((noinline)) static int q_pop_walk(struct vio_queue *q, uint16_t he
                 why = VIO_VIOL_INDIRECT_NESTED; /* spec 2.7.5.3.1: no nested tables */
             } else if (d.flags & VRING_DESC_F_NEXT) {
                 why = VIO_VIOL_INDIRECT_NEXT; /* spec: INDIRECT and NEXT together */
-            } else if (d.len == 0 || (d.len & 15) || d.len / 16 > VIO_QUEUE_MAX_SIZE * 2u) {
+            } else if (!indirect_len_ok(d.len)) {
                 why = VIO_VIOL_INDIRECT_LEN;
             }
             if (why != VIO_VIOL_NONE) {
@@ -490,21 +529,8 @@ __attribute__((noinline)) static int q_pop_walk(struct vio_queue *q, uint16_t he
                          d.flags, d.len);
                 break;
             }
-            const void *t = vio_mem_ptr(q->mem, d.addr, d.len, VIO_MEM_READ);
-            /* The driver picks the table address: a host pointer not aligned
-             * for struct vring_desc is read bytewise (no misaligned access). */
-            if (t && ((uintptr_t)t & (_Alignof(struct vring_desc) - 1)) == 0) {
-                table = t;
-                table_scattered = false;
-            } else {
-                /* Not inside one region: it may still be mapped across adjacent
-                 * regions; each entry is then read piecewise and checked as it
-                 * is read (an unmapped byte is an address violation). */
-                table_scattered = true;
-                table_gpa = d.addr;
-            }
+            desc_table_enter(q->mem, &d, &table);
             in_indirect = true;
-            table_size = d.len / 16;
             i = 0;
             hops = 0;
             continue;
@@ -560,10 +586,10 @@ __attribute__((noinline)) static int q_pop_walk(struct vio_queue *q, uint16_t he
         }
         if (!(d.flags & VRING_DESC_F_NEXT))
             break;
-        if (d.next >= table_size) {
+        if (d.next >= table.size) {
             why = VIO_VIOL_NEXT_RANGE;
             snprintf(detail, sizeof(detail), "head %u desc %u: next %u, table size %u", head, i,
-                     d.next, table_size);
+                     d.next, table.size);
             break;
         }
         i = d.next;
@@ -572,11 +598,7 @@ __attribute__((noinline)) static int q_pop_walk(struct vio_queue *q, uint16_t he
     if (why != VIO_VIOL_NONE) {
         /* Give the malformed chain back with length 0 so the driver can
          * reclaim it, then stop the queue. */
-        if (resubmitted)
-            q->resubmit_pos++;
-        else
-            q->last_avail++;
-        q->inflight++;
+        q_pop_advance(q, resubmitted);
         q_complete(q, head, 0);
         return q_violation(q, why, detail);
     }
@@ -589,6 +611,33 @@ __attribute__((noinline)) static int q_pop_walk(struct vio_queue *q, uint16_t he
     chain->out_len = (uint32_t)out_len;
     chain->in_len = (uint32_t)in_len;
     return 0;
+}
+
+/* The fast path, shared by the single and the burst pops: a chain that is one direct
+ * descriptor with a non-zero length, in the queue's direction, whose buffer lies in the region
+ * the previous buffer hit, is taken without the walk (one iovec at @p iov). It raises nothing:
+ * for anything else (a head out of range included) it returns false having changed nothing,
+ * and q_pop_walk() then reads and checks the chain itself, with every rule. */
+__attribute__((always_inline)) static inline bool
+q_pop_single(struct vio_queue *q, uint16_t head, bool resubmitted, uint64_t mem_gen,
+             struct vio_chain *chain, struct iovec *iov)
+{
+    if (head >= q->num)
+        return false;
+    struct vio_desc_local d = vio_read_desc(&q->desc[head]);
+    bool wr = d.flags & VRING_DESC_F_WRITE;
+    if ((d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) || !d.len ||
+        q->dir == (wr ? VIO_QUEUE_DIR_OUT_ONLY : VIO_QUEUE_DIR_IN_ONLY) ||
+        !vio_mem_hint_translate(&q->hint, mem_gen, d.addr, d.len, wr, iov))
+        return false;
+    q_pop_commit(q, head, resubmitted);
+    chain->head = head;
+    chain->ndesc = 1;
+    chain->n_out = wr ? 0 : 1;
+    chain->n_in = wr ? 1 : 0;
+    chain->out_len = wr ? 0 : d.len;
+    chain->in_len = wr ? d.len : 0;
+    return true;
 }
 
 /* Pop one chain (the caller checked the arguments and that the queue runs).
@@ -626,32 +675,8 @@ __attribute__((always_inline)) static inline int q_pop_one(struct vio_queue *q, 
         /* The ring entry was written before the driver's release of avail->idx [P1]. */
         head = vio_ld16(&q->avail->ring[q->last_avail & q->mask]);
     }
-    if (head >= q->num)
-        return q_violationf(q, VIO_VIOL_HEAD_RANGE, "head %u, size %u", head, q->num);
-
-    const uint64_t mem_gen = vio_mem_gen(q->mem);
-
-    /* Fast path: a single direct descriptor whose buffer lies in the region
-     * the previous buffer hit. Anything else (chains, indirect, a direction
-     * or address problem) takes the full walk below, which re-reads and
-     * validates everything itself. */
-    if (iov_cap) {
-        struct vio_desc_local d = vio_read_desc(&q->desc[head]);
-        bool wr = d.flags & VRING_DESC_F_WRITE;
-        if (!(d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) && d.len &&
-            q->dir != (wr ? VIO_QUEUE_DIR_OUT_ONLY : VIO_QUEUE_DIR_IN_ONLY) &&
-            vio_mem_hint_translate(&q->hint, mem_gen, d.addr, d.len, wr, &iov[0])) {
-            q_pop_commit(q, head, resubmitted);
-            chain->head = head;
-            chain->ndesc = 1;
-            chain->n_out = wr ? 0 : 1;
-            chain->n_in = wr ? 1 : 0;
-            chain->out_len = wr ? 0 : d.len;
-            chain->in_len = wr ? d.len : 0;
-            return 0;
-        }
-    }
-
+    if (iov_cap && q_pop_single(q, head, resubmitted, vio_mem_gen(q->mem), chain, iov))
+        return 0;
     return q_pop_walk(q, head, resubmitted, chain, iov, iov_cap);
 }
 
@@ -672,12 +697,14 @@ int vio_queue_pop_burst(struct vio_queue *q, struct vio_chain *chains, unsigned 
     if (!q->num || q->broken)
         return -EIO;
     unsigned n = 0, used = 0;
+    int why = -EAGAIN;
     if (max > 1 && q->resubmit_pos >= q->resubmit_n) {
         /* Burst fast path: the chains the driver published, as far as they fit in the
-         * queue's room and in @p iov, checked once for the whole burst instead of per
-         * chain. Each must be a single direct descriptor in the hinted region; the first
-         * one that is not (or any rule broken) ends the fast path and the full pop below
-         * takes it, with all its checks. */
+         * queue's room and in @p iov, taken by q_pop_single() as q_pop_one() takes them.
+         * What q_pop_one() checks before that holds for the whole burst: the avail idx is
+         * read once, and ready <= room keeps every pop under the in-flight limit. The first
+         * chain q_pop_single() declines ends the fast path; q_pop_one() below takes it (and
+         * raises whatever rule it breaks). */
         if (q->last_avail == q->shadow_avail) {
             int r = q_refresh_avail(q);
             if (r < 0)
@@ -692,8 +719,6 @@ int vio_queue_pop_burst(struct vio_queue *q, struct vio_chain *chains, unsigned 
         if (ready > iov_cap)
             ready = iov_cap;
         const uint64_t mem_gen = vio_mem_gen(q->mem);
-        const enum vio_queue_dir bad_wr = VIO_QUEUE_DIR_OUT_ONLY, bad_rd = VIO_QUEUE_DIR_IN_ONLY;
-        const enum vio_queue_dir dir = q->dir;
         const uint16_t mask = q->mask, num = q->num;
         const uint16_t *ring = q->avail->ring;
         const struct vring_desc *desc = q->desc;
@@ -708,27 +733,12 @@ int vio_queue_pop_burst(struct vio_queue *q, struct vio_chain *chains, unsigned 
         while (n < ready) {
             /* The ring entry was written before the driver's release of avail->idx [P1]. */
             uint16_t head = vio_ld16(&ring[q->last_avail & mask]);
-            if (head >= num)
+            if (!q_pop_single(q, head, false, mem_gen, &chains[n], &iov[n]))
                 break;
-            struct vio_desc_local d = vio_read_desc(&desc[head]);
-            bool wr = d.flags & VRING_DESC_F_WRITE;
-            if ((d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) || !d.len ||
-                dir == (wr ? bad_wr : bad_rd) ||
-                !vio_mem_hint_translate(&q->hint, mem_gen, d.addr, d.len, wr, &iov[n]))
-                break;
-            q_pop_commit(q, head, false);
-            struct vio_chain *c = &chains[n];
-            c->head = head;
-            c->ndesc = 1;
-            c->n_out = wr ? 0 : 1;
-            c->n_in = wr ? 1 : 0;
-            c->out_len = wr ? 0 : d.len;
-            c->in_len = wr ? d.len : 0;
             n++;
         }
         used = n;
     }
-    int why = -EAGAIN;
     while (n < max) {
         int r = q_pop_one(q, &chains[n], iov + used, iov_cap - used);
         if (r < 0) {
@@ -799,27 +809,19 @@ static inline void q_put_used(struct vio_queue *q, uint16_t slot, uint32_t id, u
  * driver that rewrote the chain meanwhile can only cause extra dirty bits. */
 __attribute__((noinline)) static void q_log_chain(struct vio_queue *q, uint16_t head, uint32_t len)
 {
-    const struct vring_desc *table = q->desc;
-    uint64_t table_gpa = 0;
-    bool scattered = false, in_indirect = false;
-    uint32_t table_size = q->num, i = head, hops = 0;
-    while (len && i < table_size && ++hops <= table_size) {
+    struct desc_table table = {.host = q->desc, .gpa = q->desc_gpa, .size = q->num};
+    bool in_indirect = false;
+    uint32_t i = head, hops = 0;
+    while (len && i < table.size && ++hops <= table.size) {
         struct vio_desc_local d;
-        if (!scattered)
-            d = vio_read_desc(&table[i]);
-        else if (read_desc_scattered(q->mem, table_gpa, i, &d) < 0)
+        if (desc_table_read(q->mem, &table, i, &d) < 0)
             return;
         if ((d.flags & VRING_DESC_F_INDIRECT) && !in_indirect) {
-            /* the same table bound as pop: the driver may have rewritten the
+            /* the same table rules as pop: the driver may have rewritten the
              * chain since, so nothing here may trust what pop accepted */
-            if (d.len == 0 || (d.len & 15) || d.len / 16 > VIO_QUEUE_MAX_SIZE * 2u)
+            if (!indirect_len_ok(d.len))
                 return;
-            /* same table rules as pop: one aligned region, or read piecewise */
-            const void *t = vio_mem_ptr(q->mem, d.addr, d.len, VIO_MEM_READ);
-            scattered = !t || ((uintptr_t)t & (_Alignof(struct vring_desc) - 1));
-            table = scattered ? NULL : t;
-            table_gpa = d.addr;
-            table_size = d.len / 16;
+            desc_table_enter(q->mem, &d, &table);
             i = 0;
             hops = 0;
             in_indirect = true;
@@ -1198,32 +1200,42 @@ struct drv_buf {
     uint64_t seq;       /* add sequence number; its low 16 bits are the avail position */
 };
 
+/* The driver side's free list and ring positions, and the pointers the data path uses with
+ * them. The single entry points work on the queue's own copy; the burst loops take a copy in
+ * locals (struct d_state s = q->st) and write back what they changed with d_put_add() or
+ * d_put_used(): stores into the rings (16-bit, like the indices) would otherwise force the
+ * compiler to reload every index from the queue after each write. Both run the same helpers. */
+struct d_state {
+    struct vring_desc *desc;
+    uint16_t *avail_ring;
+    /* Private copies: the device can scribble over shared memory, so the
+     * free list and per-buffer state never live there. */
+    uint16_t *next;
+    struct drv_buf *bufs;
+    uint16_t *order; /* in-order: head at each avail position; NULL otherwise */
+    uint16_t mask;
+    uint16_t free_head, free_tail, num_free;
+    uint16_t avail_idx;     /* next avail slot to fill */
+    uint16_t last_used;     /* next used slot to read */
+    uint64_t seq_added;     /* buffers ever added (low 16 bits == avail_idx) */
+    uint64_t seq_published; /* buffers ever published: seq >= this means not yet visible */
+};
+
 struct vio_drvq {
-    uint16_t num, mask, index;
+    struct d_state st;
+    uint16_t num, index;
     char name[32];
     bool event_idx, indirect, in_order;
     vio_log_fn log;
     void *log_opaque;
 
-    struct vring_desc *desc;
     struct vring_avail *avail;
     struct vring_used *used;
     struct vring_desc *ind_host; /* indirect pool, num * ind_max entries */
     uint64_t ind_gpa;
     uint16_t ind_max;
 
-    /* Private copies: the device can scribble over shared memory, so the
-     * free list and per-buffer state never live there. */
-    uint16_t *next;
-    struct drv_buf *bufs;
-    uint16_t *order; /* in-order: head at each avail position */
-    uint16_t free_head, free_tail, num_free;
-
-    uint16_t avail_idx;       /* next avail slot to fill */
     uint16_t avail_published; /* avail->idx as last published */
-    uint64_t seq_added;       /* buffers ever added (low 16 bits == avail_idx) */
-    uint64_t seq_published;   /* buffers ever published: seq >= this means not yet visible */
-    uint16_t last_used;       /* next used slot to read */
     uint16_t used_seen;       /* used->idx as last read (validated) */
 
     /* in-order batch being returned */
@@ -1247,9 +1259,9 @@ void vio_drvq_free(struct vio_drvq *q)
 {
     if (!q)
         return;
-    free(q->next);
-    free(q->bufs);
-    free(q->order);
+    free(q->st.next);
+    free(q->st.bufs);
+    free(q->st.order);
     free(q);
 }
 
@@ -1258,7 +1270,7 @@ int vio_drvq_new(const struct vio_drvq_config *cfg, struct vio_drvq **out)
     if (!cfg || !out || cfg->struct_size < sizeof(*cfg) || !cfg->mem)
         return -EINVAL;
     uint16_t num = cfg->size;
-    if (!is_pow2(num) || num > VIO_QUEUE_MAX_SIZE)
+    if (!vio_is_pow2(num) || num > VIO_QUEUE_MAX_SIZE)
         return -EINVAL;
     if (vio_has_feature(cfg->features, VIRTIO_F_RING_PACKED))
         return -EINVAL;
@@ -1284,23 +1296,25 @@ int vio_drvq_new(const struct vio_drvq_config *cfg, struct vio_drvq **out)
     struct vio_drvq *q = cl_calloc(1, sizeof(*q));
     if (!q)
         return -ENOMEM;
-    q->next = cl_calloc(num, sizeof(*q->next));
-    q->bufs = cl_calloc(num, sizeof(*q->bufs));
-    q->order = cl_calloc(num, sizeof(*q->order));
-    if (!q->next || !q->bufs || !q->order) {
+    q->in_order = vio_has_feature(cfg->features, VIRTIO_F_IN_ORDER);
+    q->st.next = cl_calloc(num, sizeof(*q->st.next));
+    q->st.bufs = cl_calloc(num, sizeof(*q->st.bufs));
+    if (q->in_order)
+        q->st.order = cl_calloc(num, sizeof(*q->st.order));
+    if (!q->st.next || !q->st.bufs || (q->in_order && !q->st.order)) {
         vio_drvq_free(q);
         return -ENOMEM;
     }
     q->num = num;
-    q->mask = (uint16_t)(num - 1);
+    q->st.mask = (uint16_t)(num - 1);
     q->index = cfg->index;
     set_name(q->name, sizeof(q->name), cfg->name, "drvq", cfg->index);
     q->event_idx = vio_has_feature(cfg->features, VIRTIO_RING_F_EVENT_IDX);
     q->indirect = vio_has_feature(cfg->features, VIRTIO_RING_F_INDIRECT_DESC) && ind;
-    q->in_order = vio_has_feature(cfg->features, VIRTIO_F_IN_ORDER);
     q->log = cfg->log;
     q->log_opaque = cfg->log_opaque;
-    q->desc = d;
+    q->st.desc = d;
+    q->st.avail_ring = ((struct vring_avail *)a)->ring;
     q->avail = a;
     q->used = u;
     q->ind_host = ind;
@@ -1312,52 +1326,144 @@ int vio_drvq_new(const struct vio_drvq_config *cfg, struct vio_drvq **out)
     memset(a, 0, 6u + 2u * (size_t)num);
     memset(u, 0, 6u + 8u * (size_t)num);
     for (uint16_t k = 0; k + 1 < num; k++)
-        q->next[k] = (uint16_t)(k + 1);
-    q->next[num - 1] = 0;
-    q->free_head = 0;
-    q->free_tail = (uint16_t)(num - 1);
-    q->num_free = num;
+        q->st.next[k] = (uint16_t)(k + 1);
+    q->st.next[num - 1] = 0;
+    q->st.free_head = 0;
+    q->st.free_tail = (uint16_t)(num - 1);
+    q->st.num_free = num;
     *out = q;
     return 0;
+}
+
+/* Write back what adding buffers changes. */
+__attribute__((always_inline)) static inline void d_put_add(struct vio_drvq *q, const struct d_state *s)
+{
+    q->st.free_head = s->free_head;
+    q->st.num_free = s->num_free;
+    q->st.avail_idx = s->avail_idx;
+    q->st.seq_added = s->seq_added;
+}
+
+/* Write back what collecting (or detaching) buffers changes. */
+__attribute__((always_inline)) static inline void d_put_used(struct vio_drvq *q, const struct d_state *s)
+{
+    q->st.free_head = s->free_head;
+    q->st.free_tail = s->free_tail;
+    q->st.num_free = s->num_free;
+    q->st.last_used = s->last_used;
+}
+
+/* Caller rule for every segment: a buffer of zero bytes is a caller bug (-EINVAL). */
+static inline bool d_seg_ok(const struct vio_sg *sg)
+{
+    return sg->len != 0;
+}
+
+/* Room rule: a buffer needing @p need ring descriptors fits (else -ENOSPC). */
+static inline bool d_room(uint16_t num_free, unsigned need)
+{
+    return num_free >= need;
 }
 
 /* Return a chain's descriptors to the free list. In-order queues append at
  * the tail so descriptors are reused in ring order; others push at the
  * head (the most recently used descriptors are the warmest in cache). */
-static inline void d_free_chain(struct vio_drvq *q, uint16_t head)
+__attribute__((always_inline)) static inline void d_free_chain(struct d_state *s, unsigned head,
+                                                               bool in_order)
 {
-    struct drv_buf *b = &q->bufs[head];
+    struct drv_buf *b = &s->bufs[head];
     uint16_t last = b->last;
-    if (q->num_free == 0) {
-        q->free_head = head;
-        q->free_tail = last;
-    } else if (q->in_order) {
-        q->next[q->free_tail] = head;
-        q->free_tail = last;
+    if (s->num_free == 0) {
+        s->free_head = (uint16_t)head;
+        s->free_tail = last;
+    } else if (in_order) {
+        s->next[s->free_tail] = (uint16_t)head;
+        s->free_tail = last;
     } else {
-        q->next[last] = q->free_head;
-        q->free_head = head;
+        s->next[last] = s->free_head;
+        s->free_head = (uint16_t)head;
     }
-    q->num_free = (uint16_t)(q->num_free + b->ndesc);
+    s->num_free = (uint16_t)(s->num_free + b->ndesc);
     b->token = NULL;
 }
 
 /* Record a new buffer and put its head on the avail ring (not yet published). */
-static inline void d_commit(struct vio_drvq *q, uint16_t head, uint16_t last, uint16_t need,
-                            uint32_t in_len, void *token)
+__attribute__((always_inline)) static inline void d_commit(struct d_state *s, uint16_t head,
+                                                           uint16_t last, uint16_t need,
+                                                           uint32_t in_len, void *token)
 {
-    struct drv_buf *b = &q->bufs[head];
+    struct drv_buf *b = &s->bufs[head];
     b->token = token;
     b->in_len = in_len;
     b->ndesc = need;
     b->last = last;
-    b->seq = q->seq_added++;
-    uint16_t slot = q->avail_idx & q->mask;
-    if (q->in_order)
-        q->order[slot] = head;
-    q->avail->ring[slot] = htole16(head);
-    q->avail_idx++;
-    q->num_free = (uint16_t)(q->num_free - need);
+    b->seq = s->seq_added++;
+    uint16_t slot = s->avail_idx & s->mask;
+    if (s->order)
+        s->order[slot] = head;
+    s->avail_ring[slot] = htole16(head);
+    s->avail_idx++;
+    s->num_free = (uint16_t)(s->num_free - need);
+}
+
+/* Add a one-segment buffer as a single direct descriptor (the caller checked the segment and
+ * that a descriptor is free). */
+__attribute__((always_inline)) static inline void d_add_direct(struct d_state *s,
+                                                               const struct vio_sg *sg,
+                                                               uint16_t flags, void *token)
+{
+    uint16_t head = s->free_head;
+    vio_write_desc(&s->desc[head], sg->addr, sg->len, flags, 0);
+    s->free_head = s->next[head];
+    d_commit(s, head, head, 1, (flags & VRING_DESC_F_WRITE) ? sg->len : 0, token);
+}
+
+/* Add a buffer of several segments: a chain of ring descriptors, or one indirect table. Out of
+ * line: the one-segment path in vio_drvq_add() stays small. */
+__attribute__((noinline)) static int d_add_chain(struct vio_drvq *q, const struct vio_sg *sg,
+                                                 unsigned n_out, unsigned total, void *token)
+{
+    /* Caller errors first (before -ENOSPC), so the answer does not depend on ring state. */
+    uint64_t in_len = 0;
+    for (unsigned k = 0; k < total; k++) {
+        if (!d_seg_ok(&sg[k]))
+            return -EINVAL;
+        if (k >= n_out)
+            in_len += sg[k].len;
+    }
+    if (in_len > UINT32_MAX)
+        return -EINVAL;
+    bool use_ind = q->indirect && total <= q->ind_max;
+    unsigned need = use_ind ? 1 : total;
+    if (need > q->num)
+        return -EINVAL;
+    if (!d_room(q->st.num_free, need))
+        return -ENOSPC;
+
+    struct d_state *s = &q->st;
+    uint16_t head = s->free_head;
+    uint16_t i = head, last = head;
+    struct vring_desc *t = use_ind ? q->ind_host + (size_t)head * q->ind_max : NULL;
+    for (unsigned k = 0; k < total; k++) {
+        bool wr = k >= n_out;
+        uint16_t fl = (uint16_t)((wr ? VRING_DESC_F_WRITE : 0) |
+                                 (k + 1 < total ? VRING_DESC_F_NEXT : 0));
+        if (use_ind) {
+            vio_write_desc(&t[k], sg[k].addr, sg[k].len, fl, (uint16_t)(k + 1 < total ? k + 1 : 0));
+        } else {
+            vio_write_desc(&s->desc[i], sg[k].addr, sg[k].len, fl, s->next[i]);
+            last = i;
+            i = s->next[i];
+        }
+    }
+    if (use_ind) {
+        uint64_t tgpa = q->ind_gpa + 16u * (uint64_t)head * q->ind_max;
+        vio_write_desc(&s->desc[head], tgpa, 16u * total, VRING_DESC_F_INDIRECT, 0);
+        i = s->next[head];
+    }
+    s->free_head = i;
+    d_commit(s, head, last, (uint16_t)need, (uint32_t)in_len, token);
+    return 0;
 }
 
 int vio_drvq_add(struct vio_drvq *q, const struct vio_sg *sg, unsigned n_out, unsigned n_in,
@@ -1370,59 +1476,15 @@ int vio_drvq_add(struct vio_drvq *q, const struct vio_sg *sg, unsigned n_out, un
         return -EINVAL;
     if (q->broken)
         return -EIO;
+    if (total > 1)
+        return d_add_chain(q, sg, n_out, total, token);
 
-    if (total == 1) {
-        /* One segment, one descriptor: the common case, no loops. */
-        if (sg[0].len == 0)
-            return -EINVAL;
-        if (q->num_free == 0)
-            return -ENOSPC;
-        uint16_t head = q->free_head;
-        vio_write_desc(&q->desc[head], sg[0].addr, sg[0].len, n_in ? VRING_DESC_F_WRITE : 0, 0);
-        q->free_head = q->next[head];
-        d_commit(q, head, head, 1, n_in ? sg[0].len : 0, token);
-        return 0;
-    }
-
-    /* Caller errors first (before -ENOSPC), so the answer does not depend on ring state. */
-    uint64_t in_len = 0;
-    for (unsigned k = 0; k < total; k++) {
-        if (sg[k].len == 0)
-            return -EINVAL;
-        if (k >= n_out)
-            in_len += sg[k].len;
-    }
-    if (in_len > UINT32_MAX)
+    /* One segment, one descriptor: the common case, no loops. */
+    if (!d_seg_ok(&sg[0]))
         return -EINVAL;
-    bool use_ind = q->indirect && total <= q->ind_max;
-    unsigned need = use_ind ? 1 : total;
-    if (need > q->num)
-        return -EINVAL;
-    if (q->num_free < need)
+    if (!d_room(q->st.num_free, 1))
         return -ENOSPC;
-
-    uint16_t head = q->free_head;
-    uint16_t i = head, last = head;
-    struct vring_desc *t = use_ind ? q->ind_host + (size_t)head * q->ind_max : NULL;
-    for (unsigned k = 0; k < total; k++) {
-        bool wr = k >= n_out;
-        uint16_t fl = (uint16_t)((wr ? VRING_DESC_F_WRITE : 0) |
-                                 (k + 1 < total ? VRING_DESC_F_NEXT : 0));
-        if (use_ind) {
-            vio_write_desc(&t[k], sg[k].addr, sg[k].len, fl, (uint16_t)(k + 1 < total ? k + 1 : 0));
-        } else {
-            vio_write_desc(&q->desc[i], sg[k].addr, sg[k].len, fl, q->next[i]);
-            last = i;
-            i = q->next[i];
-        }
-    }
-    if (use_ind) {
-        uint64_t tgpa = q->ind_gpa + 16u * (uint64_t)head * q->ind_max;
-        vio_write_desc(&q->desc[head], tgpa, 16u * total, VRING_DESC_F_INDIRECT, 0);
-        i = q->next[head];
-    }
-    q->free_head = i;
-    d_commit(q, head, last, (uint16_t)need, (uint32_t)in_len, token);
+    d_add_direct(&q->st, &sg[0], n_in ? VRING_DESC_F_WRITE : 0, token);
     return 0;
 }
 
@@ -1435,42 +1497,15 @@ int vio_drvq_add_burst(struct vio_drvq *q, const struct vio_sg *sg, unsigned n, 
         return -EIO;
     /* Caller errors first, before anything is added (same order as vio_drvq_add). */
     for (unsigned k = 0; k < n; k++)
-        if (sg[k].len == 0 || !tokens[k])
+        if (!d_seg_ok(&sg[k]) || !tokens[k])
             return -EINVAL;
-    /* The loop keeps the queue's indices in locals: stores into the rings (16-bit, like the
-     * indices) would otherwise force the compiler to reload them after every write. Same
-     * bookkeeping as d_commit(). */
+    /* Each buffer is what vio_drvq_add() makes of one segment, as long as there is room. */
     unsigned k = 0;
-    uint16_t free_head = q->free_head, num_free = q->num_free, avail_idx = q->avail_idx;
-    const uint16_t mask = q->mask;
-    uint64_t seq = q->seq_added;
-    struct vring_desc *desc = q->desc;
-    uint16_t *ring = q->avail->ring;
-    const uint16_t *next = q->next;
-    struct drv_buf *bufs = q->bufs;
-    uint16_t *order = q->in_order ? q->order : NULL;
+    struct d_state s = q->st;
     const uint16_t flags = writable ? VRING_DESC_F_WRITE : 0;
-    for (; k < n && num_free; k++) {
-        uint16_t head = free_head;
-        vio_write_desc(&desc[head], sg[k].addr, sg[k].len, flags, 0);
-        free_head = next[head];
-        struct drv_buf *b = &bufs[head];
-        b->token = tokens[k];
-        b->in_len = writable ? sg[k].len : 0;
-        b->ndesc = 1;
-        b->last = head;
-        b->seq = seq++;
-        uint16_t slot = avail_idx & mask;
-        if (order)
-            order[slot] = head;
-        ring[slot] = htole16(head);
-        avail_idx++;
-        num_free--;
-    }
-    q->free_head = free_head;
-    q->num_free = num_free;
-    q->avail_idx = avail_idx;
-    q->seq_added = seq;
+    for (; k < n && d_room(s.num_free, 1); k++)
+        d_add_direct(&s, &sg[k], flags, tokens[k]);
+    d_put_add(q, &s);
     return k ? (int)k : (n ? -ENOSPC : 0);
 }
 
@@ -1479,12 +1514,12 @@ bool vio_drvq_kick_prepare(struct vio_drvq *q)
     if (!q || q->broken)
         return false;
     uint16_t old = q->avail_published;
-    uint16_t new = q->avail_idx;
+    uint16_t new = q->st.avail_idx;
     if (old == new)
         return false;
     vio_st_rel16(&q->avail->idx, new); /* [P1] descriptors and ring entries first */
     q->avail_published = new;
-    q->seq_published = q->seq_added;
+    q->st.seq_published = q->st.seq_added;
     /* [P3] the new avail idx must be visible before we read the device's
      * avail_event / flags; pairs with the fence in enable_notify. */
     vio_mb();
@@ -1497,60 +1532,92 @@ bool vio_drvq_kick_prepare(struct vio_drvq *q)
 static int d_refresh_used(struct vio_drvq *q)
 {
     uint16_t idx = vio_ld_acq16(&q->used->idx);
-    uint16_t inflight = (uint16_t)(q->avail_published - q->last_used);
-    if ((uint16_t)(idx - q->last_used) > inflight)
+    uint16_t inflight = (uint16_t)(q->avail_published - q->st.last_used);
+    if ((uint16_t)(idx - q->st.last_used) > inflight)
         return d_violationf(q, VIO_VIOL_USED_IDX, "used idx %u, last used %u, in flight %u", idx,
-                            q->last_used, inflight);
+                            q->st.last_used, inflight);
     q->used_seen = idx;
+    return 0;
+}
+
+/* Return the next buffer of an in-order batch: buffers before the named one
+ * were fully used (spec 2.7.9). */
+static inline int d_take_batch(struct vio_drvq *q, void **token, uint32_t *len);
+
+/* The rule for a used entry the device wrote: it names a buffer in flight (added *and
+ * published*, not yet returned) and reports at most the buffer's writable length. Returns
+ * the rule broken, VIO_VIOL_NONE if none; d_used_violation() raises it. (Kept apart so the
+ * burst loop holds no call: the raise is on its way out.) */
+__attribute__((always_inline)) static inline enum vio_violation
+d_used_rule(const struct d_state *s, uint32_t id, uint32_t len)
+{
+    /* In flight means added *and published*: seq below the published mark. (id > mask is
+     * id >= size: the size is a power of two.) */
+    if (id > s->mask || !s->bufs[id].token || s->bufs[id].seq >= s->seq_published)
+        return VIO_VIOL_USED_ID;
+    if (len > s->bufs[id].in_len)
+        return VIO_VIOL_USED_LEN;
+    return VIO_VIOL_NONE;
+}
+
+__attribute__((cold, noinline)) static int d_used_violation(struct vio_drvq *q,
+                                                            enum vio_violation why, uint32_t id,
+                                                            uint32_t len)
+{
+    if (why == VIO_VIOL_USED_ID)
+        return d_violationf(q, why, "used id %u not in flight", id);
+    return d_violationf(q, why, "used id %u len %u, writable %u", id, len, q->st.bufs[id].in_len);
+}
+
+/* Hand buffer @p head back with @p len, free its descriptors, move past its used entry. */
+__attribute__((always_inline)) static inline void d_take(struct d_state *s, unsigned head,
+                                                         uint32_t len, bool in_order,
+                                                         void **token, uint32_t *len_out)
+{
+    *token = s->bufs[head].token;
+    if (len_out)
+        *len_out = len;
+    d_free_chain(s, head, in_order);
+    s->last_used++;
+}
+
+static inline int d_take_batch(struct vio_drvq *q, void **token, uint32_t *len)
+{
+    struct d_state *s = &q->st;
+    uint16_t head = s->order[s->last_used & s->mask];
+    uint32_t l = (head == q->batch_last) ? q->batch_len : s->bufs[head].in_len;
+    if (head == q->batch_last)
+        q->batch_active = false;
+    d_take(s, head, l, true, token, len);
     return 0;
 }
 
 /* Collect one used buffer (the caller checked q and token and that q is not
  * broken). Shared by the single and the burst entry points. */
-/* Return the next buffer of an in-order batch: buffers before the named one
- * were fully used (spec 2.7.9). */
-static inline int d_take_batch(struct vio_drvq *q, void **token, uint32_t *len)
-{
-    uint16_t head = q->order[q->last_used & q->mask];
-    struct drv_buf *b = &q->bufs[head];
-    uint32_t l = (head == q->batch_last) ? q->batch_len : b->in_len;
-    if (head == q->batch_last)
-        q->batch_active = false;
-    *token = b->token;
-    if (len)
-        *len = l;
-    d_free_chain(q, head);
-    q->last_used++;
-    return 0;
-}
-
 __attribute__((always_inline)) static inline int d_get_used_one(struct vio_drvq *q, void **token,
                                                              uint32_t *len)
 {
     if (q->in_order && q->batch_active)
         return d_take_batch(q, token, len);
 
-    if (q->last_used == q->used_seen) {
+    if (q->st.last_used == q->used_seen) {
         int r = d_refresh_used(q);
         if (r < 0)
             return r;
-        if (q->last_used == q->used_seen)
+        if (q->st.last_used == q->used_seen)
             return -EAGAIN;
     }
-    const volatile struct vring_used_elem *e = &q->used->ring[q->last_used & q->mask];
+    struct d_state *s = &q->st;
+    const volatile struct vring_used_elem *e = &q->used->ring[s->last_used & s->mask];
     uint32_t id = le32toh(e->id);
     uint32_t l = le32toh(e->len);
-    /* In flight means added *and published*: seq below the published mark. */
-    if (id >= q->num || !q->bufs[id].token || q->bufs[id].seq >= q->seq_published)
-        return d_violationf(q, VIO_VIOL_USED_ID, "used id %u not in flight", id);
-    struct drv_buf *b = &q->bufs[id];
-    if (l > b->in_len)
-        return d_violationf(q, VIO_VIOL_USED_LEN, "used id %u len %u, writable %u", id, l,
-                            b->in_len);
+    enum vio_violation why = d_used_rule(s, id, l);
+    if (why != VIO_VIOL_NONE)
+        return d_used_violation(q, why, id, l);
     if (q->in_order) {
         /* The entry names the last buffer of a batch starting at last_used. */
-        uint16_t pos = (uint16_t)((uint16_t)b->seq - q->last_used);
-        if (pos >= (uint16_t)(q->used_seen - q->last_used))
+        uint16_t pos = (uint16_t)((uint16_t)s->bufs[id].seq - s->last_used);
+        if (pos >= (uint16_t)(q->used_seen - s->last_used))
             return d_violationf(q, VIO_VIOL_USED_ID, "in-order id %u beyond used idx %u", id,
                                 q->used_seen);
         if (pos > 0) {
@@ -1560,11 +1627,7 @@ __attribute__((always_inline)) static inline int d_get_used_one(struct vio_drvq 
             return d_take_batch(q, token, len);
         }
     }
-    *token = b->token;
-    if (len)
-        *len = l;
-    d_free_chain(q, (uint16_t)id);
-    q->last_used++;
+    d_take(s, id, l, q->in_order, token, len);
     return 0;
 }
 
@@ -1585,49 +1648,33 @@ int vio_drvq_get_used_burst(struct vio_drvq *q, void **tokens, uint32_t *lens, u
         return -EIO;
     unsigned n = 0;
     if (!q->in_order && max) {
-        /* Burst fast path (any order): the entries the device published, each checked like
-         * d_get_used_one() checks it; the first that fails any check is left to the full
-         * path below, which reports it. Indices live in locals for the loop (see
-         * vio_drvq_add_burst). */
-        if (q->last_used == q->used_seen) {
+        /* Burst (any order): the entries the device published, each checked and taken as
+         * d_get_used_one() does it; the used idx is read once for the whole burst. */
+        if (q->st.last_used == q->used_seen) {
             int r = d_refresh_used(q);
             if (r < 0)
                 return r;
         }
-        unsigned ready = (uint16_t)(q->used_seen - q->last_used);
+        unsigned ready = (uint16_t)(q->used_seen - q->st.last_used);
         if (ready > max)
             ready = max;
-        uint16_t last_used = q->last_used, free_head = q->free_head, num_free = q->num_free;
-        const uint16_t mask = q->mask, num = q->num;
-        const uint64_t published = q->seq_published;
+        struct d_state s = q->st;
         const volatile struct vring_used_elem *ring = q->used->ring;
-        struct drv_buf *bufs = q->bufs;
-        uint16_t *next = q->next;
         while (n < ready) {
-            const volatile struct vring_used_elem *e = &ring[last_used & mask];
+            const volatile struct vring_used_elem *e = &ring[s.last_used & s.mask];
             uint32_t id = le32toh(e->id);
             uint32_t l = le32toh(e->len);
-            if (id >= num)
-                break;
-            struct drv_buf *b = &bufs[id];
-            if (!b->token || b->seq >= published || l > b->in_len)
-                break;
-            tokens[n] = b->token;
-            if (lens)
-                lens[n] = l;
-            /* d_free_chain(), not in order: push the chain on the free list */
-            if (num_free == 0)
-                q->free_tail = b->last;
-            next[b->last] = free_head;
-            free_head = (uint16_t)id;
-            num_free = (uint16_t)(num_free + b->ndesc);
-            b->token = NULL;
-            last_used++;
+            enum vio_violation why = d_used_rule(&s, id, l);
+            if (why != VIO_VIOL_NONE) {
+                d_put_used(q, &s);
+                /* what was collected first; the next call sees -EIO */
+                int r = d_used_violation(q, why, id, l);
+                return n ? (int)n : r;
+            }
+            d_take(&s, id, l, false, &tokens[n], lens ? &lens[n] : NULL);
             n++;
         }
-        q->last_used = last_used;
-        q->free_head = free_head;
-        q->num_free = num_free;
+        d_put_used(q, &s);
     }
     while (n < max) {
         int r = d_get_used_one(q, &tokens[n], lens ? &lens[n] : NULL);
@@ -1645,14 +1692,14 @@ bool vio_drvq_enable_cb(struct vio_drvq *q)
     if (!q || q->broken)
         return false;
     if (q->event_idx)
-        vio_st16(avail_used_event(q->avail, q->num), q->last_used);
+        vio_st16(avail_used_event(q->avail, q->num), q->st.last_used);
     else
         vio_st16(&q->avail->flags, 0);
     /* [P4] pairs with the fence in the device's needs_notify. */
     vio_mb();
     if (q->batch_active)
         return true;
-    return vio_ld_acq16(&q->used->idx) != q->last_used;
+    return vio_ld_acq16(&q->used->idx) != q->st.last_used;
 }
 
 bool vio_drvq_enable_cb_delayed(struct vio_drvq *q)
@@ -1662,13 +1709,13 @@ bool vio_drvq_enable_cb_delayed(struct vio_drvq *q)
     if (!q->event_idx)
         return vio_drvq_enable_cb(q);
     /* Linux's virtqueue_enable_cb_delayed: interrupt once 3/4 of what is in flight is used */
-    uint16_t bufs = (uint16_t)((uint16_t)(q->avail_published - q->last_used) * 3u / 4u);
-    vio_st16(avail_used_event(q->avail, q->num), (uint16_t)(q->last_used + bufs));
+    uint16_t bufs = (uint16_t)((uint16_t)(q->avail_published - q->st.last_used) * 3u / 4u);
+    vio_st16(avail_used_event(q->avail, q->num), (uint16_t)(q->st.last_used + bufs));
     /* [P4] pairs with the fence in the device's needs_notify. */
     vio_mb();
     if (q->batch_active)
         return true;
-    return (uint16_t)(vio_ld_acq16(&q->used->idx) - q->last_used) > bufs;
+    return (uint16_t)(vio_ld_acq16(&q->used->idx) - q->st.last_used) > bufs;
 }
 
 void vio_drvq_disable_cb(struct vio_drvq *q)
@@ -1685,9 +1732,9 @@ int vio_drvq_detach_unused(struct vio_drvq *q, void **token)
         return -EINVAL;
     while (q->detach_cursor < q->num) {
         uint16_t h = q->detach_cursor++;
-        if (q->bufs[h].token) {
-            *token = q->bufs[h].token;
-            d_free_chain(q, h);
+        if (q->st.bufs[h].token) {
+            *token = q->st.bufs[h].token;
+            d_free_chain(&q->st, h, q->in_order);
             return 0;
         }
     }
@@ -1697,7 +1744,7 @@ int vio_drvq_detach_unused(struct vio_drvq *q, void **token)
 
 unsigned vio_drvq_num_free(const struct vio_drvq *q)
 {
-    return q ? q->num_free : 0;
+    return q ? q->st.num_free : 0;
 }
 
 bool vio_drvq_is_broken(const struct vio_drvq *q)
