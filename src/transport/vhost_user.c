@@ -1016,8 +1016,9 @@ static int h_set_inflight_fd(struct vio_vhost_user *vu, struct vu_msg *m)
 enum vu_reset_scope {
     VU_SCOPE_RINGS,   /* RESET_OWNER: every ring stops and lets go of its kick and call fds */
     VU_SCOPE_STATUS,  /* the driver wrote status 0: the device is reset and the features are
-                       * forgotten; the rings' setup is kept (a front-end may re-enable only
-                       * the rings it disabled) */
+                       * forgotten; the rings' setup is kept: QEMU sends status 0 before
+                       * GET_VRING_BASE, which must still answer each ring's index, and
+                       * re-enables only the rings it disabled */
     VU_SCOPE_DEVICE,  /* RESET_DEVICE: the rings' setup and the status are forgotten too */
     VU_SCOPE_SESSION  /* the session ended: memory, dirty log, inflight region, back-end
                        * channel, owner and protocol features go as well */
