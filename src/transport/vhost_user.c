@@ -1200,13 +1200,16 @@ static int bind_hidden(struct vio_vhost_user *vu, int s, struct vu_hidden_sock *
         h->dir[0] = 0;
         return -ENAMETOOLONG;
     }
-    if (!mkdtemp(h->dir)) { /* mode 0700 */
+    if (!mkdtemp(h->dir)) {
         int e = errno;
         h->dir[0] = 0;
         LOG(vu, VIO_LOG_ERROR, "%s: cannot create a private directory next to it (%s)", vu->path,
             strerror(e));
         return -e;
     }
+    /* 0700 whatever the umask (a umask of 0177 would leave it unsearchable even for us) */
+    if (chmod(h->dir, 0700) < 0)
+        return -errno;
     snprintf(h->file, sizeof(h->file), "%s/s", h->dir);
     struct sockaddr_un sa;
     int rc = sock_addr(h->file, &sa);

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1566,20 +1567,25 @@ START_TEST(test_socket_mode)
     fdev_init(&d);
     char dir[] = "/tmp/vio-vu-mode-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(chmod(dir, 0700), 0); /* searchable whatever the umask */
     char path[108];
     snprintf(path, sizeof(path), "%s/vu.sock", dir);
-    mode_t old = umask(0); /* as permissive as it gets */
+    /* as permissive as it gets, and as strict as the daemon's (which would leave a private
+     * directory unsearchable if the transport relied on the umask) */
+    static const mode_t umasks[] = {0, 0177};
     static const struct {
         uint32_t cfg, want;
     } modes[] = {{0, 0600}, {0660, 0660}, {0666, 0666}, {0700, 0700}};
-    for (unsigned i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+    mode_t old = umask(0);
+    for (unsigned i = 0; i < 2 * sizeof(modes) / sizeof(modes[0]); i++) {
+        umask(umasks[i & 1]);
         struct vio_vhost_user *vu;
-        ck_assert_int_eq(try_new(&d, path, modes[i].cfg, &vu), 0);
+        ck_assert_int_eq(try_new(&d, path, modes[i / 2].cfg, &vu), 0);
         struct stat st;
         ck_assert_int_eq(lstat(path, &st), 0);
         ck_assert(S_ISSOCK(st.st_mode));
-        ck_assert_msg((st.st_mode & 07777) == modes[i].want, "mode 0%o, expected 0%o",
-                      (unsigned)(st.st_mode & 07777), modes[i].want);
+        ck_assert_msg((st.st_mode & 07777) == modes[i / 2].want, "mode 0%o, expected 0%o",
+                      (unsigned)(st.st_mode & 07777), modes[i / 2].want);
         ck_assert_int_eq(leftovers(dir), 0);
         ck_assert(can_connect(path));
         ck_assert_int_eq(vio_vhost_user_handle(vu), 0);
@@ -1596,6 +1602,48 @@ START_TEST(test_socket_mode)
 }
 END_TEST
 
+/* The daemon's umask (0177) must not leave the private directory unsearchable for its owner.
+ * Root ignores directory permissions, so the server runs as an unprivileged user here. */
+START_TEST(test_socket_umask_unprivileged)
+{
+    if (getuid() != 0) {
+        /* already unprivileged: the same check in this process */
+        struct fdev d;
+        fdev_init(&d);
+        make_path("umask");
+        mode_t old = umask(0177);
+        struct vio_vhost_user *vu;
+        ck_assert_int_eq(try_new(&d, sock_path, 0, &vu), 0);
+        umask(old);
+        vio_vhost_user_free(vu);
+        return;
+    }
+    make_path("umask");
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct fdev d;
+        fdev_init(&d);
+        if (setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(10);
+        umask(0177);
+        struct vio_vhost_user *vu;
+        int rc = try_new(&d, sock_path, 0660, &vu);
+        if (rc < 0)
+            _exit(20 + (-rc & 63));
+        struct stat st;
+        int ok = lstat(sock_path, &st) == 0 && (st.st_mode & 0777) == 0660 && can_connect(sock_path);
+        vio_vhost_user_free(vu);
+        _exit(ok ? 0 : 11);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child exit %d",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    ck_assert_int_eq(access(sock_path, F_OK), -1);
+}
+END_TEST
+
 /* A path that fits a sockaddr_un while the private directory beside it would not. */
 START_TEST(test_socket_mode_long_path)
 {
@@ -1607,6 +1655,7 @@ START_TEST(test_socket_mode_long_path)
     memset(dir + n, 'x', 100 - (size_t)n);
     dir[100] = 0;
     ck_assert_int_eq(mkdir(dir, 0700), 0);
+    ck_assert_int_eq(chmod(dir, 0700), 0);
     char path[128];
     snprintf(path, sizeof(path), "%s/s1", dir);
     ck_assert_uint_lt(strlen(path), sizeof(((struct sockaddr_un *)0)->sun_path));
@@ -2038,6 +2087,7 @@ static Suite *vhost_user_suite(void)
     tcase_add_test(tc, test_path_free_keeps_other);
     tcase_add_test(tc, test_socket_mode);
     tcase_add_test(tc, test_socket_mode_long_path);
+    tcase_add_test(tc, test_socket_umask_unprivileged);
     tcase_add_test(tc, test_frontend_defaults);
     suite_add_tcase(s, tc);
     tc = tcase_create("hostile");
