@@ -3,8 +3,8 @@
  * vhost-user back-end transport (QEMU docs/interop/vhost-user.rst).
  *
  * One connection at a time. Every message goes through vu_msg_validate()
- * (the request table in vhost_user_msg.c) before a handler sees it; a
- * message that breaks the table ends the session. Handlers decode, map
+ * (its row of req_table, near the end of this file) before the row's handler
+ * sees it; a message that breaks its row ends the session. Handlers decode, map
  * memory, and drive the core (struct vio_queue) and the generic device
  * interface; ring memory itself is only ever touched by the core.
  *
@@ -13,8 +13,8 @@
  * hooks; every change a worker could observe (memory map, ring objects, fds,
  * dirty log, inflight regions) is made between those two calls. The only
  * state workers read outside that rule are the call eventfds (atomic ints,
- * the notify hook), the error eventfds and the status byte (atomics), and
- * the back-end request channel (a mutex).
+ * the notify hook), the error eventfds and the status byte (struct
+ * vio_status, atomic), and the back-end request channel (a mutex).
  */
 #include <errno.h>
 #include <limits.h>
