@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1598,6 +1599,18 @@ START_TEST(test_socket_mode)
     ck_assert_int_eq(try_new(&d, path, 01777, &vu), -EINVAL);
     ck_assert_int_eq(try_new(&d, path, 04600, &vu), -EINVAL);
     ck_assert(!d.bound);
+    /* a caller built before socket_mode existed: the field is not read, 0600 applies */
+    struct vio_vhost_user_config c = {.struct_size = offsetof(struct vio_vhost_user_config,
+                                                              socket_mode),
+                                      .socket_path = path, .dev = &d.dev, .log = test_log,
+                                      .socket_mode = 0xffff};
+    ck_assert_int_eq(vio_vhost_user_new(&c, &vu), 0);
+    struct stat st;
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0600);
+    vio_vhost_user_free(vu);
+    c.struct_size -= 8;
+    ck_assert_int_eq(vio_vhost_user_new(&c, &vu), -EINVAL);
     ck_assert_int_eq(rmdir(dir), 0);
 }
 END_TEST
