@@ -56,6 +56,38 @@ enum vio_status_event {
     VIO_EV_FAILED = 8        /**< driver gave up */
 };
 
+/**
+ * What the device must do after a change of the status byte (vio_status_actions()): the
+ * status transitions turned into device events, so that no transport re-derives them.
+ */
+enum vio_status_action {
+    VIO_ACT_RESET = 1,  /**< the status went from non-zero to 0: stop every queue, reset the
+                             device (vio_device_reset()), forget the negotiated features */
+    VIO_ACT_START = 2,  /**< the device became live (DRIVER_OK without FAILED or NEEDS_RESET):
+                             start the queues the driver enabled */
+    VIO_ACT_STOP = 4,   /**< the device was live and is not any more (reset, FAILED, or
+                             NEEDS_RESET): stop processing its queues */
+    VIO_ACT_CONFIG = 8  /**< NEEDS_RESET appeared: raise a configuration-change interrupt */
+};
+
+/** Flags of struct vio_status_config. */
+enum vio_status_flags {
+    /**
+     * The status is relayed by a vhost front-end, not written by a virtio driver step by step
+     * (vhost-user SET_STATUS): QEMU sets FEATURES_OK alone right after SET_FEATURES and
+     * ACKNOWLEDGE | DRIVER | DRIVER_OK later. The order rules are lifted (DRIVER without
+     * ACKNOWLEDGE, FEATURES_OK without DRIVER or after DRIVER_OK, DRIVER_OK without
+     * FEATURES_OK are accepted); a DRIVER_OK without FEATURES_OK gets the feature check that
+     * FEATURES_OK would have had. Everything else holds: bits are cleared only by a reset,
+     * NEEDS_RESET belongs to the device, FEATURES_OK is refused for a set the device cannot
+     * take, and after FAILED only a reset is accepted. The driver features may be set at any
+     * status before FEATURES_OK and DRIVER_OK (the front-end sends SET_FEATURES when it
+     * likes), and set again to the same value after (QEMU repeats SET_FEATURES to switch
+     * dirty logging).
+     */
+    VIO_STATUS_RELAYED = 1u << 0
+};
+
 /** Opaque status/feature object. */
 struct vio_status;
 
@@ -69,6 +101,8 @@ struct vio_status_config {
      *  on the calling thread. */
     int (*validate)(void *opaque, uint64_t driver_features);
     void *validate_opaque;    /**< passed to @ref validate */
+    uint32_t flags;           /**< #vio_status_flags (0: a virtio driver writes the status);
+                                   read only when struct_size covers it */
 };
 
 /**
@@ -76,8 +110,8 @@ struct vio_status_config {
  * @param[in]  cfg creation parameters (copied)
  * @param[out] out the new object, owned by the caller (vio_status_free()); NULL on failure
  * @retval 0 success
- * @retval -EINVAL cfg or out NULL, struct_size too small, or VERSION_1 not offered while
- *                 allow_legacy is false (a modern device MUST offer it)
+ * @retval -EINVAL cfg or out NULL, struct_size too small, VERSION_1 not offered while
+ *                 allow_legacy is false (a modern device MUST offer it), or an unknown flag
  * @retval -ENOMEM allocation failed
  */
 VIO_API int vio_status_new(const struct vio_status_config *cfg, struct vio_status **out);
@@ -105,14 +139,19 @@ VIO_API uint8_t vio_status_read(const struct vio_status *st);
  * of the register) is fine and a write that omits it does not clear it, but a
  * write that would set it is refused.
  *
+ * With #VIO_STATUS_RELAYED (a vhost front-end relays the status) the order rules
+ * (DRIVER needs ACKNOWLEDGE, FEATURES_OK needs DRIVER and no DRIVER_OK, DRIVER_OK needs
+ * FEATURES_OK) are lifted; a DRIVER_OK without FEATURES_OK has its features checked.
+ *
  * @param[in]  st     the status object
  * @param[in]  val    the value the driver wrote (guest controlled)
  * @param[out] events optional: #vio_status_event bits caused by this write (0 on error)
  * @retval 0 accepted
  * @retval -ENOTSUP FEATURES_OK (or a legacy DRIVER_OK) refused: that bit and a DRIVER_OK
  *                  in the same write stay clear, the other new bits are applied
- * @retval -EINVAL illegal transition (clearing bits, skipping steps, setting NEEDS_RESET
- *                 or a reserved bit, adding bits after FAILED); the status is left unchanged
+ * @retval -EINVAL illegal transition (clearing bits, skipping steps unless relayed, setting
+ *                 NEEDS_RESET or a reserved bit, adding bits after FAILED); the status is left
+ *                 unchanged
  */
 VIO_API int vio_status_write(struct vio_status *st, uint8_t val, unsigned *events);
 
@@ -127,7 +166,8 @@ VIO_API uint64_t vio_status_device_features(const struct vio_status *st);
  * @param[in] features accepted bits (guest controlled)
  * @retval 0 success
  * @retval -EBUSY DRIVER not set, or FEATURES_OK / DRIVER_OK already set (features are fixed);
- *                nothing changes
+ *                nothing changes. With #VIO_STATUS_RELAYED: only FEATURES_OK / DRIVER_OK set
+ *                and @p features different from the fixed set
  */
 VIO_API int vio_status_set_driver_features(struct vio_status *st, uint64_t features);
 
@@ -151,8 +191,25 @@ VIO_API bool vio_status_features_ok(const struct vio_status *st);
 /** @brief True when DRIVER_OK is set and neither FAILED nor NEEDS_RESET. */
 VIO_API bool vio_status_live(const struct vio_status *st);
 
-/** @brief Set NEEDS_RESET (device side; e.g. from a queue's on_broken hook). Any thread. */
-VIO_API void vio_status_set_needs_reset(struct vio_status *st);
+/**
+ * @brief Set NEEDS_RESET (device side; e.g. from a queue's on_broken hook). Any thread.
+ * @return true when this call set the bit (it was clear): the caller raises the one
+ *         configuration-change interrupt (#VIO_ACT_CONFIG); false when it was already set
+ */
+VIO_API bool vio_status_set_needs_reset(struct vio_status *st);
+
+/**
+ * @brief The device events a status change calls for (kvmtool's start/stop hints).
+ *
+ * A transport reads the status before and after a driver write (vio_status_write()), a reset
+ * or vio_status_set_needs_reset(), and acts on the #vio_status_action bits, in the order
+ * STOP, RESET, START, CONFIG. Writing 0 when the status already was 0 calls for nothing (the
+ * device is in its reset state). Pure function; any thread.
+ * @param[in] before the status byte before the change
+ * @param[in] after  the status byte after it
+ * @return #vio_status_action bits (0: nothing to do)
+ */
+VIO_API unsigned vio_status_actions(uint8_t before, uint8_t after);
 
 #ifdef __cplusplus
 }

@@ -126,7 +126,9 @@ struct vio_vhost_user_config {
                                   ring is further limited by its device maximum) */
     uint16_t max_mem_slots;  /**< memory regions accepted and reported by GET_MAX_MEM_SLOTS;
                                   0 = #VIO_MEM_DEFAULT_CAPACITY (509) */
-    uint64_t queue_num;      /**< GET_QUEUE_NUM reply; 0 = vio_device_num_queues() */
+    uint64_t queue_num;      /**< GET_QUEUE_NUM reply; 0 = vio_device_frontend_queue_num(),
+                                  the count in the unit the device type's front-ends read
+                                  (virtio-net: queue pairs, as QEMU and DPDK expect) */
     uint64_t protocol_features_disable; /**< protocol feature bits (numbers as in the spec)
                                   not to offer; 0 offers every feature the transport has */
     vio_log_fn log;          /**< optional log callback (object name "vhost-user") */
@@ -146,6 +148,13 @@ struct vio_vhost_user_config {
      *  negative errno to refuse (reported to the front-end when it asked for an ack).
      *  NULL accepts and ignores them. Control thread. */
     int (*device_request)(void *opaque, enum vio_vhost_user_request req, uint64_t value);
+    /** server mode: permission bits of the socket file (e.g. 0660 to let a group of
+     *  front-ends connect); 0 = 0600, only the owner may connect. The umask plays no part:
+     *  the socket is bound in a private 0700 directory next to @ref socket_path, given this
+     *  mode there and only then linked into place, so it is never reachable with other
+     *  permissions. Bits outside 0777 make vio_vhost_user_new() fail with -EINVAL. Read only
+     *  when struct_size covers it (added after the first version of this struct). */
+    uint32_t socket_mode;
 };
 
 /** Opaque vhost-user back-end transport. */
@@ -168,22 +177,39 @@ struct vio_vhost_user_queue_state {
 /**
  * @brief Create the transport, bind it to @p cfg->dev and listen / connect.
  *
- * Server mode: binds and listens on socket_path (a stale socket file there is removed;
- * any other kind of file is left alone and makes the call fail) and removes the file in
- * vio_vhost_user_free(). Client mode: connects now; with reconnect_ms a failure is not an
- * error and the transport retries from vio_vhost_user_tick(). The device's hooks are
- * bound with vio_device_bind() (replacing earlier ones). The control watch is announced
- * through set_watch before this returns.
+ * Server mode: binds and listens on socket_path with the mode @ref
+ * vio_vhost_user_config::socket_mode (default 0600, whatever the umask). What is at the path
+ * already decides: nothing, or a stale socket (a connect is refused: its back-end is gone) is
+ * replaced; a live socket (a connect succeeds: another back-end serves this path) makes the
+ * call fail with -EADDRINUSE and leaves it alone; anything else that is not a socket fails
+ * with -EEXIST. Each refusal is logged naming the path. vio_vhost_user_free() removes the
+ * socket file only if the file at the path is still the one this object created (same device
+ * and inode), so a back-end that replaced it keeps its socket. A second server object on a
+ * path is therefore refused rather than silently taking the path over.
+ *
+ * Client mode: connects now; with reconnect_ms a failure is not an error and the transport
+ * retries from vio_vhost_user_tick().
+ *
+ * The device is bound with vio_device_bind() and #VIO_DEVICE_BIND_FRONTEND_CTRL: vhost-user
+ * front-ends (QEMU, DPDK) keep the device type's control queue themselves (virtio-net: the
+ * model then behaves as with vio_net_dev_config::frontend_ctrl, no need to set it by hand).
+ * The queue count offered by GET_QUEUE_NUM defaults to vio_device_frontend_queue_num()
+ * (virtio-net: queue pairs). The control watch is announced through set_watch before this
+ * returns.
  *
  * @param[in]  cfg the configuration (copied)
  * @param[out] out the new transport, owned by the caller (vio_vhost_user_free())
  * @retval 0 success
  * @retval -EINVAL cfg/out/dev NULL, struct_size too small, no socket path, a device with no
- *                 queues, or max_mem_slots above 65536
+ *                 queues, or socket_mode with bits outside 0777
  * @retval -ENAMETOOLONG the socket path does not fit a sockaddr_un
+ * @retval -EADDRINUSE server mode and a live socket is at socket_path (another back-end)
  * @retval -EEXIST server mode and socket_path exists and is not a socket
  * @retval -ENOMEM allocation failed
- * @retval other a negative errno from socket(), bind(), listen(), connect() or vio_device_bind()
+ * @retval -EBUSY the device is bound to another transport already (vio_device_bind())
+ * @retval other a negative errno from socket(), bind(), listen(), connect(), creating the
+ *               private directory next to the path (-EACCES: the directory is not writable),
+ *               or vio_device_bind()
  */
 VIO_API int vio_vhost_user_new(const struct vio_vhost_user_config *cfg, struct vio_vhost_user **out);
 

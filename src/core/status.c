@@ -11,6 +11,8 @@
  *    cannot accept: bits it did not offer, no VERSION_1 from a non-legacy driver;
  *  - the driver MUST NOT accept new features after FEATURES_OK;
  *  - NEEDS_RESET is written by the device only.
+ * A relayed status (VIO_STATUS_RELAYED: vhost-user SET_STATUS) keeps every rule but the
+ * order of the init sequence, which the front-end, not a driver, decides.
  *
  * Concurrency: the status byte is the only field touched from more than one
  * thread (vio_status_set_needs_reset() may run anywhere). Every change of it is
@@ -41,6 +43,7 @@ struct vio_status {
     uint64_t device_features;
     uint64_t driver_features;
     bool allow_legacy;
+    bool relayed; /* VIO_STATUS_RELAYED */
     int (*validate)(void *opaque, uint64_t driver_features);
     void *validate_opaque;
 };
@@ -56,6 +59,12 @@ static uint8_t load_status(const struct vio_status *st)
     return atomic_load_explicit((_Atomic uint8_t *)&st->status, memory_order_acquire);
 }
 
+/* DRIVER_OK and nothing that stops the device (vio_status_live() on a byte). */
+static bool live_byte(uint8_t s)
+{
+    return (s & VIO_S_DRIVER_OK) && !(s & (VIO_S_FAILED | VIO_S_NEEDS_RESET));
+}
+
 int vio_status_new(const struct vio_status_config *cfg, struct vio_status **out)
 {
     if (!out)
@@ -67,6 +76,11 @@ int vio_status_new(const struct vio_status_config *cfg, struct vio_status **out)
      * ever reach FEATURES_OK. */
     if (!cfg->allow_legacy && !vio_has_feature(cfg->device_features, VIO_F_VERSION_1))
         return -EINVAL;
+    uint32_t flags = cfg->struct_size >= offsetof(struct vio_status_config, flags) + sizeof(uint32_t)
+                         ? cfg->flags
+                         : 0;
+    if (flags & ~(uint32_t)VIO_STATUS_RELAYED)
+        return -EINVAL;
 
     struct vio_status *st = calloc(1, sizeof(*st));
     if (!st)
@@ -75,6 +89,7 @@ int vio_status_new(const struct vio_status_config *cfg, struct vio_status **out)
     st->device_features = cfg->device_features;
     st->driver_features = 0;
     st->allow_legacy = cfg->allow_legacy;
+    st->relayed = flags & VIO_STATUS_RELAYED;
     st->validate = cfg->validate;
     st->validate_opaque = cfg->validate_opaque;
     *out = st;
@@ -150,11 +165,13 @@ int vio_status_write(struct vio_status *st, uint8_t val, unsigned *events)
             return -EINVAL; /* after FAILED only a reset may follow */
 
         next = (uint8_t)(cur | add);
-        if ((add & VIO_S_DRIVER) && !(next & VIO_S_ACKNOWLEDGE))
+        /* The init sequence; a relayed status (vhost-user) arrives in the front-end's order. */
+        if (!st->relayed && (add & VIO_S_DRIVER) && !(next & VIO_S_ACKNOWLEDGE))
             return -EINVAL;
-        if ((add & VIO_S_FEATURES_OK) && (!(next & VIO_S_DRIVER) || (cur & VIO_S_DRIVER_OK)))
+        if (!st->relayed && (add & VIO_S_FEATURES_OK) &&
+            (!(next & VIO_S_DRIVER) || (cur & VIO_S_DRIVER_OK)))
             return -EINVAL;
-        if ((add & VIO_S_DRIVER_OK) && !(next & VIO_S_FEATURES_OK) &&
+        if (!st->relayed && (add & VIO_S_DRIVER_OK) && !(next & VIO_S_FEATURES_OK) &&
             !((next & VIO_S_DRIVER) && legacy_driver(st)))
             return -EINVAL;
 
@@ -170,7 +187,8 @@ int vio_status_write(struct vio_status *st, uint8_t val, unsigned *events)
                 ev |= VIO_EV_FEATURES_OK;
             }
         } else if ((add & VIO_S_DRIVER_OK) && !(next & VIO_S_FEATURES_OK)) {
-            /* Legacy driver: its features are fixed at DRIVER_OK, so check them now. */
+            /* Legacy driver (or a relayed status without FEATURES_OK): the features are fixed
+             * at DRIVER_OK, so check them now. */
             if (feat_rc == 1)
                 feat_rc = check_features(st);
             if (feat_rc != 0) {
@@ -201,17 +219,23 @@ uint64_t vio_status_device_features(const struct vio_status *st)
 }
 
 /* Features may change only between DRIVER and FEATURES_OK (and, for a legacy driver that never
- * sets FEATURES_OK, not after DRIVER_OK either). */
+ * sets FEATURES_OK, not after DRIVER_OK either). A relayed status has no DRIVER step for the
+ * features: they may change until FEATURES_OK / DRIVER_OK fix them. */
 static bool features_writable(const struct vio_status *st)
 {
     uint8_t s = load_status(st);
-    return (s & VIO_S_DRIVER) && !(s & (VIO_S_FEATURES_OK | VIO_S_DRIVER_OK));
+    return (st->relayed || (s & VIO_S_DRIVER)) && !(s & (VIO_S_FEATURES_OK | VIO_S_DRIVER_OK));
 }
 
 int vio_status_set_driver_features(struct vio_status *st, uint64_t features)
 {
-    if (!features_writable(st))
+    if (!features_writable(st)) {
+        /* A vhost front-end repeats SET_FEATURES with the same virtio bits (QEMU does, to
+         * switch dirty logging): not a change. */
+        if (st->relayed && features == st->driver_features)
+            return 0;
         return -EBUSY;
+    }
     st->driver_features = features;
     return 0;
 }
@@ -240,14 +264,29 @@ bool vio_status_features_ok(const struct vio_status *st)
 
 bool vio_status_live(const struct vio_status *st)
 {
-    uint8_t s = load_status(st);
-    return (s & VIO_S_DRIVER_OK) && !(s & (VIO_S_FAILED | VIO_S_NEEDS_RESET));
+    return live_byte(load_status(st));
 }
 
-void vio_status_set_needs_reset(struct vio_status *st)
+bool vio_status_set_needs_reset(struct vio_status *st)
 {
     /* Release: what the caller wrote before (a queue's broken state, a log) is visible to the
      * thread that then reads the status with acquire and sees NEEDS_RESET. An atomic OR, so it
-     * composes with the compare-exchange in vio_status_write(). */
-    atomic_fetch_or_explicit(&st->status, VIO_S_NEEDS_RESET, memory_order_release);
+     * composes with the compare-exchange in vio_status_write(); the old value it returns says
+     * which of several racing callers set the bit (exactly one does). */
+    uint8_t old = atomic_fetch_or_explicit(&st->status, VIO_S_NEEDS_RESET, memory_order_release);
+    return !(old & VIO_S_NEEDS_RESET);
+}
+
+unsigned vio_status_actions(uint8_t before, uint8_t after)
+{
+    unsigned act = 0;
+    if (before != 0 && after == 0)
+        act |= VIO_ACT_RESET;
+    if (!live_byte(before) && live_byte(after))
+        act |= VIO_ACT_START;
+    if (live_byte(before) && !live_byte(after))
+        act |= VIO_ACT_STOP;
+    if (!(before & VIO_S_NEEDS_RESET) && (after & VIO_S_NEEDS_RESET))
+        act |= VIO_ACT_CONFIG;
+    return act;
 }

@@ -3,8 +3,8 @@
  * vhost-user back-end transport (QEMU docs/interop/vhost-user.rst).
  *
  * One connection at a time. Every message goes through vu_msg_validate()
- * (the request table in vhost_user_msg.c) before a handler sees it; a
- * message that breaks the table ends the session. Handlers decode, map
+ * (its row of req_table, near the end of this file) before the row's handler
+ * sees it; a message that breaks its row ends the session. Handlers decode, map
  * memory, and drive the core (struct vio_queue) and the generic device
  * interface; ring memory itself is only ever touched by the core.
  *
@@ -13,14 +13,15 @@
  * hooks; every change a worker could observe (memory map, ring objects, fds,
  * dirty log, inflight regions) is made between those two calls. The only
  * state workers read outside that rule are the call eventfds (atomic ints,
- * the notify hook), the error eventfds and the status byte (atomics), and
- * the back-end request channel (a mutex).
+ * the notify hook), the error eventfds and the status byte (struct
+ * vio_status, atomic), and the back-end request channel (a mutex).
  */
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -50,12 +51,12 @@
 /* vhost-only feature bits: not virtio features, never passed to the device. */
 #define VU_VHOST_BITS ((1ull << VU_F_PROTOCOL_FEATURES) | (1ull << VU_F_LOG_ALL))
 
-/* Protocol features this transport implements. */
-#define VU_PF_OURS                                                                                 \
-    ((1ull << VU_PF_MQ) | (1ull << VU_PF_LOG_SHMFD) | (1ull << VU_PF_RARP) |                       \
-     (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_MTU) | (1ull << VU_PF_BACKEND_REQ) |              \
-     (1ull << VU_PF_CONFIG) | (1ull << VU_PF_INFLIGHT_SHMFD) | (1ull << VU_PF_RESET_DEVICE) |     \
-     (1ull << VU_PF_CONFIGURE_MEM_SLOTS) | (1ull << VU_PF_STATUS))
+/* Protocol features of the dispatcher itself rather than of a request (the rest of the offer
+ * comes from the request table: vu_protocol_features()). */
+#define VU_PF_DISPATCH (1ull << VU_PF_REPLY_ACK)
+
+/* Socket file mode in server mode when the configuration leaves it 0. */
+#define VU_SOCKET_MODE_DEFAULT 0600u
 
 #define LOG(vu, lvl, ...) vio_logf((vu)->log, (vu)->log_opaque, (lvl), VU_OBJ, __VA_ARGS__)
 
@@ -101,6 +102,9 @@ struct vio_vhost_user {
     /* configuration */
     char *path;
     bool client, use_fd, path_owned;
+    dev_t path_dev; /* the socket file we created (path_owned): removed on free only if the */
+    ino_t path_ino; /* file at the path is still this one */
+    uint32_t socket_mode;
     uint32_t reconnect_ms;
     struct vio_device *dev;
     uint16_t max_qsize;
@@ -131,7 +135,7 @@ struct vio_vhost_user {
     bool dev_features_ok;
     uint64_t features;  /* as set by the front-end, vhost bits included */
     uint64_t pfeatures; /* negotiated protocol features */
-    _Atomic uint8_t status;
+    struct vio_status *st; /* the device status (SET/GET_STATUS, NEEDS_RESET from any thread) */
 
     /* guest memory */
     struct vio_mem *mem;
@@ -322,7 +326,8 @@ static void hook_config_changed(void *opaque)
 static void hook_needs_reset(void *opaque)
 {
     struct vio_vhost_user *vu = opaque;
-    atomic_fetch_or_explicit(&vu->status, (uint8_t)VIO_S_NEEDS_RESET, memory_order_acq_rel);
+    if (vu->st) /* NULL only while vio_vhost_user_new() binds the device */
+        vio_status_set_needs_reset(vu->st);
 }
 
 static void hook_set_watch(void *opaque, int fd, unsigned events, uint32_t id)
@@ -342,7 +347,7 @@ static void on_queue_broken(void *opaque, struct vio_queue *q, enum vio_violatio
 {
     struct vio_vhost_user *vu = opaque;
     (void)why; /* the queue logged the rule itself */
-    atomic_fetch_or_explicit(&vu->status, (uint8_t)VIO_S_NEEDS_RESET, memory_order_acq_rel);
+    vio_status_set_needs_reset(vu->st);
     unsigned i = vio_queue_index(q);
     if (i < vu->nrings) {
         int fd = atomic_load_explicit(&vu->rings[i].err_fd, memory_order_acquire);
@@ -366,7 +371,7 @@ __attribute__((format(printf, 3, 4))) static void ring_fail(struct vio_vhost_use
     LOG(vu, VIO_LOG_ERROR, "queue %u: %s; the ring stays stopped until the front-end sets it up "
         "again (device needs reset)", i, buf);
     r->failed = true;
-    atomic_fetch_or_explicit(&vu->status, (uint8_t)VIO_S_NEEDS_RESET, memory_order_acq_rel);
+    vio_status_set_needs_reset(vu->st);
     int fd = atomic_load_explicit(&r->err_fd, memory_order_acquire);
     if (fd >= 0)
         eventfd_signal(fd);
@@ -900,10 +905,7 @@ static int h_set_log_base(struct vio_vhost_user *vu, struct vu_msg *m)
     if (old)
         munmap(old, oldlen);
     LOG(vu, VIO_LOG_INFO, "dirty log: 0x%llx bytes", (unsigned long long)size);
-    /* With LOG_SHMFD the front-end waits for a reply (QEMU reads one unconditionally). */
-    if (has_bit(vu->pfeatures, VU_PF_LOG_SHMFD))
-        reply_u64(vu, m, 0);
-    return 0;
+    return 0; /* the reply QEMU waits for with LOG_SHMFD: the table's reply rule */
 }
 
 static size_t inflight_qbytes(uint16_t qs)
@@ -1010,14 +1012,38 @@ static int h_set_inflight_fd(struct vio_vhost_user *vu, struct vu_msg *m)
 /* ------------------------------------------------------------------------ */
 /* Session                                                                   */
 
-/* Tear down everything a session built (rings, memory, log, inflight, channels) and reset
- * the device. The connection itself is handled by the caller. */
-static void session_teardown(struct vio_vhost_user *vu)
+/* How much a reset takes back; each scope includes the ones before it. */
+enum vu_reset_scope {
+    VU_SCOPE_RINGS,   /* RESET_OWNER: every ring stops and lets go of its kick and call fds */
+    VU_SCOPE_STATUS,  /* the driver wrote status 0: the device is reset and the features are
+                       * forgotten; the rings' setup is kept: QEMU sends status 0 before
+                       * GET_VRING_BASE, which must still answer each ring's index, and
+                       * re-enables only the rings it disabled */
+    VU_SCOPE_DEVICE,  /* RESET_DEVICE: the rings' setup and the status are forgotten too */
+    VU_SCOPE_SESSION  /* the session ended: memory, dirty log, inflight region, back-end
+                       * channel, owner and protocol features go as well */
+};
+
+/* The reset sequence, written once. Leaves the workers paused (the caller resumes). */
+static void vu_reset(struct vio_vhost_user *vu, enum vu_reset_scope scope)
 {
     vu_pause(vu);
-    for (unsigned i = 0; i < vu->nrings; i++)
-        ring_forget(vu, i);
+    for (unsigned i = 0; i < vu->nrings; i++) {
+        if (scope >= VU_SCOPE_DEVICE)
+            ring_forget(vu, i);
+        else
+            ring_stop(vu, i, true);
+    }
+    if (scope == VU_SCOPE_RINGS)
+        return;
     vio_device_reset(vu->dev);
+    vu->features_set = false;
+    vu->dev_features_ok = false;
+    vu->features = 0;
+    if (scope >= VU_SCOPE_DEVICE)
+        vio_status_write(vu->st, 0, NULL); /* SET_STATUS 0 has written it already */
+    if (scope < VU_SCOPE_SESSION)
+        return;
     unmap_all(vu);
     log_unmap(vu);
     xclose(&vu->log_fd);
@@ -1027,11 +1053,14 @@ static void session_teardown(struct vio_vhost_user *vu)
     vu->backend_config = false;
     pthread_mutex_unlock(&vu->backend_lock);
     vu->owner = false;
-    vu->features_set = false;
-    vu->dev_features_ok = false;
-    vu->features = 0;
     vu->pfeatures = 0;
-    atomic_store_explicit(&vu->status, 0, memory_order_release);
+}
+
+/* Tear down everything a session built and reset the device. The connection itself is
+ * handled by the caller. */
+static void session_teardown(struct vio_vhost_user *vu)
+{
+    vu_reset(vu, VU_SCOPE_SESSION);
     vu_resume(vu);
 }
 
@@ -1095,31 +1124,194 @@ static int try_connect(struct vio_vhost_user *vu)
     return 0;
 }
 
+/*
+ * Server mode: what is at the socket path already? 0: nothing, or a stale socket (nobody
+ * accepts on it: ECONNREFUSED), whose identity goes to @stale for path_publish() to replace.
+ * A socket somebody listens on is a second back-end on the same path: -EADDRINUSE. Anything
+ * that is not a socket is left alone: -EEXIST.
+ */
+static int path_probe(struct vio_vhost_user *vu, const struct sockaddr_un *sa, struct stat *stale,
+                      bool *is_stale)
+{
+    *is_stale = false;
+    if (lstat(vu->path, stale) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        int e = errno;
+        LOG(vu, VIO_LOG_ERROR, "%s: cannot look at the socket path (%s)", vu->path, strerror(e));
+        return -e;
+    }
+    if (!S_ISSOCK(stale->st_mode)) {
+        LOG(vu, VIO_LOG_ERROR, "%s exists and is not a socket; not replacing it", vu->path);
+        return -EEXIST;
+    }
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (s < 0)
+        return -errno;
+    /* A unix connect completes or fails at once; a live listener with a full backlog says
+     * EAGAIN. The listener sees a connection that closes at once. */
+    int rc = connect(s, (const struct sockaddr *)sa, sizeof(*sa)) < 0 ? -errno : 0;
+    close(s);
+    if (rc == 0 || rc == -EAGAIN) {
+        LOG(vu, VIO_LOG_ERROR, "%s: a live socket is there (another back-end is listening on "
+            "this path); not taking it over", vu->path);
+        return -EADDRINUSE;
+    }
+    if (rc == -ENOENT)
+        return 0; /* gone meanwhile */
+    if (rc != -ECONNREFUSED) {
+        LOG(vu, VIO_LOG_ERROR, "%s: cannot tell whether the socket there is in use (connect: "
+            "%s); not replacing it", vu->path, strerror(-rc));
+        return rc;
+    }
+    *is_stale = true;
+    return 0;
+}
+
+/* A socket bound in a private directory (0700) next to the path, given its final mode there,
+ * so that it appears at the path already with that mode (no window with the umask's). */
+struct vu_hidden_sock {
+    char dir[PATH_MAX];  /* the private directory, "" if none */
+    char file[PATH_MAX]; /* the socket file in it */
+    int dir_fd;          /* O_PATH of dir when its path is too long for a sockaddr_un */
+};
+
+static void hidden_cleanup(struct vu_hidden_sock *h)
+{
+    if (h->file[0])
+        unlink(h->file);
+    if (h->dir[0])
+        rmdir(h->dir);
+    xclose(&h->dir_fd);
+    h->file[0] = h->dir[0] = 0;
+}
+
+static int bind_hidden(struct vio_vhost_user *vu, int s, struct vu_hidden_sock *h)
+{
+    h->dir[0] = h->file[0] = 0;
+    h->dir_fd = -1;
+    const char *slash = strrchr(vu->path, '/');
+    int dl = slash ? (int)(slash - vu->path) : 1;
+    const char *dirname = slash ? vu->path : ".";
+    if (slash == vu->path)
+        dl = 0; /* a socket in / */
+    int n = snprintf(h->dir, sizeof(h->dir), "%.*s/.vio-vu-XXXXXX", dl, dirname);
+    if (n < 0 || (size_t)n >= sizeof(h->dir)) {
+        h->dir[0] = 0;
+        return -ENAMETOOLONG;
+    }
+    if (!mkdtemp(h->dir)) {
+        int e = errno;
+        h->dir[0] = 0;
+        LOG(vu, VIO_LOG_ERROR, "%s: cannot create a private directory next to it (%s)", vu->path,
+            strerror(e));
+        return -e;
+    }
+    /* 0700 whatever the umask (a umask of 0177 would leave it unsearchable even for us) */
+    if (chmod(h->dir, 0700) < 0)
+        return -errno;
+    snprintf(h->file, sizeof(h->file), "%s/s", h->dir);
+    struct sockaddr_un sa;
+    int rc = sock_addr(h->file, &sa);
+    if (rc == -ENAMETOOLONG) {
+        /* The final path fits but the directory's does not: bind through /proc's handle on
+         * the directory. */
+        h->dir_fd = open(h->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (h->dir_fd < 0)
+            return -errno;
+        char via[64];
+        snprintf(via, sizeof(via), "/proc/self/fd/%d/s", h->dir_fd);
+        rc = sock_addr(via, &sa);
+    }
+    if (rc < 0)
+        return rc;
+    if (bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        rc = -errno;
+        h->file[0] = 0; /* nothing was created */
+        return rc;
+    }
+    if (chmod(h->file, vu->socket_mode) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Move the listening socket to the path: it must not replace anything but the stale socket
+ * path_probe() saw (a second back-end that came meanwhile keeps its socket). */
+static int path_publish(struct vio_vhost_user *vu, struct vu_hidden_sock *h, bool is_stale,
+                        const struct stat *stale)
+{
+    struct stat st;
+    if (is_stale && lstat(vu->path, &st) == 0 && st.st_dev == stale->st_dev &&
+        st.st_ino == stale->st_ino) {
+        LOG(vu, VIO_LOG_INFO, "%s: replacing a stale socket (nobody listens on it)", vu->path);
+        unlink(vu->path);
+    }
+    if (lstat(h->file, &st) < 0)
+        return -errno;
+    int rc = link(h->file, vu->path) < 0 ? errno : 0;
+    if ((rc == EPERM || rc == EOPNOTSUPP) && lstat(vu->path, &(struct stat){0}) < 0 &&
+        errno == ENOENT)
+        rc = rename(h->file, vu->path) < 0 ? errno : 0; /* a file system without hard links */
+    if (rc) {
+        int e = rc;
+        if (e == EEXIST) {
+            LOG(vu, VIO_LOG_ERROR, "%s: another socket appeared there meanwhile; not taking it "
+                "over", vu->path);
+            return -EADDRINUSE;
+        }
+        LOG(vu, VIO_LOG_ERROR, "%s: cannot create the socket file (%s)", vu->path, strerror(e));
+        return -e;
+    }
+    vu->path_dev = st.st_dev;
+    vu->path_ino = st.st_ino;
+    vu->path_owned = true;
+    return 0;
+}
+
 static int start_listen(struct vio_vhost_user *vu)
 {
     struct sockaddr_un sa;
     int rc = sock_addr(vu->path, &sa);
     if (rc < 0)
         return rc;
-    struct stat st;
-    if (lstat(vu->path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-            return -EEXIST;
-        unlink(vu->path); /* a stale socket from an earlier run */
-    }
+    struct stat stale;
+    bool is_stale;
+    rc = path_probe(vu, &sa, &stale, &is_stale);
+    if (rc < 0)
+        return rc;
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (s < 0)
         return -errno;
-    if (bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s, 1) < 0) {
-        rc = -errno;
+    struct vu_hidden_sock h;
+    if ((rc = bind_hidden(vu, s, &h)) < 0 || listen(s, 1) < 0 ||
+        (rc = path_publish(vu, &h, is_stale, &stale)) < 0) {
+        rc = rc < 0 ? rc : -errno;
+        hidden_cleanup(&h);
         close(s);
         return rc;
     }
+    hidden_cleanup(&h); /* the socket stays at the path (a second link to it) */
     vu->listen_fd = s;
-    vu->path_owned = true;
     vu->state = VU_LISTENING;
     watch(vu, s, VIO_WATCH_IN, VIO_VU_WATCH_CONTROL);
     return 0;
+}
+
+/* Remove the socket file, unless what is at the path now is not the file we created. */
+static void path_remove(struct vio_vhost_user *vu)
+{
+    struct stat st;
+    if (!vu->path_owned)
+        return;
+    vu->path_owned = false;
+    if (lstat(vu->path, &st) < 0)
+        return;
+    if (!S_ISSOCK(st.st_mode) || st.st_dev != vu->path_dev || st.st_ino != vu->path_ino) {
+        LOG(vu, VIO_LOG_INFO, "%s is no longer the socket this back-end created; left in place",
+            vu->path);
+        return;
+    }
+    unlink(vu->path);
 }
 
 /* End the session and go back to waiting for (or looking for) a front-end. */
@@ -1167,6 +1359,13 @@ static int h_set_features(struct vio_vhost_user *vu, struct vu_msg *m)
     if (vu->features_set && started && virt != oldvirt) {
         LOG(vu, VIO_LOG_WARN, "SET_FEATURES: virtio features change 0x%llx -> 0x%llx while rings "
             "are started; refused", (unsigned long long)oldvirt, (unsigned long long)virt);
+        return -EBUSY;
+    }
+    if (vio_status_set_driver_features(vu->st, virt) < 0) {
+        LOG(vu, VIO_LOG_WARN, "SET_FEATURES: virtio features change 0x%llx -> 0x%llx after "
+            "FEATURES_OK / DRIVER_OK (status 0x%x; a reset comes first); refused",
+            (unsigned long long)vio_status_driver_features(vu->st), (unsigned long long)virt,
+            vio_status_read(vu->st));
         return -EBUSY;
     }
     if (started || has_bit(f, VU_F_LOG_ALL) != has_bit(vu->features, VU_F_LOG_ALL))
@@ -1339,56 +1538,56 @@ static int h_vring_enable(struct vio_vhost_user *vu, struct vu_msg *m)
     return 0;
 }
 
-static void stop_all_rings(struct vio_vhost_user *vu)
+static int h_reset_owner(struct vio_vhost_user *vu, struct vu_msg *m)
 {
-    vu_pause(vu);
-    for (unsigned i = 0; i < vu->nrings; i++)
-        ring_stop(vu, i, true);
+    (void)m;
+    /* deprecated; the spec recommends treating it as "disable all rings" */
+    vu_reset(vu, VU_SCOPE_RINGS);
+    return 0;
 }
 
-static int h_reset_device(struct vio_vhost_user *vu)
+static int h_reset_device(struct vio_vhost_user *vu, struct vu_msg *m)
 {
-    vu_pause(vu);
-    for (unsigned i = 0; i < vu->nrings; i++)
-        ring_forget(vu, i);
-    vio_device_reset(vu->dev);
-    vu->features_set = false;
-    vu->dev_features_ok = false;
-    vu->features = 0;
-    atomic_store_explicit(&vu->status, 0, memory_order_release);
+    (void)m;
+    vu_reset(vu, VU_SCOPE_DEVICE);
     LOG(vu, VIO_LOG_INFO, "device reset");
     return 0;
 }
 
+/* The status machine's validate hook: FEATURES_OK (or a DRIVER_OK without it) is accepted
+ * only for the virtio features the last SET_FEATURES gave and the device took. */
+static int status_validate(void *opaque, uint64_t features)
+{
+    const struct vio_vhost_user *vu = opaque;
+    return vu->features_set && vu->dev_features_ok && virtio_features(vu) == features ? 0
+                                                                                       : -ENOTSUP;
+}
+
 static int h_set_status(struct vio_vhost_user *vu, struct vu_msg *m)
 {
-    uint8_t s = (uint8_t)m->p.u64;
-    uint8_t old = atomic_load_explicit(&vu->status, memory_order_acquire);
-    if (s == 0) {
-        if (old != 0) {
-            /* The driver reset the device: rings are normally stopped already. */
-            vu_pause(vu);
-            for (unsigned i = 0; i < vu->nrings; i++)
-                ring_stop(vu, i, true);
-            vio_device_reset(vu->dev);
-            vu->features_set = false;
-            vu->dev_features_ok = false;
-        }
-        atomic_store_explicit(&vu->status, 0, memory_order_release);
-        return 0;
-    }
-    if ((s & VIO_S_FEATURES_OK) && !(vu->features_set && vu->dev_features_ok)) {
+    uint8_t want = (uint8_t)m->p.u64;
+    uint8_t before = vio_status_read(vu->st);
+    int rc = vio_status_write(vu->st, want, NULL);
+    uint8_t after = vio_status_read(vu->st);
+    if (rc == -ENOTSUP)
         /* virtio: the driver re-reads FEATURES_OK to learn the device refused */
-        LOG(vu, VIO_LOG_WARN, "SET_STATUS: FEATURES_OK without accepted features; cleared");
-        s &= (uint8_t)~VIO_S_FEATURES_OK;
+        LOG(vu, VIO_LOG_WARN, "SET_STATUS 0x%x: FEATURES_OK / DRIVER_OK without virtio features "
+            "the device accepted; left clear (status 0x%x)", want, after);
+    else if (rc < 0)
+        LOG(vu, VIO_LOG_WARN, "SET_STATUS 0x%x after 0x%x: not a status change a driver may make "
+            "(a bit cleared without a reset, NEEDS_RESET or a reserved bit set, or bits added "
+            "after FAILED); ignored", want, before);
+    unsigned act = vio_status_actions(before, after);
+    if (act & VIO_ACT_RESET) {
+        /* The driver reset the device: rings are normally stopped already. */
+        vu_reset(vu, VU_SCOPE_STATUS);
+        LOG(vu, VIO_LOG_INFO, "status 0: device reset");
+    } else if (act & VIO_ACT_STOP) {
+        LOG(vu, VIO_LOG_INFO, "status 0x%x: the device is stopped (FAILED or NEEDS_RESET)", after);
     }
-    s &= (uint8_t)~VIO_S_NEEDS_RESET; /* the device's bit */
-    uint8_t cur = old, next;
-    do {
-        next = (uint8_t)(s | (cur & VIO_S_NEEDS_RESET));
-    } while (!atomic_compare_exchange_weak_explicit(&vu->status, &cur, next, memory_order_acq_rel,
-                                                    memory_order_acquire));
-    return 0;
+    if (act & VIO_ACT_START)
+        LOG(vu, VIO_LOG_INFO, "status 0x%x: driver ready", after);
+    return rc;
 }
 
 static int h_get_config(struct vio_vhost_user *vu, struct vu_msg *m)
@@ -1428,86 +1627,143 @@ static int h_device_request(struct vio_vhost_user *vu, enum vio_vhost_user_reque
     return vu->device_request(vu->opaque, req, v);
 }
 
-static int handle_request(struct vio_vhost_user *vu, struct vu_msg *m)
+/* Thin handlers: the requests whose whole work is a line or two. */
+
+static int h_reply_u64(struct vio_vhost_user *vu, struct vu_msg *m, uint64_t v)
 {
-    switch ((enum vu_request)m->hdr.request) {
-    case VU_GET_FEATURES:
-        return reply_u64(vu, m, offered_features(vu)) < 0 ? -EIO : 0;
-    case VU_SET_FEATURES:
-        return h_set_features(vu, m);
-    case VU_GET_PROTOCOL_FEATURES:
-        return reply_u64(vu, m, vu->pf_offered) < 0 ? -EIO : 0;
-    case VU_SET_PROTOCOL_FEATURES:
-        return h_set_protocol_features(vu, m);
-    case VU_SET_OWNER:
-        vu->owner = true;
-        return 0;
-    case VU_RESET_OWNER:
-        /* deprecated; the spec recommends treating it as "disable all rings" */
-        stop_all_rings(vu);
-        return 0;
-    case VU_SET_MEM_TABLE:
-        return h_set_mem_table(vu, m);
-    case VU_SET_LOG_BASE:
-        return h_set_log_base(vu, m);
-    case VU_SET_LOG_FD:
-        xclose(&vu->log_fd);
-        vu->log_fd = take_fd(m, 0);
-        return 0;
-    case VU_SET_VRING_NUM:
-        return h_vring_num(vu, m);
-    case VU_SET_VRING_ADDR:
-        return h_vring_addr(vu, m);
-    case VU_SET_VRING_BASE:
-        return h_vring_base(vu, m);
-    case VU_GET_VRING_BASE:
-        return h_get_vring_base(vu, m);
-    case VU_SET_VRING_KICK:
-        return h_vring_kick(vu, m);
-    case VU_SET_VRING_CALL:
-        return h_vring_call(vu, m);
-    case VU_SET_VRING_ERR:
-        return h_vring_err(vu, m);
-    case VU_GET_QUEUE_NUM:
-        return reply_u64(vu, m, vu->queue_num) < 0 ? -EIO : 0;
-    case VU_SET_VRING_ENABLE:
-        return h_vring_enable(vu, m);
-    case VU_SEND_RARP:
-        return h_device_request(vu, VIO_VU_REQ_SEND_RARP, m->p.u64);
-    case VU_NET_SET_MTU:
-        return h_device_request(vu, VIO_VU_REQ_NET_SET_MTU, m->p.u64);
-    case VU_SET_BACKEND_REQ_FD:
-        pthread_mutex_lock(&vu->backend_lock);
-        xclose(&vu->backend_fd);
-        vu->backend_fd = take_fd(m, 0);
-        pthread_mutex_unlock(&vu->backend_lock);
-        return 0;
-    case VU_GET_CONFIG:
-        return h_get_config(vu, m);
-    case VU_SET_CONFIG:
-        return h_set_config(vu, m);
-    case VU_GET_INFLIGHT_FD:
-        return h_get_inflight_fd(vu, m);
-    case VU_SET_INFLIGHT_FD:
-        return h_set_inflight_fd(vu, m);
-    case VU_RESET_DEVICE:
-        return h_reset_device(vu);
-    case VU_GET_MAX_MEM_SLOTS:
-        return reply_u64(vu, m, vu->max_slots) < 0 ? -EIO : 0;
-    case VU_ADD_MEM_REG:
-        return h_add_mem_reg(vu, m);
-    case VU_REM_MEM_REG:
-        return h_rem_mem_reg(vu, m);
-    case VU_SET_STATUS:
-        return h_set_status(vu, m);
-    case VU_GET_STATUS:
-        return reply_u64(vu, m, atomic_load_explicit(&vu->status, memory_order_acquire)) < 0
-                   ? -EIO
-                   : 0;
-    default:
-        /* unreachable: the validator refuses requests without a table row */
-        return -ENOTSUP;
-    }
+    return reply_u64(vu, m, v) < 0 ? -EIO : 0;
+}
+
+static int h_get_features(struct vio_vhost_user *vu, struct vu_msg *m)
+{
+    return h_reply_u64(vu, m, offered_features(vu));
+}
+
+static int h_get_protocol_features(struct vio_vhost_user *vu, struct vu_msg *m)
+{
+    return h_reply_u64(vu, m, vu->pf_offered);
+}
+
+static int h_get_queue_num(struct vio_vhost_user *vu, struct vu_msg *m)
+{
+    return h_reply_u64(vu, m, vu->queue_num);
+}
+
+static int h_get_max_mem_slots(struct vio_vhost_user *vu, struct vu_msg *m)
+{
+    return h_reply_u64(vu, m, vu->max_slots);
+}
+
+static int h_get_status(struct vio_vhost_user *vu, struct vu_msg *m)
+{
+    return h_reply_u64(vu, m, vio_status_read(vu->st));
+}
+
+static int h_set_owner(struct vio_vhost_user *vu, struct vu_msg *m)
+{
+    (void)m;
+    vu->owner = true;
+    return 0;
+}
+
+static int h_set_log_fd(struct vio_vhost_user *vu, struct vu_msg *m)
+{
+    xclose(&vu->log_fd);
+    vu->log_fd = take_fd(m, 0);
+    return 0;
+}
+
+static int h_set_backend_req_fd(struct vio_vhost_user *vu, struct vu_msg *m)
+{
+    pthread_mutex_lock(&vu->backend_lock);
+    xclose(&vu->backend_fd);
+    vu->backend_fd = take_fd(m, 0);
+    pthread_mutex_unlock(&vu->backend_lock);
+    return 0;
+}
+
+static int h_send_rarp(struct vio_vhost_user *vu, struct vu_msg *m)
+{
+    return h_device_request(vu, VIO_VU_REQ_SEND_RARP, m->p.u64);
+}
+
+static int h_net_set_mtu(struct vio_vhost_user *vu, struct vu_msg *m)
+{
+    return h_device_request(vu, VIO_VU_REQ_NET_SET_MTU, m->p.u64);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The request table                                                         */
+
+/*
+ * One row per front-end request we implement (spec "Front-end message types"): name, size
+ * rule (payload kind), fd allowance, reply rule, protocol feature and whether it gates the
+ * request, what the one fd is, the request's own value rules, and the handler. Nothing about
+ * a request lives anywhere else: vu_msg_validate() applies the row, vu_dispatch_msg() calls
+ * the handler and sends the reply the row promises, and the protocol features offered are
+ * the ones the rows name (plus the dispatcher's REPLY_ACK). A request without a row is
+ * refused (and ends the session).
+ *
+ * Two rows name a protocol feature without being gated by it, because front-ends send them
+ * whatever was negotiated and they cost nothing to answer: GET_QUEUE_NUM (MQ) and
+ * SET_LOG_BASE (LOG_SHMFD, which only decides whether the front-end waits for a reply).
+ */
+#define REQ(r, kind_, fds_, reply_, pf_, gated_, fd_, check_, handle_)                            \
+    [VU_##r] = {.name = #r, .kind = VU_P_##kind_, .fds = VU_FD_##fds_, .reply = VU_REPLY_##reply_, \
+                .pf = VU_PF_##pf_, .gated = (gated_), .fd_name = (fd_), .check = (check_),         \
+                .handle = (handle_)}
+
+static const struct vu_req_info req_table[VU_REQUEST_MAX] = {
+    /*  request                size        fds         reply   protocol feature     gated   fd          value rules            handler */
+    REQ(GET_FEATURES,          NONE,       NONE,       BODY,   NONE,                false,  NULL,       NULL,                  h_get_features),
+    REQ(SET_FEATURES,          U64,        NONE,       ACK,    NONE,                false,  NULL,       NULL,                  h_set_features),
+    REQ(SET_OWNER,             NONE,       NONE,       ACK,    NONE,                false,  NULL,       NULL,                  h_set_owner),
+    REQ(RESET_OWNER,           NONE,       NONE,       ACK,    NONE,                false,  NULL,       NULL,                  h_reset_owner),
+    REQ(SET_MEM_TABLE,         MEM,        PER_REGION, ACK,    NONE,                false,  NULL,       NULL,                  h_set_mem_table),
+    REQ(SET_LOG_BASE,          LOG,        ONE,        PF_ACK, LOG_SHMFD,           false,  "log",      NULL,                  h_set_log_base),
+    REQ(SET_LOG_FD,            NONE,       ONE,        ACK,    NONE,                false,  "log",      NULL,                  h_set_log_fd),
+    REQ(SET_VRING_NUM,         STATE,      NONE,       ACK,    NONE,                false,  NULL,       vu_check_vring_num,    h_vring_num),
+    REQ(SET_VRING_ADDR,        ADDR,       NONE,       ACK,    NONE,                false,  NULL,       NULL,                  h_vring_addr),
+    REQ(SET_VRING_BASE,        STATE,      NONE,       ACK,    NONE,                false,  NULL,       vu_check_vring_base,   h_vring_base),
+    REQ(GET_VRING_BASE,        STATE,      NONE,       BODY,   NONE,                false,  NULL,       NULL,                  h_get_vring_base),
+    REQ(SET_VRING_KICK,        VRING_FD,   VRING,      ACK,    NONE,                false,  NULL,       NULL,                  h_vring_kick),
+    REQ(SET_VRING_CALL,        VRING_FD,   VRING,      ACK,    NONE,                false,  NULL,       NULL,                  h_vring_call),
+    REQ(SET_VRING_ERR,         VRING_FD,   VRING,      ACK,    NONE,                false,  NULL,       NULL,                  h_vring_err),
+    REQ(GET_PROTOCOL_FEATURES, NONE,       NONE,       BODY,   NONE,                false,  NULL,       NULL,                  h_get_protocol_features),
+    REQ(SET_PROTOCOL_FEATURES, U64,        NONE,       ACK,    NONE,                false,  NULL,       NULL,                  h_set_protocol_features),
+    REQ(GET_QUEUE_NUM,         NONE,       NONE,       BODY,   MQ,                  false,  NULL,       NULL,                  h_get_queue_num),
+    REQ(SET_VRING_ENABLE,      STATE,      NONE,       ACK,    NONE,                false,  NULL,       vu_check_vring_enable, h_vring_enable),
+    REQ(SEND_RARP,             U64,        NONE,       ACK,    RARP,                true,   NULL,       NULL,                  h_send_rarp),
+    REQ(NET_SET_MTU,           U64,        NONE,       ACK,    MTU,                 true,   NULL,       vu_check_mtu,          h_net_set_mtu),
+    REQ(SET_BACKEND_REQ_FD,    NONE,       ONE,        ACK,    BACKEND_REQ,         true,   "channel",  NULL,                  h_set_backend_req_fd),
+    REQ(GET_CONFIG,            CONFIG,     NONE,       BODY,   CONFIG,              true,   NULL,       NULL,                  h_get_config),
+    REQ(SET_CONFIG,            CONFIG,     NONE,       ACK,    CONFIG,              true,   NULL,       NULL,                  h_set_config),
+    REQ(GET_INFLIGHT_FD,       INFLIGHT,   NONE,       BODY,   INFLIGHT_SHMFD,      true,   NULL,       NULL,                  h_get_inflight_fd),
+    REQ(SET_INFLIGHT_FD,       INFLIGHT,   ONE,        ACK,    INFLIGHT_SHMFD,      true,   "inflight", vu_check_set_inflight, h_set_inflight_fd),
+    REQ(RESET_DEVICE,          NONE,       NONE,       ACK,    RESET_DEVICE,        true,   NULL,       NULL,                  h_reset_device),
+    REQ(GET_MAX_MEM_SLOTS,     NONE,       NONE,       BODY,   CONFIGURE_MEM_SLOTS, true,   NULL,       NULL,                  h_get_max_mem_slots),
+    REQ(ADD_MEM_REG,           MEM_SINGLE, ONE,        ACK,    CONFIGURE_MEM_SLOTS, true,   "region",   NULL,                  h_add_mem_reg),
+    REQ(REM_MEM_REG,           MEM_SINGLE, OPTIONAL,   ACK,    CONFIGURE_MEM_SLOTS, true,   NULL,       NULL,                  h_rem_mem_reg),
+    REQ(SET_STATUS,            U64,        NONE,       ACK,    STATUS,              true,   NULL,       vu_check_status,       h_set_status),
+    REQ(GET_STATUS,            NONE,       NONE,       BODY,   STATUS,              true,   NULL,       NULL,                  h_get_status),
+};
+
+#undef REQ
+
+const struct vu_req_info *vu_req_info(uint32_t req)
+{
+    if (req >= VU_REQUEST_MAX || !req_table[req].name)
+        return NULL;
+    return &req_table[req];
+}
+
+uint64_t vu_protocol_features(void)
+{
+    uint64_t pf = VU_PF_DISPATCH;
+    for (unsigned r = 0; r < VU_REQUEST_MAX; r++)
+        if (req_table[r].name && req_table[r].pf >= 0)
+            pf |= 1ull << req_table[r].pf;
+    return pf;
 }
 
 void vu_validate_ctx(const struct vio_vhost_user *vu, struct vu_validate_ctx *ctx)
@@ -1541,15 +1797,26 @@ int vu_dispatch_msg(struct vio_vhost_user *vu, struct vu_msg *m)
     LOG(vu, VIO_LOG_DEBUG, "%s (%u bytes, %u fds%s)", vu_req_name(m->hdr.request, nb, sizeof(nb)),
         m->hdr.size, m->nfds,
         (m->hdr.flags & VU_FLAG_NEED_REPLY) ? ", needs reply" : "");
-    const struct vu_req_info *ri = vu_req_info(m->hdr.request);
+    const struct vu_req_info *ri = vu_req_info(m->hdr.request); /* non-NULL: validated */
     vu->drop = false;
     vu->replied = false;
-    rc = handle_request(vu, m);
+    rc = ri->handle(vu, m);
     vu_msg_close_fds(m);
-    /* REPLY_ACK: requests without a reply body of their own get a u64 status. */
-    if (!vu->drop && !vu->replied && !ri->replies && (m->hdr.flags & VU_FLAG_NEED_REPLY) &&
-        has_bit(vu->pfeatures, VU_PF_REPLY_ACK))
-        reply_u64(vu, m, rc != 0);
+    /* The row's reply rule (with the protocol features as the handler left them: a
+     * SET_PROTOCOL_FEATURES that turns REPLY_ACK on is acknowledged). */
+    if (!vu->drop && !vu->replied) {
+        bool status_reply =
+            ((m->hdr.flags & VU_FLAG_NEED_REPLY) && has_bit(vu->pfeatures, VU_PF_REPLY_ACK)) ||
+            (ri->reply == VU_REPLY_PF_ACK && has_bit(vu->pfeatures, (unsigned)ri->pf));
+        if (ri->reply == VU_REPLY_BODY) {
+            /* the front-end would wait for ever */
+            LOG(vu, VIO_LOG_ERROR, "%s: no reply was sent (%s); dropping the connection",
+                ri->name, rc < 0 ? strerror(-rc) : "transport bug");
+            vu->drop = true;
+        } else if (status_reply) {
+            reply_u64(vu, m, rc != 0);
+        }
+    }
     vu_resume(vu);
     if (vu->drop) {
         vu_drop(vu);
@@ -1561,17 +1828,23 @@ int vu_dispatch_msg(struct vio_vhost_user *vu, struct vu_msg *m)
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                */
 
+/* The configuration as first published ended with device_request: a caller built against it
+ * passes that size, and the fields after it take their defaults. */
+#define VU_CONFIG_MIN_SIZE offsetof(struct vio_vhost_user_config, socket_mode)
+
+/* A field added after the first published configuration, or 0 (its default). */
+#define CFG_FIELD(cfg, f)                                                                         \
+    ((cfg)->struct_size >= offsetof(struct vio_vhost_user_config, f) + sizeof((cfg)->f) ? (cfg)->f \
+                                                                                          : 0)
+
 int vio_vhost_user_new(const struct vio_vhost_user_config *cfg, struct vio_vhost_user **out)
 {
     int rc;
-    if (!cfg || !out || cfg->struct_size < sizeof(*cfg) || !cfg->dev || !cfg->dev->ops) {
-        if (cfg && cfg->struct_size >= sizeof(*cfg) && cfg->use_fd && cfg->fd >= 0)
-            close(cfg->fd);
-        return -EINVAL;
-    }
-    unsigned nq = vio_device_num_queues(cfg->dev);
-    if (nq == 0 || (!cfg->use_fd && (!cfg->socket_path || !cfg->socket_path[0]))) {
-        if (cfg->use_fd && cfg->fd >= 0)
+    bool cfg_ok = cfg && cfg->struct_size >= VU_CONFIG_MIN_SIZE;
+    uint32_t mode = cfg_ok ? CFG_FIELD(cfg, socket_mode) : 0;
+    if (!cfg_ok || !out || !cfg->dev || !cfg->dev->ops || (mode & ~0777u) ||
+        (!cfg->use_fd && (!cfg->socket_path || !cfg->socket_path[0]))) {
+        if (cfg_ok && cfg->use_fd && cfg->fd >= 0)
             close(cfg->fd);
         return -EINVAL;
     }
@@ -1586,6 +1859,7 @@ int vio_vhost_user_new(const struct vio_vhost_user_config *cfg, struct vio_vhost
     vu->client = cfg->client;
     vu->use_fd = cfg->use_fd;
     vu->reconnect_ms = cfg->reconnect_ms;
+    vu->socket_mode = mode ? mode : VU_SOCKET_MODE_DEFAULT;
     vu->dev = cfg->dev;
     /* largest power of two not above the limit */
     unsigned mq = cfg->max_queue_size ? cfg->max_queue_size : VIO_QUEUE_MAX_SIZE;
@@ -1595,8 +1869,7 @@ int vio_vhost_user_new(const struct vio_vhost_user_config *cfg, struct vio_vhost
         mq &= mq - 1;
     vu->max_qsize = (uint16_t)mq;
     vu->max_slots = cfg->max_mem_slots ? cfg->max_mem_slots : VIO_MEM_DEFAULT_CAPACITY;
-    vu->queue_num = cfg->queue_num ? cfg->queue_num : nq;
-    vu->pf_offered = VU_PF_OURS & ~cfg->protocol_features_disable;
+    vu->pf_offered = vu_protocol_features() & ~cfg->protocol_features_disable;
     vu->log = cfg->log;
     vu->log_opaque = cfg->log_opaque;
     vu->opaque = cfg->opaque;
@@ -1605,21 +1878,10 @@ int vio_vhost_user_new(const struct vio_vhost_user_config *cfg, struct vio_vhost
     vu->set_watch = cfg->set_watch;
     vu->session = cfg->session;
     vu->device_request = cfg->device_request;
-    vu->nrings = nq < VU_MAX_RINGS ? nq : VU_MAX_RINGS;
-    vu->rings = calloc(vu->nrings, sizeof(*vu->rings));
-    vu->maps = calloc(vu->max_slots, sizeof(*vu->maps));
-    if (!cfg->use_fd)
-        vu->path = strdup(cfg->socket_path);
-    if (!vu->rings || !vu->maps || (!cfg->use_fd && !vu->path)) {
-        rc = -ENOMEM;
-        goto fail;
-    }
-    for (unsigned i = 0; i < vu->nrings; i++) {
-        vu->rings[i].kick_fd = -1;
-        atomic_init(&vu->rings[i].call_fd, -1);
-        atomic_init(&vu->rings[i].err_fd, -1);
-    }
+    /* Bound first: a vhost-user front-end keeps the control queue (QEMU, DPDK), and the device
+     * model's offer and queue count follow from that. */
     struct vio_device_hooks h = {.struct_size = sizeof(h), .opaque = vu,
+                                 .flags = VIO_DEVICE_BIND_FRONTEND_CTRL,
                                  .notify_queue = hook_notify,
                                  .config_changed = hook_config_changed,
                                  .needs_reset = hook_needs_reset,
@@ -1627,6 +1889,34 @@ int vio_vhost_user_new(const struct vio_vhost_user_config *cfg, struct vio_vhost
     rc = vio_device_bind(vu->dev, &h);
     if (rc < 0 && rc != -ENOTSUP)
         goto fail;
+    unsigned nq = vio_device_num_queues(vu->dev);
+    if (nq == 0) {
+        rc = -EINVAL;
+        goto fail_unbind;
+    }
+    vu->queue_num = cfg->queue_num ? cfg->queue_num : vio_device_frontend_queue_num(vu->dev);
+    struct vio_status_config sc = {.struct_size = sizeof(sc),
+                                   .device_features = offered_features(vu) & ~VU_VHOST_BITS,
+                                   .allow_legacy = true, /* the front-end and the device decide */
+                                   .validate = status_validate, .validate_opaque = vu,
+                                   .flags = VIO_STATUS_RELAYED};
+    rc = vio_status_new(&sc, &vu->st);
+    if (rc < 0)
+        goto fail_unbind;
+    vu->nrings = nq < VU_MAX_RINGS ? nq : VU_MAX_RINGS;
+    vu->rings = calloc(vu->nrings, sizeof(*vu->rings));
+    vu->maps = calloc(vu->max_slots, sizeof(*vu->maps));
+    if (!cfg->use_fd)
+        vu->path = strdup(cfg->socket_path);
+    if (!vu->rings || !vu->maps || (!cfg->use_fd && !vu->path)) {
+        rc = -ENOMEM;
+        goto fail_unbind;
+    }
+    for (unsigned i = 0; i < vu->nrings; i++) {
+        vu->rings[i].kick_fd = -1;
+        atomic_init(&vu->rings[i].call_fd, -1);
+        atomic_init(&vu->rings[i].err_fd, -1);
+    }
     if (cfg->use_fd) {
         if (cfg->fd < 0) {
             rc = -EINVAL;
@@ -1647,7 +1937,7 @@ int vio_vhost_user_new(const struct vio_vhost_user_config *cfg, struct vio_vhost
         rc = start_listen(vu);
         if (rc < 0)
             goto fail_unbind;
-        LOG(vu, VIO_LOG_INFO, "listening on %s", vu->path);
+        LOG(vu, VIO_LOG_INFO, "listening on %s (mode 0%o)", vu->path, vu->socket_mode);
     }
     *out = vu;
     return 0;
@@ -1658,6 +1948,7 @@ fail:
     if (cfg->use_fd && cfg->fd >= 0 && vu->conn_fd != cfg->fd)
         close(cfg->fd);
     pthread_mutex_destroy(&vu->backend_lock);
+    vio_status_free(vu->st);
     free(vu->rings);
     free(vu->maps);
     free(vu->path);
@@ -1680,11 +1971,11 @@ void vio_vhost_user_free(struct vio_vhost_user *vu)
     if (vu->listen_fd >= 0) {
         watch(vu, vu->listen_fd, 0, VIO_VU_WATCH_CONTROL);
         xclose(&vu->listen_fd);
-        if (vu->path_owned)
-            unlink(vu->path);
+        path_remove(vu);
     }
     vio_device_bind(vu->dev, NULL);
     pthread_mutex_destroy(&vu->backend_lock);
+    vio_status_free(vu->st);
     free(vu->rings);
     free(vu->maps);
     free(vu->path);
@@ -1849,8 +2140,7 @@ uint64_t vio_vhost_user_protocol_features(const struct vio_vhost_user *vu)
 
 uint8_t vio_vhost_user_status(const struct vio_vhost_user *vu)
 {
-    return vu ? atomic_load_explicit(&((struct vio_vhost_user *)vu)->status, memory_order_acquire)
-              : 0;
+    return vu ? vio_status_read(vu->st) : 0;
 }
 
 int vio_vhost_user_queue_state(const struct vio_vhost_user *vu, unsigned qidx,

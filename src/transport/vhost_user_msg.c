@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vhost-user message table, validation, and socket I/O with fd passing.
- * Every rule here is something the front-end controls; a message that breaks
- * one is refused before any handler sees it.
+ * vhost-user message validation (applying a request's row of the table in
+ * vhost_user.c) and socket I/O with fd passing. Every rule here is something
+ * the front-end controls; a message that breaks one is refused before any
+ * handler sees it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -10,53 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/util.h"
 #include "transport/vhost_user_msg.h"
-
-#define G(pf) ((int8_t)(pf))
-#define NOGATE ((int8_t)-1)
-
-/* One row per front-end request we implement (spec "Front-end message types"). */
-static const struct vu_req_info req_table[VU_REQUEST_MAX] = {
-    [VU_GET_FEATURES] = {"GET_FEATURES", VU_P_NONE, 0, true, NOGATE},
-    [VU_SET_FEATURES] = {"SET_FEATURES", VU_P_U64, 0, false, NOGATE},
-    [VU_SET_OWNER] = {"SET_OWNER", VU_P_NONE, 0, false, NOGATE},
-    [VU_RESET_OWNER] = {"RESET_OWNER", VU_P_NONE, 0, false, NOGATE},
-    [VU_SET_MEM_TABLE] = {"SET_MEM_TABLE", VU_P_MEM, VU_MAX_MEM_REGIONS, false, NOGATE},
-    [VU_SET_LOG_BASE] = {"SET_LOG_BASE", VU_P_LOG, 1, false, NOGATE},
-    [VU_SET_LOG_FD] = {"SET_LOG_FD", VU_P_NONE, 1, false, NOGATE},
-    [VU_SET_VRING_NUM] = {"SET_VRING_NUM", VU_P_STATE, 0, false, NOGATE},
-    [VU_SET_VRING_ADDR] = {"SET_VRING_ADDR", VU_P_ADDR, 0, false, NOGATE},
-    [VU_SET_VRING_BASE] = {"SET_VRING_BASE", VU_P_STATE, 0, false, NOGATE},
-    [VU_GET_VRING_BASE] = {"GET_VRING_BASE", VU_P_STATE, 0, true, NOGATE},
-    [VU_SET_VRING_KICK] = {"SET_VRING_KICK", VU_P_VRING_FD, 1, false, NOGATE},
-    [VU_SET_VRING_CALL] = {"SET_VRING_CALL", VU_P_VRING_FD, 1, false, NOGATE},
-    [VU_SET_VRING_ERR] = {"SET_VRING_ERR", VU_P_VRING_FD, 1, false, NOGATE},
-    [VU_GET_PROTOCOL_FEATURES] = {"GET_PROTOCOL_FEATURES", VU_P_NONE, 0, true, NOGATE},
-    [VU_SET_PROTOCOL_FEATURES] = {"SET_PROTOCOL_FEATURES", VU_P_U64, 0, false, NOGATE},
-    [VU_GET_QUEUE_NUM] = {"GET_QUEUE_NUM", VU_P_NONE, 0, true, NOGATE},
-    [VU_SET_VRING_ENABLE] = {"SET_VRING_ENABLE", VU_P_STATE, 0, false, NOGATE},
-    [VU_SEND_RARP] = {"SEND_RARP", VU_P_U64, 0, false, G(VU_PF_RARP)},
-    [VU_NET_SET_MTU] = {"NET_SET_MTU", VU_P_U64, 0, false, G(VU_PF_MTU)},
-    [VU_SET_BACKEND_REQ_FD] = {"SET_BACKEND_REQ_FD", VU_P_NONE, 1, false, G(VU_PF_BACKEND_REQ)},
-    [VU_GET_CONFIG] = {"GET_CONFIG", VU_P_CONFIG, 0, true, G(VU_PF_CONFIG)},
-    [VU_SET_CONFIG] = {"SET_CONFIG", VU_P_CONFIG, 0, false, G(VU_PF_CONFIG)},
-    [VU_GET_INFLIGHT_FD] = {"GET_INFLIGHT_FD", VU_P_INFLIGHT, 0, true, G(VU_PF_INFLIGHT_SHMFD)},
-    [VU_SET_INFLIGHT_FD] = {"SET_INFLIGHT_FD", VU_P_INFLIGHT, 1, false, G(VU_PF_INFLIGHT_SHMFD)},
-    [VU_RESET_DEVICE] = {"RESET_DEVICE", VU_P_NONE, 0, false, G(VU_PF_RESET_DEVICE)},
-    [VU_GET_MAX_MEM_SLOTS] = {"GET_MAX_MEM_SLOTS", VU_P_NONE, 0, true,
-                              G(VU_PF_CONFIGURE_MEM_SLOTS)},
-    [VU_ADD_MEM_REG] = {"ADD_MEM_REG", VU_P_MEM_SINGLE, 1, false, G(VU_PF_CONFIGURE_MEM_SLOTS)},
-    [VU_REM_MEM_REG] = {"REM_MEM_REG", VU_P_MEM_SINGLE, 1, false, G(VU_PF_CONFIGURE_MEM_SLOTS)},
-    [VU_SET_STATUS] = {"SET_STATUS", VU_P_U64, 0, false, G(VU_PF_STATUS)},
-    [VU_GET_STATUS] = {"GET_STATUS", VU_P_NONE, 0, true, G(VU_PF_STATUS)},
-};
-
-const struct vu_req_info *vu_req_info(uint32_t req)
-{
-    if (req >= VU_REQUEST_MAX || !req_table[req].name)
-        return NULL;
-    return &req_table[req];
-}
 
 const char *vu_req_name(uint32_t req, char *buf, size_t len)
 {
@@ -70,11 +26,6 @@ const char *vu_req_name(uint32_t req, char *buf, size_t len)
 static bool wraps(uint64_t a, uint64_t len)
 {
     return len && a + len - 1 < a;
-}
-
-static bool is_pow2(uint64_t v)
-{
-    return v && !(v & (v - 1));
 }
 
 #define FAIL(err, ...)                                                                             \
@@ -94,40 +45,30 @@ static int check_region(const struct vu_region *r, char *why, size_t why_len, un
     return 0;
 }
 
-int vu_msg_validate(const struct vu_msg *m, const struct vu_validate_ctx *ctx, char *why,
-                    size_t why_len)
+/* The size rule of the row's payload kind, and the value rules every request of that kind
+ * shares. */
+static int check_kind(const struct vu_msg *m, const struct vu_req_info *ri,
+                      const struct vu_validate_ctx *ctx, char *why, size_t why_len)
 {
-    const struct vu_hdr *h = &m->hdr;
-    const struct vu_req_info *ri = vu_req_info(h->request);
-    if (!ri)
-        FAIL(-ENOTSUP, "unknown or unsupported request %u", h->request);
-    if ((h->flags & VU_VERSION_MASK) != VU_VERSION)
-        FAIL(-EPROTO, "%s: version %u, expected 1", ri->name, h->flags & VU_VERSION_MASK);
-    if (h->flags & ~(VU_VERSION_MASK | VU_FLAG_NEED_REPLY))
-        FAIL(-EPROTO, "%s: flags 0x%x (reply bit or unknown bits set)", ri->name, h->flags);
-    if (ri->gate >= 0 && !(ctx->protocol_features & (1ull << ri->gate)))
-        FAIL(-EPROTO, "%s: protocol feature %d not negotiated", ri->name, ri->gate);
-
-    uint32_t sz = h->size;
-    unsigned fds_allowed = ri->fds_max;
+    uint32_t sz = m->hdr.size;
     const union vu_payload *p = &m->p;
     switch ((enum vu_payload_kind)ri->kind) {
     case VU_P_NONE:
         /* some front-ends send a zero u64 with payload-less requests */
         if (sz != 0 && !(sz == 8 && p->u64 == 0))
             FAIL(-EPROTO, "%s: payload size %u, expected 0", ri->name, sz);
-        break;
+        return 0;
     case VU_P_U64:
         if (sz != 8)
             FAIL(-EPROTO, "%s: payload size %u, expected 8", ri->name, sz);
-        break;
+        return 0;
     case VU_P_STATE:
         if (sz != sizeof(struct vu_state))
             FAIL(-EPROTO, "%s: payload size %u, expected 8", ri->name, sz);
         if (p->state.index >= ctx->num_queues)
             FAIL(-EINVAL, "%s: queue %u out of range (%u queues)", ri->name, p->state.index,
                  ctx->num_queues);
-        break;
+        return 0;
     case VU_P_ADDR:
         if (sz != sizeof(struct vu_addr))
             FAIL(-EPROTO, "%s: payload size %u, expected 40", ri->name, sz);
@@ -135,7 +76,7 @@ int vu_msg_validate(const struct vu_msg *m, const struct vu_validate_ctx *ctx, c
             FAIL(-EINVAL, "%s: queue %u out of range", ri->name, p->addr.index);
         if (p->addr.flags & ~(1u << VU_VRING_F_LOG))
             FAIL(-EINVAL, "%s: unknown flags 0x%x", ri->name, p->addr.flags);
-        break;
+        return 0;
     case VU_P_MEM: {
         if (sz < 8)
             FAIL(-EPROTO, "%s: payload size %u too small", ri->name, sz);
@@ -144,8 +85,6 @@ int vu_msg_validate(const struct vu_msg *m, const struct vu_validate_ctx *ctx, c
             FAIL(-EINVAL, "%s: %u regions (1..%u allowed)", ri->name, n, VU_MAX_MEM_REGIONS);
         if (sz != 8 + n * sizeof(struct vu_region))
             FAIL(-EPROTO, "%s: payload size %u does not match %u regions", ri->name, sz, n);
-        if (m->nfds != n)
-            FAIL(-EPROTO, "%s: %u fds for %u regions", ri->name, m->nfds, n);
         for (uint32_t i = 0; i < n; i++) {
             int r = check_region(&p->mem.r[i], why, why_len, i);
             if (r)
@@ -159,28 +98,19 @@ int vu_msg_validate(const struct vu_msg *m, const struct vu_validate_ctx *ctx, c
                     FAIL(-EINVAL, "%s: regions %u and %u overlap", ri->name, j, i);
             }
         }
-        fds_allowed = n;
-        break;
+        return 0;
     }
-    case VU_P_MEM_SINGLE: {
+    case VU_P_MEM_SINGLE:
         if (sz != sizeof(struct vu_mem_single))
             FAIL(-EPROTO, "%s: payload size %u, expected 40", ri->name, sz);
-        int r = check_region(&p->mem1.r, why, why_len, 0);
-        if (r)
-            return r;
-        if (h->request == VU_ADD_MEM_REG && m->nfds != 1)
-            FAIL(-EPROTO, "%s: needs exactly one fd, got %u", ri->name, m->nfds);
-        break;
-    }
+        return check_region(&p->mem1.r, why, why_len, 0);
     case VU_P_LOG:
         if (sz != sizeof(struct vu_log))
             FAIL(-EPROTO, "%s: payload size %u, expected 16", ri->name, sz);
         if (p->log.size == 0 || wraps(p->log.offset, p->log.size))
             FAIL(-EINVAL, "%s: log size 0x%llx offset 0x%llx", ri->name,
                  (unsigned long long)p->log.size, (unsigned long long)p->log.offset);
-        if (m->nfds != 1)
-            FAIL(-EPROTO, "%s: needs the log fd", ri->name);
-        break;
+        return 0;
     case VU_P_CONFIG:
         if (sz < 12)
             FAIL(-EPROTO, "%s: payload size %u too small", ri->name, sz);
@@ -192,7 +122,7 @@ int vu_msg_validate(const struct vu_msg *m, const struct vu_validate_ctx *ctx, c
                  p->config.size);
         if (p->config.flags > 1)
             FAIL(-EINVAL, "%s: config flags %u", ri->name, p->config.flags);
-        break;
+        return 0;
     case VU_P_INFLIGHT:
         /* 20 bytes of fields; QEMU sends the padded C struct (24) */
         if (sz != 20 && sz != sizeof(struct vu_inflight))
@@ -200,16 +130,9 @@ int vu_msg_validate(const struct vu_msg *m, const struct vu_validate_ctx *ctx, c
         if (p->inflight.num_queues == 0 || p->inflight.num_queues > ctx->num_queues)
             FAIL(-EINVAL, "%s: %u queues (device has %u)", ri->name, p->inflight.num_queues,
                  ctx->num_queues);
-        if (!is_pow2(p->inflight.queue_size) || p->inflight.queue_size > ctx->max_queue_size)
+        if (!vio_is_pow2(p->inflight.queue_size) || p->inflight.queue_size > ctx->max_queue_size)
             FAIL(-EINVAL, "%s: queue size %u", ri->name, p->inflight.queue_size);
-        if (h->request == VU_SET_INFLIGHT_FD) {
-            if (m->nfds != 1)
-                FAIL(-EPROTO, "%s: needs exactly one fd", ri->name);
-            if (p->inflight.mmap_size == 0 || wraps(p->inflight.mmap_offset, p->inflight.mmap_size))
-                FAIL(-EINVAL, "%s: mmap size 0x%llx", ri->name,
-                     (unsigned long long)p->inflight.mmap_size);
-        }
-        break;
+        return 0;
     case VU_P_VRING_FD: {
         if (sz != 8)
             FAIL(-EPROTO, "%s: payload size %u, expected 8", ri->name, sz);
@@ -218,43 +141,118 @@ int vu_msg_validate(const struct vu_msg *m, const struct vu_validate_ctx *ctx, c
             FAIL(-EINVAL, "%s: unknown bits in 0x%llx", ri->name, (unsigned long long)v);
         if ((v & VU_VRING_IDX_MASK) >= ctx->num_queues)
             FAIL(-EINVAL, "%s: queue %u out of range", ri->name, (unsigned)(v & VU_VRING_IDX_MASK));
-        bool nofd = v & VU_VRING_NOFD;
-        if (nofd ? m->nfds != 0 : m->nfds != 1)
-            FAIL(-EPROTO, "%s: %u fds with no-fd flag %d", ri->name, m->nfds, nofd);
-        break;
+        return 0;
     }
     }
-    if (m->nfds > fds_allowed)
-        FAIL(-EPROTO, "%s: %u fds, at most %u allowed", ri->name, m->nfds, fds_allowed);
-    if ((h->request == VU_SET_LOG_FD || h->request == VU_SET_BACKEND_REQ_FD) && m->nfds != 1)
-        FAIL(-EPROTO, "%s: needs exactly one fd", ri->name);
+    FAIL(-EPROTO, "%s: no size rule", ri->name); /* a table row without a kind: refused */
+}
 
-    /* Value rules of individual requests. */
-    switch (h->request) {
-    case VU_SET_VRING_NUM:
-        if (!is_pow2(p->state.num) || p->state.num > ctx->max_queue_size)
-            FAIL(-EINVAL, "SET_VRING_NUM: size %u (power of 2 up to %u)", p->state.num,
-                 ctx->max_queue_size);
-        break;
-    case VU_SET_VRING_BASE:
-        if (p->state.num > 0xffff)
-            FAIL(-EINVAL, "SET_VRING_BASE: base %u beyond 16 bits", p->state.num);
-        break;
-    case VU_SET_VRING_ENABLE:
-        if (p->state.num > 1)
-            FAIL(-EINVAL, "SET_VRING_ENABLE: value %u", p->state.num);
-        break;
-    case VU_SET_STATUS:
-        if (p->u64 > 0xff)
-            FAIL(-EINVAL, "SET_STATUS: 0x%llx", (unsigned long long)p->u64);
-        break;
-    case VU_NET_SET_MTU:
-        if (p->u64 < 68 || p->u64 > 65535)
-            FAIL(-EINVAL, "NET_SET_MTU: %llu", (unsigned long long)p->u64);
-        break;
-    default:
-        break;
+/* The row's fd allowance (after check_kind: the payload it may depend on is sound). */
+static int check_fds(const struct vu_msg *m, const struct vu_req_info *ri, char *why,
+                     size_t why_len)
+{
+    unsigned n = m->nfds;
+    switch ((enum vu_fd_rule)ri->fds) {
+    case VU_FD_NONE:
+    case VU_FD_OPTIONAL: {
+        unsigned max = ri->fds == VU_FD_OPTIONAL ? 1u : 0u;
+        if (n > max)
+            FAIL(-EPROTO, "%s: %u fds, at most %u allowed", ri->name, n, max);
+        return 0;
     }
+    case VU_FD_ONE:
+        if (n != 1)
+            FAIL(-EPROTO, "%s: needs the %s fd, got %u fds", ri->name,
+                 ri->fd_name ? ri->fd_name : "one", n);
+        return 0;
+    case VU_FD_PER_REGION:
+        if (n != m->p.mem.nregions)
+            FAIL(-EPROTO, "%s: %u fds for %u regions", ri->name, n, m->p.mem.nregions);
+        return 0;
+    case VU_FD_VRING: {
+        bool nofd = m->p.u64 & VU_VRING_NOFD;
+        if (nofd ? n != 0 : n != 1)
+            FAIL(-EPROTO, "%s: %u fds with no-fd flag %d", ri->name, n, nofd);
+        return 0;
+    }
+    }
+    FAIL(-EPROTO, "%s: no fd rule", ri->name);
+}
+
+int vu_msg_validate(const struct vu_msg *m, const struct vu_validate_ctx *ctx, char *why,
+                    size_t why_len)
+{
+    const struct vu_hdr *h = &m->hdr;
+    const struct vu_req_info *ri = vu_req_info(h->request);
+    if (!ri)
+        FAIL(-ENOTSUP, "unknown or unsupported request %u", h->request);
+    if ((h->flags & VU_VERSION_MASK) != VU_VERSION)
+        FAIL(-EPROTO, "%s: version %u, expected 1", ri->name, h->flags & VU_VERSION_MASK);
+    if (h->flags & ~(VU_VERSION_MASK | VU_FLAG_NEED_REPLY))
+        FAIL(-EPROTO, "%s: flags 0x%x (reply bit or unknown bits set)", ri->name, h->flags);
+    if (ri->gated && (ri->pf < 0 || !(ctx->protocol_features & (1ull << ri->pf))))
+        FAIL(-EPROTO, "%s: protocol feature %d not negotiated", ri->name, ri->pf);
+    int r = check_kind(m, ri, ctx, why, why_len);
+    if (r)
+        return r;
+    r = check_fds(m, ri, why, why_len);
+    if (r)
+        return r;
+    return ri->check ? ri->check(m, ctx, why, why_len) : 0;
+}
+
+int vu_check_vring_num(const struct vu_msg *m, const struct vu_validate_ctx *ctx, char *why,
+                       size_t why_len)
+{
+    if (!vio_is_pow2(m->p.state.num) || m->p.state.num > ctx->max_queue_size)
+        FAIL(-EINVAL, "SET_VRING_NUM: size %u (power of 2 up to %u)", m->p.state.num,
+             ctx->max_queue_size);
+    return 0;
+}
+
+int vu_check_vring_base(const struct vu_msg *m, const struct vu_validate_ctx *ctx, char *why,
+                        size_t why_len)
+{
+    (void)ctx;
+    if (m->p.state.num > 0xffff)
+        FAIL(-EINVAL, "SET_VRING_BASE: base %u beyond 16 bits", m->p.state.num);
+    return 0;
+}
+
+int vu_check_vring_enable(const struct vu_msg *m, const struct vu_validate_ctx *ctx, char *why,
+                          size_t why_len)
+{
+    (void)ctx;
+    if (m->p.state.num > 1)
+        FAIL(-EINVAL, "SET_VRING_ENABLE: value %u", m->p.state.num);
+    return 0;
+}
+
+int vu_check_status(const struct vu_msg *m, const struct vu_validate_ctx *ctx, char *why,
+                    size_t why_len)
+{
+    (void)ctx;
+    if (m->p.u64 > 0xff)
+        FAIL(-EINVAL, "SET_STATUS: 0x%llx", (unsigned long long)m->p.u64);
+    return 0;
+}
+
+int vu_check_mtu(const struct vu_msg *m, const struct vu_validate_ctx *ctx, char *why,
+                 size_t why_len)
+{
+    (void)ctx;
+    if (m->p.u64 < 68 || m->p.u64 > 65535)
+        FAIL(-EINVAL, "NET_SET_MTU: %llu", (unsigned long long)m->p.u64);
+    return 0;
+}
+
+int vu_check_set_inflight(const struct vu_msg *m, const struct vu_validate_ctx *ctx, char *why,
+                          size_t why_len)
+{
+    (void)ctx;
+    const struct vu_inflight *in = &m->p.inflight;
+    if (in->mmap_size == 0 || wraps(in->mmap_offset, in->mmap_size))
+        FAIL(-EINVAL, "SET_INFLIGHT_FD: mmap size 0x%llx", (unsigned long long)in->mmap_size);
     return 0;
 }
 

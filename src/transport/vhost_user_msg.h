@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Internal: the vhost-user wire format (QEMU docs/interop/vhost-user.rst) and
- * one table of every front-end request: payload kind, fd allowance, reply
- * rule, protocol-feature gate. This is the only layout defined in this
- * project rather than taken from a system header: vhost-user has none.
- * All numbers are in host byte order on the wire (same-host protocol).
+ * Internal: the vhost-user wire format (QEMU docs/interop/vhost-user.rst), the
+ * shape of the one table of front-end requests (struct vu_req_info: size rule,
+ * fd allowance, reply rule, protocol feature, validator and handler in one row
+ * per request; the table itself lives in vhost_user.c next to the handlers it
+ * names), the validator that applies a row, and socket I/O. This is the only
+ * layout defined in this project rather than taken from a system header:
+ * vhost-user has none. All numbers are in host byte order on the wire
+ * (same-host protocol).
  */
 #ifndef VIO_TRANSPORT_VHOST_USER_MSG_H
 #define VIO_TRANSPORT_VHOST_USER_MSG_H
@@ -67,6 +70,7 @@ enum vu_request {
 
 /* Protocol feature bit numbers. */
 enum vu_protocol_feature {
+    VU_PF_NONE = -1, /* in the request table: the request belongs to no protocol feature */
     VU_PF_MQ = 0,
     VU_PF_LOG_SHMFD = 1,
     VU_PF_RARP = 2,
@@ -167,30 +171,76 @@ struct vu_msg {
     unsigned nfds;
 };
 
-/* Payload kinds of the table. */
+/* Size rule: the payload kind of a request. */
 enum vu_payload_kind {
     VU_P_NONE,      /* size 0 (a stray u64 of 0 is tolerated, see vu_msg_validate) */
     VU_P_U64,
-    VU_P_STATE,
-    VU_P_ADDR,
-    VU_P_MEM,
+    VU_P_STATE,     /* ring index below the queue count */
+    VU_P_ADDR,      /* ring index below the queue count, known flags */
+    VU_P_MEM,       /* 1..8 regions, non-empty, not wrapping, not overlapping */
     VU_P_MEM_SINGLE,
     VU_P_LOG,
-    VU_P_CONFIG,
-    VU_P_INFLIGHT,
+    VU_P_CONFIG,    /* range inside 256 bytes */
+    VU_P_INFLIGHT,  /* queue count and size the device can have */
     VU_P_VRING_FD   /* u64: index in bits 0-7, NOFD flag in bit 8 */
 };
 
-struct vu_req_info {
-    const char *name;
-    uint8_t kind;        /* enum vu_payload_kind */
-    uint8_t fds_max;     /* fds allowed (VRING_FD: 1 unless NOFD; MEM: = nregions) */
-    bool replies;        /* the request always has a reply body */
-    int8_t gate;         /* protocol feature that must be negotiated, -1 none */
+/* Fd allowance of a request. */
+enum vu_fd_rule {
+    VU_FD_NONE,       /* no fd */
+    VU_FD_ONE,        /* exactly one (vu_req_info::fd_name says which) */
+    VU_FD_OPTIONAL,   /* at most one, closed unused (REM_MEM_REG: older QEMU sends one) */
+    VU_FD_PER_REGION, /* one per memory region */
+    VU_FD_VRING       /* one, or none with the no-fd flag */
 };
 
-/* Table entry for @req, NULL for requests we do not implement. */
+/* Reply rule of a request. */
+enum vu_reply_rule {
+    VU_REPLY_ACK,   /* no reply of its own: a u64 status (0 ok, 1 failed) when the front-end set
+                     * NEED_REPLY and REPLY_ACK is negotiated */
+    VU_REPLY_BODY,  /* always a reply body, sent by the handler */
+    VU_REPLY_PF_ACK /* a u64 status always when the row's protocol feature is negotiated
+                     * (SET_LOG_BASE with LOG_SHMFD: QEMU waits for it), else as VU_REPLY_ACK */
+};
+
+struct vio_vhost_user;
+struct vu_validate_ctx;
+
+/* A value rule beyond the size rule: 0, or a negative errno with a reason in @why. */
+typedef int vu_check_fn(const struct vu_msg *m, const struct vu_validate_ctx *ctx, char *why,
+                        size_t why_len);
+
+/* Everything the transport knows about one front-end request: one row per request. */
+struct vu_req_info {
+    const char *name;
+    uint8_t kind;        /* size rule: enum vu_payload_kind */
+    uint8_t fds;         /* fd allowance: enum vu_fd_rule */
+    uint8_t reply;       /* reply rule: enum vu_reply_rule */
+    int8_t pf;           /* the protocol feature the request belongs to, -1 none; the transport
+                          * offers every protocol feature a row names */
+    bool gated;          /* refused unless @pf is negotiated */
+    const char *fd_name; /* VU_FD_ONE: what the fd is, for the log ("needs the log fd") */
+    vu_check_fn *check;  /* value rules of this request (NULL: none) */
+    /* The handler: 0 or a negative errno (reported by REPLY_ACK); it takes the fds it keeps
+     * out of @m (sets the slot to -1) and sets the connection to be dropped when nothing
+     * useful can follow. */
+    int (*handle)(struct vio_vhost_user *vu, struct vu_msg *m);
+};
+
+/* Table row for @req, NULL for requests we do not implement (vhost_user.c). */
 const struct vu_req_info *vu_req_info(uint32_t req);
+
+/* The protocol features the transport implements: REPLY_ACK (the dispatcher's) and every
+ * protocol feature a table row names (vhost_user.c). */
+uint64_t vu_protocol_features(void);
+
+/* Value rules of individual requests (the check column of the table). */
+vu_check_fn vu_check_vring_num;    /* SET_VRING_NUM: a power of 2 up to the maximum */
+vu_check_fn vu_check_vring_base;   /* SET_VRING_BASE: 16 bits */
+vu_check_fn vu_check_vring_enable; /* SET_VRING_ENABLE: 0 or 1 */
+vu_check_fn vu_check_status;       /* SET_STATUS: 8 bits */
+vu_check_fn vu_check_mtu;          /* NET_SET_MTU: 68..65535 */
+vu_check_fn vu_check_set_inflight; /* SET_INFLIGHT_FD: a non-empty, non-wrapping range */
 
 /* What the validator needs to know about the connection. */
 struct vu_validate_ctx {
@@ -200,7 +250,8 @@ struct vu_validate_ctx {
 };
 
 /*
- * Check a decoded message against the table and the spec's value rules.
+ * Check a decoded message against its table row (version and flags, protocol-feature gate,
+ * size rule and the payload kind's value rules, fd allowance, the row's own check).
  * Returns 0 or a negative errno; @why (if non-NULL) gets a one-line reason.
  * Nothing is consumed or closed here.
  */

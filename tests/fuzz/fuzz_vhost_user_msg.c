@@ -206,11 +206,14 @@ static void check_accepted(const struct vu_msg *m, const struct vu_validate_ctx 
     CHECK(ri, "accepted request %u without a table row", m->hdr.request);
     CHECK((m->hdr.flags & 3) == 1 && !(m->hdr.flags & ~(3u | VU_FLAG_NEED_REPLY)),
           "%s accepted with flags 0x%x", ri->name, m->hdr.flags);
-    CHECK(ri->gate < 0 || (ctx->protocol_features >> ri->gate) & 1,
-          "%s accepted without protocol feature %d", ri->name, ri->gate);
+    CHECK(!ri->gated || (ri->pf >= 0 && (ctx->protocol_features >> ri->pf) & 1),
+          "%s accepted without protocol feature %d", ri->name, ri->pf);
+    CHECK(ri->handle, "%s: a table row without a handler", ri->name);
     CHECK(m->hdr.size <= sizeof(m->p), "%s: size %u", ri->name, m->hdr.size);
     const union vu_payload *p = &m->p;
-    unsigned allowed = ri->fds_max;
+    unsigned allowed = ri->fds == VU_FD_NONE ? 0u : 1u; /* PER_REGION: below */
+    if (ri->fds == VU_FD_ONE)
+        CHECK(m->nfds == 1, "%s accepted with %u fds, needs one", ri->name, m->nfds);
     switch (ri->kind) {
     case VU_P_NONE:
         CHECK(m->hdr.size == 0 || (m->hdr.size == 8 && p->u64 == 0), "%s: size %u", ri->name,
@@ -283,6 +286,15 @@ static void check_accepted(const struct vu_msg *m, const struct vu_validate_ctx 
         CHECK(0, "%s: unknown payload kind %u", ri->name, ri->kind);
     }
     CHECK(m->nfds <= allowed, "%s: %u fds accepted, %u allowed", ri->name, m->nfds, allowed);
+    if (m->hdr.request == VU_SET_LOG_FD || m->hdr.request == VU_SET_BACKEND_REQ_FD ||
+        m->hdr.request == VU_SET_LOG_BASE)
+        CHECK(m->nfds == 1, "%s accepted with %u fds", ri->name, m->nfds);
+    if (m->hdr.request == VU_SET_VRING_ENABLE)
+        CHECK(p->state.num <= 1, "enable value %u", p->state.num);
+    if (m->hdr.request == VU_SET_STATUS)
+        CHECK(p->u64 <= 0xff, "status 0x%llx", (unsigned long long)p->u64);
+    if (m->hdr.request == VU_NET_SET_MTU)
+        CHECK(p->u64 >= 68 && p->u64 <= 65535, "mtu %llu", (unsigned long long)p->u64);
     if (m->hdr.request == VU_SET_VRING_NUM)
         CHECK(pow2(p->state.num) && p->state.num <= ctx->max_queue_size, "ring size %u",
               p->state.num);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "virtio/status.h"
@@ -382,6 +383,253 @@ START_TEST(test_error_leaves_events_zero)
 END_TEST
 
 /* ------------------------------------------------------------------------ */
+/* relayed status (VIO_STATUS_RELAYED, vhost-user SET_STATUS): any order, same other rules */
+
+static struct vio_status *make_relayed(uint64_t dev, struct validate_probe *probe)
+{
+    struct vio_status_config cfg = {
+        .struct_size = sizeof(cfg),
+        .device_features = dev,
+        .allow_legacy = true,
+        .validate = probe ? validate_hook : NULL,
+        .validate_opaque = probe,
+        .flags = VIO_STATUS_RELAYED,
+    };
+    struct vio_status *st = NULL;
+    ck_assert_int_eq(vio_status_new(&cfg, &st), 0);
+    return st;
+}
+
+struct relayed {
+    const char *name;
+    uint64_t drv;   /* features set (by SET_FEATURES) while the status is still 0 */
+    int validate;   /* VAL_OK / VAL_REFUSE for the write under test */
+    uint8_t from;   /* start state, reached in one write with the hook accepting */
+    uint8_t write;
+    int ret;
+    uint8_t expect;
+    unsigned events;
+};
+
+static const struct relayed relayed_rows[] = {
+    /* QEMU: SET_FEATURES, then FEATURES_OK alone, later ACKNOWLEDGE | DRIVER | DRIVER_OK */
+    {"features_ok alone from 0", V1 | EI, VAL_OK, 0, FO, 0, FO, VIO_EV_FEATURES_OK},
+    {"ack+driver+driver_ok after features_ok", V1, VAL_OK, FO, FO | A | D | DO, 0,
+     FO | A | D | DO, VIO_EV_DRIVER_OK},
+    {"driver without ack", V1, VAL_OK, 0, D, 0, D, 0},
+    {"driver step by step still fine", V1, VAL_OK, A | D, A | D | FO, 0, A | D | FO,
+     VIO_EV_FEATURES_OK},
+    {"features_ok refused by the device", V1, VAL_REFUSE, 0, FO, -ENOTSUP, 0, 0},
+    {"features_ok refused keeps the other bits", V1, VAL_REFUSE, 0, A | D | FO, -ENOTSUP, A | D,
+     0},
+    {"features_ok with an unoffered bit", V1 | ((uint64_t)1 << 50), VAL_OK, 0, FO, -ENOTSUP, 0,
+     0},
+    {"features_ok refused takes driver_ok along", V1, VAL_REFUSE, A | D, A | D | FO | DO,
+     -ENOTSUP, A | D, 0},
+    {"driver_ok without features_ok is checked", V1, VAL_OK, A | D, A | D | DO, 0, A | D | DO,
+     VIO_EV_DRIVER_OK},
+    {"driver_ok without features_ok refused", V1, VAL_REFUSE, A | D, A | D | DO, -ENOTSUP, A | D,
+     0},
+    {"features_ok after driver_ok", V1, VAL_OK, A | D | DO, A | D | DO | FO, 0, A | D | DO | FO,
+     VIO_EV_FEATURES_OK},
+    {"legacy features (no VERSION_1) relayed", EI, VAL_OK, 0, FO, 0, FO, VIO_EV_FEATURES_OK},
+    /* the rules that still hold */
+    {"clearing a bit", V1, VAL_OK, A | D | FO, A | FO, -EINVAL, A | D | FO, 0},
+    {"setting needs_reset", V1, VAL_OK, A | D, A | D | NR, -EINVAL, A | D, 0},
+    {"needs_reset echoed", V1, VAL_OK, FO | NR, FO | NR | A | D | DO, 0, FO | NR | A | D | DO,
+     VIO_EV_DRIVER_OK},
+    {"reserved bit", V1, VAL_OK, 0, 0x20, -EINVAL, 0, 0},
+    {"bits after failed", V1, VAL_OK, FL, FL | A, -EINVAL, FL, 0},
+    {"reset", V1, VAL_OK, FO | A | D | DO, 0, 0, 0, VIO_EV_RESET},
+};
+
+#define N_RELAYED ((int)(sizeof(relayed_rows) / sizeof(relayed_rows[0])))
+
+START_TEST(test_relayed)
+{
+    const struct relayed *t = &relayed_rows[_i];
+    struct validate_probe probe = {.rc = 0};
+    struct vio_status *st = make_relayed(DEV_FEATURES, &probe);
+    unsigned ev = 0;
+
+    /* no DRIVER step needed for the features */
+    ck_assert_int_eq(vio_status_set_driver_features(st, t->drv), 0);
+    uint8_t from = t->from & (uint8_t)~NR;
+    if (from)
+        ck_assert_int_eq(vio_status_write(st, from, NULL), 0);
+    if (t->from & NR)
+        vio_status_set_needs_reset(st);
+    ck_assert_uint_eq(vio_status_read(st), t->from);
+    probe.rc = t->validate == VAL_REFUSE ? -EINVAL : 0;
+    int rc = vio_status_write(st, t->write, &ev);
+    ck_assert_msg(rc == t->ret, "%s: returned %d, expected %d", t->name, rc, t->ret);
+    ck_assert_msg(vio_status_read(st) == t->expect, "%s: status 0x%x, expected 0x%x", t->name,
+                  vio_status_read(st), t->expect);
+    ck_assert_msg(ev == t->events, "%s: events 0x%x, expected 0x%x", t->name, ev, t->events);
+    vio_status_free(st);
+}
+END_TEST
+
+START_TEST(test_relayed_features)
+{
+    struct validate_probe probe = {.rc = 0};
+    struct vio_status *st = make_relayed(DEV_FEATURES, &probe);
+    /* any time before FEATURES_OK, with or without DRIVER */
+    ck_assert_int_eq(vio_status_set_driver_features(st, V1), 0);
+    ck_assert_int_eq(vio_status_write(st, A, NULL), 0);
+    ck_assert_int_eq(vio_status_set_driver_features(st, V1 | EI), 0);
+    ck_assert_int_eq(vio_status_set_driver_features_word(st, 0, 0), 0);
+    ck_assert_uint_eq(vio_status_driver_features(st), V1);
+    ck_assert_int_eq(vio_status_set_driver_features(st, V1 | EI), 0);
+    ck_assert_int_eq(vio_status_write(st, A | FO, NULL), 0);
+    ck_assert_uint_eq(probe.seen, V1 | EI);
+    /* fixed now: the same set again is fine (QEMU repeats SET_FEATURES), another is not */
+    ck_assert_int_eq(vio_status_set_driver_features(st, V1 | EI), 0);
+    ck_assert_int_eq(vio_status_set_driver_features(st, V1), -EBUSY);
+    ck_assert_uint_eq(vio_status_driver_features(st), V1 | EI);
+    ck_assert_int_eq(vio_status_write(st, A | FO | D | DO, NULL), 0);
+    ck_assert_int_eq(vio_status_set_driver_features(st, V1 | IND), -EBUSY);
+    /* a reset opens them again */
+    ck_assert_int_eq(vio_status_write(st, 0, NULL), 0);
+    ck_assert_uint_eq(vio_status_driver_features(st), 0);
+    ck_assert_int_eq(vio_status_set_driver_features(st, V1 | IND), 0);
+    vio_status_free(st);
+
+    /* the strict machine is unchanged: no features before DRIVER */
+    st = make(DEV_FEATURES, false, NULL);
+    ck_assert_int_eq(vio_status_set_driver_features(st, V1), -EBUSY);
+    drive_to(st, A | D | FO, V1);
+    ck_assert_int_eq(vio_status_set_driver_features(st, V1), -EBUSY); /* even the same set */
+    vio_status_free(st);
+}
+END_TEST
+
+START_TEST(test_flags_args)
+{
+    struct vio_status_config cfg = {.struct_size = sizeof(cfg), .device_features = V1,
+                                    .flags = 0x2};
+    struct vio_status *st = NULL;
+    ck_assert_int_eq(vio_status_new(&cfg, &st), -EINVAL); /* unknown flag */
+    ck_assert_ptr_null(st);
+    /* a caller built before the flags field: whatever is there is not read */
+    cfg.flags = 0xffffffffu;
+    cfg.struct_size = (uint32_t)offsetof(struct vio_status_config, flags);
+    ck_assert_int_eq(vio_status_new(&cfg, &st), 0);
+    ck_assert_int_eq(vio_status_write(st, FO, NULL), -EINVAL); /* strict order */
+    vio_status_free(st);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* device actions of a status change */
+
+struct action_row {
+    const char *name;
+    uint8_t before, after;
+    unsigned act;
+};
+
+static const struct action_row action_rows[] = {
+    {"nothing", A, A | D, 0},
+    {"reset of a device in init", A | D | FO, 0, VIO_ACT_RESET},
+    {"reset when already reset", 0, 0, 0},
+    {"reset of a live device", A | D | FO | DO, 0, VIO_ACT_RESET | VIO_ACT_STOP},
+    {"reset of a broken device", A | D | FO | DO | NR, 0, VIO_ACT_RESET},
+    {"reset of needs_reset alone", NR, 0, VIO_ACT_RESET},
+    {"driver_ok", A | D | FO, A | D | FO | DO, VIO_ACT_START},
+    {"driver_ok at once from 0", 0, A | D | FO | DO, VIO_ACT_START},
+    {"driver_ok of a broken device", A | D | FO | NR, A | D | FO | DO | NR, 0},
+    {"failed when live", A | D | FO | DO, A | D | FO | DO | FL, VIO_ACT_STOP},
+    {"failed during init", A | D, A | D | FL, 0},
+    {"needs_reset when live", A | D | FO | DO, A | D | FO | DO | NR,
+     VIO_ACT_STOP | VIO_ACT_CONFIG},
+    {"needs_reset during init", A | D, A | D | NR, VIO_ACT_CONFIG},
+    {"needs_reset already set", A | NR, A | D | NR, 0},
+    {"live stays live", A | D | FO | DO, A | D | FO | DO, 0},
+};
+
+#define N_ACTIONS ((int)(sizeof(action_rows) / sizeof(action_rows[0])))
+
+START_TEST(test_actions)
+{
+    const struct action_row *t = &action_rows[_i];
+    unsigned act = vio_status_actions(t->before, t->after);
+    ck_assert_msg(act == t->act, "%s: 0x%x -> 0x%x gives actions 0x%x, expected 0x%x", t->name,
+                  t->before, t->after, act, t->act);
+}
+END_TEST
+
+/* The status a driver write leaves and the actions agree: a live device's reset is a stop and
+ * a reset; the needs_reset call reports the one configuration interrupt. */
+START_TEST(test_actions_drive)
+{
+    struct vio_status *st = make(DEV_FEATURES, false, NULL);
+    uint8_t before = vio_status_read(st);
+    drive_to(st, A | D | FO | DO, V1);
+    ck_assert_uint_eq(vio_status_actions(before, vio_status_read(st)), VIO_ACT_START);
+    before = vio_status_read(st);
+    ck_assert(vio_status_set_needs_reset(st)); /* this call set it: raise the interrupt */
+    ck_assert(!vio_status_set_needs_reset(st)); /* already set: no second interrupt */
+    ck_assert_uint_eq(vio_status_actions(before, vio_status_read(st)),
+                      VIO_ACT_STOP | VIO_ACT_CONFIG);
+    before = vio_status_read(st);
+    ck_assert_int_eq(vio_status_write(st, 0, NULL), 0);
+    ck_assert_uint_eq(vio_status_actions(before, vio_status_read(st)), VIO_ACT_RESET);
+    ck_assert(vio_status_set_needs_reset(st)); /* cleared by the reset: reported again */
+    vio_status_free(st);
+}
+END_TEST
+
+/* Several threads set NEEDS_RESET at once: exactly one of them is told it set the bit. */
+#define ONCE_THREADS 4
+#define ONCE_ROUNDS 300
+
+struct once {
+    struct vio_status *st;
+    atomic_int go;      /* round number the threads may run */
+    atomic_int arrived; /* threads done with the current round */
+    atomic_int setters; /* calls that returned true in the current round */
+};
+
+static void *once_thread(void *arg)
+{
+    struct once *o = arg;
+    for (int i = 1; i <= ONCE_ROUNDS; i++) {
+        while (atomic_load(&o->go) < i)
+            sched_yield();
+        if (vio_status_set_needs_reset(o->st))
+            atomic_fetch_add(&o->setters, 1);
+        atomic_fetch_add(&o->arrived, 1);
+    }
+    return NULL;
+}
+
+START_TEST(test_needs_reset_once)
+{
+    struct once o = {.st = make(DEV_FEATURES, false, NULL)};
+    pthread_t th[ONCE_THREADS];
+    atomic_init(&o.go, 0);
+    atomic_init(&o.arrived, 0);
+    atomic_init(&o.setters, 0);
+    for (int k = 0; k < ONCE_THREADS; k++)
+        ck_assert_int_eq(pthread_create(&th[k], NULL, once_thread, &o), 0);
+    for (int i = 1; i <= ONCE_ROUNDS; i++) {
+        ck_assert_int_eq(vio_status_write(o.st, 0, NULL), 0);
+        atomic_store(&o.setters, 0);
+        atomic_store(&o.arrived, 0);
+        atomic_store(&o.go, i);
+        while (atomic_load(&o.arrived) < ONCE_THREADS)
+            sched_yield();
+        ck_assert_int_eq(atomic_load(&o.setters), 1);
+        ck_assert_uint_eq(vio_status_read(o.st), NR);
+    }
+    for (int k = 0; k < ONCE_THREADS; k++)
+        ck_assert_int_eq(pthread_join(th[k], NULL), 0);
+    vio_status_free(o.st);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
 /* threads: NEEDS_RESET from another thread is never lost by a concurrent driver write */
 
 #define RACE_ROUNDS 2000
@@ -504,7 +752,19 @@ static Suite *status_suite(void)
     tcase_add_test(tc, test_error_leaves_events_zero);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("relayed");
+    tcase_add_loop_test(tc, test_relayed, 0, N_RELAYED);
+    tcase_add_test(tc, test_relayed_features);
+    tcase_add_test(tc, test_flags_args);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("actions");
+    tcase_add_loop_test(tc, test_actions, 0, N_ACTIONS);
+    tcase_add_test(tc, test_actions_drive);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("threads");
+    tcase_add_test(tc, test_needs_reset_once);
     tcase_add_test(tc, test_needs_reset_mid_write);
     tcase_add_test(tc, test_needs_reset_race);
     suite_add_tcase(s, tc);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1145,6 +1147,601 @@ START_TEST(test_client_reconnect)
 END_TEST
 
 /* ------------------------------------------------------------------------ */
+/* The request table                                                         */
+
+/* Every protocol feature the transport offers comes from a table row (plus REPLY_ACK, the
+ * dispatcher's), and the offer is exactly what it was when it was a hand-kept mask. */
+START_TEST(test_table_offer)
+{
+    uint64_t from_rows = 1ull << VU_PF_REPLY_ACK;
+    unsigned rows = 0;
+    for (uint32_t r = 0; r < VU_REQUEST_MAX + 8; r++) {
+        const struct vu_req_info *ri = vu_req_info(r);
+        if (!ri)
+            continue;
+        rows++;
+        ck_assert_msg(r < VU_REQUEST_MAX, "row for request %u", r);
+        ck_assert_ptr_nonnull(ri->name);
+        ck_assert_msg(ri->handle != NULL, "%s has no handler", ri->name);
+        ck_assert_msg(!ri->gated || ri->pf >= 0, "%s gated by no feature", ri->name);
+        ck_assert_msg(ri->fds != VU_FD_ONE || ri->fd_name, "%s: unnamed fd", ri->name);
+        if (ri->pf >= 0)
+            from_rows |= 1ull << ri->pf;
+    }
+    ck_assert_uint_eq(rows, 31);
+    const uint64_t want = 1ull << VU_PF_MQ | 1ull << VU_PF_LOG_SHMFD | 1ull << VU_PF_RARP |
+                          1ull << VU_PF_REPLY_ACK | 1ull << VU_PF_MTU |
+                          1ull << VU_PF_BACKEND_REQ | 1ull << VU_PF_CONFIG |
+                          1ull << VU_PF_INFLIGHT_SHMFD | 1ull << VU_PF_RESET_DEVICE |
+                          1ull << VU_PF_CONFIGURE_MEM_SLOTS | 1ull << VU_PF_STATUS;
+    ck_assert_uint_eq(from_rows, want);
+    ck_assert_uint_eq(vu_protocol_features(), want);
+
+    struct fdev d;
+    fdev_init(&d);
+    struct vio_vhost_user *vu = vu_server(&d, "offer");
+    struct fe f;
+    fe_init(&f, vu);
+    ck_assert_uint_eq(fe_get_u64(&f, vu, VU_GET_PROTOCOL_FEATURES), want);
+    fe_fini(&f);
+    vio_vhost_user_free(vu);
+
+    /* withheld features are not offered, and their requests are refused */
+    make_path("offer2");
+    struct vio_vhost_user_config c = {.struct_size = sizeof(c), .socket_path = sock_path,
+                                      .dev = &d.dev, .log = test_log,
+                                      .protocol_features_disable = 1ull << VU_PF_STATUS};
+    ck_assert_int_eq(vio_vhost_user_new(&c, &vu), 0);
+    fe_init(&f, vu);
+    ck_assert_uint_eq(fe_get_u64(&f, vu, VU_GET_PROTOCOL_FEATURES), want & ~(1ull << VU_PF_STATUS));
+    fe_fini(&f);
+    vio_vhost_user_free(vu);
+}
+END_TEST
+
+/* Each gated request is refused until its protocol feature is negotiated; then the gate no
+ * longer stops it. The list is written here independently of the table. */
+static const struct {
+    uint32_t req;
+    unsigned pf;
+} gated_reqs[] = {
+    {VU_SEND_RARP, VU_PF_RARP},
+    {VU_NET_SET_MTU, VU_PF_MTU},
+    {VU_SET_BACKEND_REQ_FD, VU_PF_BACKEND_REQ},
+    {VU_GET_CONFIG, VU_PF_CONFIG},
+    {VU_SET_CONFIG, VU_PF_CONFIG},
+    {VU_GET_INFLIGHT_FD, VU_PF_INFLIGHT_SHMFD},
+    {VU_SET_INFLIGHT_FD, VU_PF_INFLIGHT_SHMFD},
+    {VU_RESET_DEVICE, VU_PF_RESET_DEVICE},
+    {VU_GET_MAX_MEM_SLOTS, VU_PF_CONFIGURE_MEM_SLOTS},
+    {VU_ADD_MEM_REG, VU_PF_CONFIGURE_MEM_SLOTS},
+    {VU_REM_MEM_REG, VU_PF_CONFIGURE_MEM_SLOTS},
+    {VU_SET_STATUS, VU_PF_STATUS},
+    {VU_GET_STATUS, VU_PF_STATUS},
+};
+#define N_GATED ((int)(sizeof(gated_reqs) / sizeof(gated_reqs[0])))
+
+START_TEST(test_table_gate)
+{
+    struct vu_msg m;
+    memset(&m, 0, sizeof(m));
+    m.hdr.request = gated_reqs[_i].req;
+    m.hdr.flags = VU_VERSION;
+    struct vu_validate_ctx ctx = {.num_queues = NQ, .max_queue_size = QSZ,
+                                  .protocol_features = ~(1ull << gated_reqs[_i].pf)};
+    char why[192] = "";
+    ck_assert_int_eq(vu_msg_validate(&m, &ctx, why, sizeof(why)), -EPROTO);
+    char want[64];
+    snprintf(want, sizeof(want), "protocol feature %u not negotiated", gated_reqs[_i].pf);
+    ck_assert_msg(strstr(why, want), "%s", why);
+    ctx.protocol_features = 1ull << gated_reqs[_i].pf;
+    why[0] = 0;
+    vu_msg_validate(&m, &ctx, why, sizeof(why)); /* may fail on its payload, not the gate */
+    ck_assert_msg(!strstr(why, "not negotiated"), "%s", why);
+}
+END_TEST
+
+/* The reply rule of SET_LOG_BASE: a status reply exactly when LOG_SHMFD is negotiated. */
+START_TEST(test_table_reply_rule)
+{
+    for (int shm = 0; shm < 2; shm++) {
+        struct fdev d;
+        fdev_init(&d);
+        struct vio_vhost_user *vu = vu_server(&d, "reply");
+        struct fe f;
+        fe_init(&f, vu);
+        fe_bringup(&f, vu, shm ? 1ull << VU_PF_LOG_SHMFD : 0);
+        int lfd = memfd_create("log", MFD_CLOEXEC);
+        ck_assert_int_eq(ftruncate(lfd, 4096), 0);
+        struct vu_log l = {.size = 4096};
+        ck_assert_int_eq(fe_send(&f, VU_SET_LOG_BASE, 0, &l, sizeof(l), &lfd, 1), 0);
+        ck_assert_int_eq(vio_vhost_user_handle(vu), 1);
+        if (shm) {
+            struct vu_msg r;
+            ck_assert_int_eq(fe_recv(&f, &r), 0);
+            ck_assert_uint_eq(r.hdr.request, VU_SET_LOG_BASE);
+            ck_assert_uint_eq(r.hdr.size, 8);
+            ck_assert_uint_eq(r.p.u64, 0);
+        }
+        ck_assert(fe_quiet(&f));
+        close(lfd);
+        fe_fini(&f);
+        vio_vhost_user_free(vu);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Status and resets                                                         */
+
+#define PF_ST (1ull << VU_PF_STATUS | 1ull << VU_PF_REPLY_ACK | 1ull << VU_PF_RESET_DEVICE)
+
+static uint64_t fe_set_status(struct fe *f, struct vio_vhost_user *vu, uint8_t s)
+{
+    return fe_ack(f, vu, VU_SET_STATUS, &(uint64_t){s}, 8, NULL, 0);
+}
+
+/* QEMU's order: SET_FEATURES, FEATURES_OK alone, later ACKNOWLEDGE | DRIVER | DRIVER_OK; the
+ * status rules that are not about order still hold; status 0 resets the device once. */
+START_TEST(test_status_machine)
+{
+    struct fdev d;
+    fdev_init(&d);
+    struct vio_vhost_user *vu = vu_server(&d, "st");
+    struct fe f;
+    fe_init(&f, vu);
+    fe_bringup(&f, vu, PF_ST);
+    tx_roundtrip(&f, vu, &d, 0x11);
+    const uint8_t A = VIO_S_ACKNOWLEDGE, D = VIO_S_DRIVER, FO = VIO_S_FEATURES_OK,
+                  DO = VIO_S_DRIVER_OK, NR = VIO_S_NEEDS_RESET;
+    ck_assert_uint_eq(fe_set_status(&f, vu, FO), 0);
+    ck_assert_uint_eq(fe_get_u64(&f, vu, VU_GET_STATUS), FO);
+    ck_assert_uint_eq(fe_set_status(&f, vu, FO | A | D | DO), 0);
+    ck_assert_uint_eq(vio_vhost_user_status(vu), FO | A | D | DO);
+    /* QEMU repeats SET_FEATURES with the same virtio bits (dirty logging): fine; other bits
+     * after FEATURES_OK: refused */
+    uint64_t feat = F_VERSION_1 | F_EVENT_IDX | F_PF;
+    ck_assert_uint_eq(fe_ack(&f, vu, VU_SET_FEATURES, &feat, 8, NULL, 0), 0);
+    feat = F_VERSION_1 | F_PF;
+    ck_assert_uint_eq(fe_ack(&f, vu, VU_SET_FEATURES, &feat, 8, NULL, 0), 1);
+    ck_assert_uint_eq(vio_vhost_user_features(vu), F_VERSION_1 | F_EVENT_IDX);
+    /* clearing a bit without a reset, or setting the device's bit: refused, unchanged */
+    ck_assert_uint_eq(fe_set_status(&f, vu, FO | A | D), 1);
+    ck_assert_uint_eq(fe_set_status(&f, vu, FO | A | D | DO | NR), 1);
+    ck_assert_uint_eq(vio_vhost_user_status(vu), FO | A | D | DO);
+    ck_assert(vio_vhost_user_connected(vu));
+    int resets = d.resets;
+    /* status 0: the rings stop, the device is reset once, the features are forgotten */
+    ck_assert_uint_eq(fe_set_status(&f, vu, 0), 0);
+    ck_assert_int_eq(d.resets, resets + 1);
+    ck_assert_ptr_null(d.q[1]);
+    ck_assert_uint_eq(vio_vhost_user_status(vu), 0);
+    ck_assert_uint_eq(vio_vhost_user_features(vu), 0);
+    struct vio_vhost_user_queue_state qs;
+    ck_assert_int_eq(vio_vhost_user_queue_state(vu, 1, &qs), 0);
+    ck_assert(!qs.started && qs.size == QSZ); /* setup kept */
+    /* QEMU sends status 0 before GET_VRING_BASE: the ring's index is still there */
+    struct vu_state vs = {.index = 1};
+    struct vu_msg r;
+    fe_rpc(&f, vu, VU_GET_VRING_BASE, &vs, sizeof(vs), &r);
+    ck_assert_uint_eq(r.p.state.num, 1); /* the one TX chain consumed above */
+    ck_assert_uint_eq(fe_set_status(&f, vu, 0), 0); /* already reset: nothing more */
+    ck_assert_int_eq(d.resets, resets + 1);
+    /* FEATURES_OK without features the device took stays clear */
+    ck_assert_uint_eq(fe_set_status(&f, vu, A | D | FO), 1);
+    ck_assert_uint_eq(vio_vhost_user_status(vu), A | D);
+    ck_assert_uint_eq(fe_set_status(&f, vu, 0), 0);
+    ck_assert_int_eq(d.resets, resets + 2);
+    /* and the session comes back */
+    fe_u64(&f, vu, VU_SET_FEATURES, F_VERSION_1 | F_EVENT_IDX | F_PF);
+    ck_assert_uint_eq(fe_set_status(&f, vu, FO), 0);
+    fe_ring_alloc(&f, 1, F_VERSION_1 | F_EVENT_IDX);
+    fe_ring_setup(&f, vu, 1, 0, 0);
+    fe_enable(&f, vu, 1, 1);
+    tx_roundtrip(&f, vu, &d, 0x12);
+    ck_assert_int_eq(n_errors, 0);
+    fe_fini(&f);
+    vio_vhost_user_free(vu);
+}
+END_TEST
+
+/* A ring that breaks sets NEEDS_RESET in the one status machine; the front-end may echo it. */
+START_TEST(test_status_needs_reset)
+{
+    struct fdev d;
+    fdev_init(&d);
+    struct vio_vhost_user *vu = vu_server(&d, "nr");
+    struct fe f;
+    fe_init(&f, vu);
+    fe_handshake(&f, vu, PF_ST, F_VERSION_1 | F_EVENT_IDX | F_PF);
+    ck_assert_uint_eq(fe_set_status(&f, vu, VIO_S_FEATURES_OK), 0);
+    ck_assert(d.hooks.needs_reset);
+    d.hooks.needs_reset(d.hooks.opaque); /* the device says a queue broke */
+    uint8_t s = (uint8_t)fe_get_u64(&f, vu, VU_GET_STATUS);
+    ck_assert_uint_eq(s, VIO_S_FEATURES_OK | VIO_S_NEEDS_RESET);
+    ck_assert_uint_eq(fe_set_status(&f, vu, s | VIO_S_ACKNOWLEDGE), 0); /* read-modify-write */
+    ck_assert_uint_eq(vio_vhost_user_status(vu),
+                      VIO_S_FEATURES_OK | VIO_S_NEEDS_RESET | VIO_S_ACKNOWLEDGE);
+    ck_assert_uint_eq(fe_set_status(&f, vu, 0), 0);
+    ck_assert_uint_eq(vio_vhost_user_status(vu), 0);
+    fe_fini(&f);
+    vio_vhost_user_free(vu);
+}
+END_TEST
+
+/* RESET_DEVICE forgets the rings and the status; RESET_OWNER only stops the rings. */
+START_TEST(test_resets)
+{
+    struct fdev d;
+    fdev_init(&d);
+    struct vio_vhost_user *vu = vu_server(&d, "rst");
+    struct fe f;
+    fe_init(&f, vu);
+    fe_bringup(&f, vu, PF_ST);
+    ck_assert_uint_eq(fe_set_status(&f, vu, VIO_S_FEATURES_OK), 0);
+    int resets = d.resets;
+    struct vio_vhost_user_queue_state qs;
+
+    fe_do(&f, vu, VU_RESET_OWNER, NULL, 0, NULL, 0);
+    ck_assert_int_eq(d.resets, resets); /* not a device reset */
+    ck_assert_ptr_null(d.q[1]);
+    ck_assert_int_eq(vio_vhost_user_queue_state(vu, 1, &qs), 0);
+    ck_assert(!qs.started && qs.size == QSZ && qs.kick_fd == -1);
+    ck_assert_uint_eq(vio_vhost_user_status(vu), VIO_S_FEATURES_OK);
+    ck_assert_uint_eq(vio_vhost_user_features(vu), F_VERSION_1 | F_EVENT_IDX);
+
+    ck_assert_uint_eq(fe_ack(&f, vu, VU_RESET_DEVICE, NULL, 0, NULL, 0), 0);
+    ck_assert_int_eq(d.resets, resets + 1);
+    ck_assert_int_eq(vio_vhost_user_queue_state(vu, 1, &qs), 0);
+    ck_assert(!qs.started && qs.size == 0 && !qs.enabled);
+    ck_assert_uint_eq(vio_vhost_user_status(vu), 0);
+    ck_assert_uint_eq(vio_vhost_user_features(vu), 0);
+    ck_assert_uint_eq(vio_vhost_user_protocol_features(vu), PF_ST); /* kept */
+    ck_assert_uint_eq(vu_mapped_regions(vu), 1);                   /* kept */
+    /* the session goes on from SET_FEATURES */
+    fe_u64(&f, vu, VU_SET_FEATURES, F_VERSION_1 | F_EVENT_IDX | F_PF);
+    fe_ring_alloc(&f, 1, F_VERSION_1 | F_EVENT_IDX);
+    fe_ring_setup(&f, vu, 1, 0, 0);
+    fe_enable(&f, vu, 1, 1);
+    tx_roundtrip(&f, vu, &d, 0x21);
+    ck_assert_int_eq(n_errors, 0);
+    fe_fini(&f);
+    vio_vhost_user_free(vu);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* The socket path (server mode)                                             */
+
+static int try_new(struct fdev *d, const char *path, uint32_t mode, struct vio_vhost_user **out)
+{
+    n_errors = 0;
+    last_error[0] = 0;
+    struct vio_vhost_user_config c = {.struct_size = sizeof(c), .socket_path = path,
+                                      .dev = &d->dev, .log = test_log, .socket_mode = mode};
+    *out = NULL;
+    return vio_vhost_user_new(&c, out);
+}
+
+static bool can_connect(const char *path)
+{
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    bool ok = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(s);
+    return ok;
+}
+
+/* Accept the connection a refused second server made to probe the path, and see it close. */
+static void drain_probe(struct vio_vhost_user *vu)
+{
+    ck_assert_int_eq(vio_vhost_user_handle(vu), 0);
+    ck_assert(vio_vhost_user_connected(vu));
+    ck_assert_int_eq(vio_vhost_user_handle(vu), -ECONNRESET);
+    ck_assert(!vio_vhost_user_connected(vu));
+}
+
+START_TEST(test_path_second_server)
+{
+    struct fdev d1, d2;
+    fdev_init(&d1);
+    fdev_init(&d2);
+    struct vio_vhost_user *a = vu_server(&d1, "two"), *b;
+    struct stat before, after;
+    ck_assert_int_eq(lstat(sock_path, &before), 0);
+    ck_assert_int_eq(try_new(&d2, sock_path, 0, &b), -EADDRINUSE);
+    ck_assert_ptr_null(b);
+    ck_assert_msg(strstr(last_error, sock_path) && strstr(last_error, "live socket"), "%s",
+                  last_error);
+    ck_assert(!d2.bound);
+    ck_assert_int_eq(lstat(sock_path, &after), 0);
+    ck_assert_uint_eq(after.st_ino, before.st_ino); /* the first server's socket, untouched */
+    /* the first server is still reachable and serves a session */
+    drain_probe(a);
+    struct fe f;
+    fe_init(&f, a);
+    fe_bringup(&f, a, 0);
+    tx_roundtrip(&f, a, &d1, 0x31);
+    fe_fini(&f);
+    vio_vhost_user_free(a);
+    ck_assert_int_eq(access(sock_path, F_OK), -1);
+}
+END_TEST
+
+START_TEST(test_path_stale_replaced)
+{
+    struct fdev d;
+    fdev_init(&d);
+    make_path("stale");
+    unlink(sock_path);
+    /* a socket file nobody listens on: a back-end that died without cleaning up */
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strcpy(sa.sun_path, sock_path);
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    close(s);
+    struct stat old, now;
+    ck_assert_int_eq(lstat(sock_path, &old), 0);
+    ck_assert(!can_connect(sock_path));
+    struct vio_vhost_user *vu;
+    ck_assert_int_eq(try_new(&d, sock_path, 0, &vu), 0);
+    ck_assert_int_eq(lstat(sock_path, &now), 0);
+    ck_assert(S_ISSOCK(now.st_mode));
+    ck_assert_uint_ne(now.st_ino, old.st_ino);
+    struct fe f;
+    fe_init(&f, vu);
+    fe_bringup(&f, vu, 0);
+    tx_roundtrip(&f, vu, &d, 0x32);
+    fe_fini(&f);
+    vio_vhost_user_free(vu);
+    ck_assert_int_eq(access(sock_path, F_OK), -1);
+}
+END_TEST
+
+START_TEST(test_path_not_a_socket)
+{
+    struct fdev d;
+    fdev_init(&d);
+    make_path("file");
+    int fd = open(sock_path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "keep", 4), 4);
+    close(fd);
+    struct vio_vhost_user *vu;
+    ck_assert_int_eq(try_new(&d, sock_path, 0, &vu), -EEXIST);
+    ck_assert_msg(strstr(last_error, sock_path) &&
+                      strstr(last_error, "exists and is not a socket"),
+                  "%s", last_error);
+    struct stat st;
+    ck_assert_int_eq(lstat(sock_path, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    ck_assert_int_eq(st.st_size, 4);
+    ck_assert(!d.bound);
+    unlink(sock_path);
+    /* a directory is not a socket either */
+    ck_assert_int_eq(mkdir(sock_path, 0700), 0);
+    ck_assert_int_eq(try_new(&d, sock_path, 0, &vu), -EEXIST);
+    rmdir(sock_path);
+}
+END_TEST
+
+/* The first object's free does not delete a socket that replaced its own. */
+START_TEST(test_path_free_keeps_other)
+{
+    struct fdev d1, d2;
+    fdev_init(&d1);
+    fdev_init(&d2);
+    struct vio_vhost_user *a = vu_server(&d1, "swap"), *b;
+    ck_assert_int_eq(unlink(sock_path), 0); /* someone removed it ... */
+    ck_assert_int_eq(try_new(&d2, sock_path, 0, &b), 0); /* ... and another back-end took it */
+    struct stat st_b, st;
+    ck_assert_int_eq(lstat(sock_path, &st_b), 0);
+    vio_vhost_user_free(a);
+    ck_assert_int_eq(lstat(sock_path, &st), 0);
+    ck_assert_uint_eq(st.st_ino, st_b.st_ino);
+    ck_assert(can_connect(sock_path));
+    ck_assert_int_eq(vio_vhost_user_handle(b), 0); /* accept */
+    ck_assert_int_eq(vio_vhost_user_handle(b), -ECONNRESET);
+    vio_vhost_user_free(b);
+    ck_assert_int_eq(access(sock_path, F_OK), -1);
+}
+END_TEST
+
+/* No private directory is left next to the socket. */
+static int leftovers(const char *dir)
+{
+    DIR *dp = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (dp && (e = readdir(dp)))
+        if (!strncmp(e->d_name, ".vio-vu-", 8))
+            n++;
+    if (dp)
+        closedir(dp);
+    return n;
+}
+
+START_TEST(test_socket_mode)
+{
+    struct fdev d;
+    fdev_init(&d);
+    char dir[] = "/tmp/vio-vu-mode-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(chmod(dir, 0700), 0); /* searchable whatever the umask */
+    char path[108];
+    snprintf(path, sizeof(path), "%s/vu.sock", dir);
+    /* as permissive as it gets, and as strict as the daemon's (which would leave a private
+     * directory unsearchable if the transport relied on the umask) */
+    static const mode_t umasks[] = {0, 0177};
+    static const struct {
+        uint32_t cfg, want;
+    } modes[] = {{0, 0600}, {0660, 0660}, {0666, 0666}, {0700, 0700}};
+    mode_t old = umask(0);
+    for (unsigned i = 0; i < 2 * sizeof(modes) / sizeof(modes[0]); i++) {
+        umask(umasks[i & 1]);
+        struct vio_vhost_user *vu;
+        ck_assert_int_eq(try_new(&d, path, modes[i / 2].cfg, &vu), 0);
+        struct stat st;
+        ck_assert_int_eq(lstat(path, &st), 0);
+        ck_assert(S_ISSOCK(st.st_mode));
+        ck_assert_msg((st.st_mode & 07777) == modes[i / 2].want, "mode 0%o, expected 0%o",
+                      (unsigned)(st.st_mode & 07777), modes[i / 2].want);
+        ck_assert_int_eq(leftovers(dir), 0);
+        ck_assert(can_connect(path));
+        ck_assert_int_eq(vio_vhost_user_handle(vu), 0);
+        ck_assert_int_eq(vio_vhost_user_handle(vu), -ECONNRESET);
+        vio_vhost_user_free(vu);
+        ck_assert_int_eq(access(path, F_OK), -1);
+    }
+    umask(old);
+    struct vio_vhost_user *vu;
+    ck_assert_int_eq(try_new(&d, path, 01777, &vu), -EINVAL);
+    ck_assert_int_eq(try_new(&d, path, 04600, &vu), -EINVAL);
+    ck_assert(!d.bound);
+    /* a caller built before socket_mode existed: the field is not read, 0600 applies */
+    struct vio_vhost_user_config c = {.struct_size = offsetof(struct vio_vhost_user_config,
+                                                              socket_mode),
+                                      .socket_path = path, .dev = &d.dev, .log = test_log,
+                                      .socket_mode = 0xffff};
+    ck_assert_int_eq(vio_vhost_user_new(&c, &vu), 0);
+    struct stat st;
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0600);
+    vio_vhost_user_free(vu);
+    c.struct_size -= 8;
+    ck_assert_int_eq(vio_vhost_user_new(&c, &vu), -EINVAL);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* The daemon's umask (0177) must not leave the private directory unsearchable for its owner.
+ * Root ignores directory permissions, so the server runs as an unprivileged user here. */
+START_TEST(test_socket_umask_unprivileged)
+{
+    if (getuid() != 0) {
+        /* already unprivileged: the same check in this process */
+        struct fdev d;
+        fdev_init(&d);
+        make_path("umask");
+        mode_t old = umask(0177);
+        struct vio_vhost_user *vu;
+        ck_assert_int_eq(try_new(&d, sock_path, 0, &vu), 0);
+        umask(old);
+        vio_vhost_user_free(vu);
+        return;
+    }
+    make_path("umask");
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct fdev d;
+        fdev_init(&d);
+        if (setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(10);
+        umask(0177);
+        struct vio_vhost_user *vu;
+        int rc = try_new(&d, sock_path, 0660, &vu);
+        if (rc < 0)
+            _exit(20 + (-rc & 63));
+        struct stat st;
+        int ok = lstat(sock_path, &st) == 0 && (st.st_mode & 0777) == 0660 && can_connect(sock_path);
+        vio_vhost_user_free(vu);
+        _exit(ok ? 0 : 11);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child exit %d",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    ck_assert_int_eq(access(sock_path, F_OK), -1);
+}
+END_TEST
+
+/* A path that fits a sockaddr_un while the private directory beside it would not. */
+START_TEST(test_socket_mode_long_path)
+{
+    struct fdev d;
+    fdev_init(&d);
+    char dir[108];
+    /* 100 characters of directory, "/s1" for the socket: 103 fit, the temporary path does not */
+    int n = snprintf(dir, sizeof(dir), "/tmp/vio-vu-%d-", (int)getpid());
+    memset(dir + n, 'x', 100 - (size_t)n);
+    dir[100] = 0;
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    ck_assert_int_eq(chmod(dir, 0700), 0);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/s1", dir);
+    ck_assert_uint_lt(strlen(path), sizeof(((struct sockaddr_un *)0)->sun_path));
+    mode_t old = umask(0);
+    struct vio_vhost_user *vu;
+    ck_assert_int_eq(try_new(&d, path, 0640, &vu), 0);
+    umask(old);
+    struct stat st;
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0640);
+    ck_assert_int_eq(leftovers(dir), 0);
+    ck_assert(can_connect(path));
+    vio_vhost_user_free(vu);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Defaults for the device: queue count in the front-end's unit, control queue at the front-end */
+
+static unsigned fq_frontend_queue_num(void *o)
+{
+    (void)o;
+    return 7;
+}
+/* A model that drops its control queue when the front-end keeps it (as virtio-net does). */
+static unsigned fq_num_queues(void *o)
+{
+    return F(o)->hooks.flags & VIO_DEVICE_BIND_FRONTEND_CTRL ? 2 : NQ;
+}
+
+START_TEST(test_frontend_defaults)
+{
+    struct vio_device_ops ops = fdev_ops;
+    ops.frontend_queue_num = fq_frontend_queue_num;
+    ops.num_queues = fq_num_queues;
+    struct fdev d;
+    fdev_init(&d);
+    d.dev.ops = &ops;
+    struct vio_vhost_user *vu = vu_server(&d, "fq");
+    ck_assert_uint_eq(d.hooks.flags, VIO_DEVICE_BIND_FRONTEND_CTRL); /* reached the bind op */
+    struct fe f;
+    fe_init(&f, vu);
+    ck_assert_uint_eq(fe_get_u64(&f, vu, VU_GET_QUEUE_NUM), 7);
+    /* the rings follow the queue count the model has once bound */
+    struct vu_validate_ctx ctx;
+    vu_validate_ctx(vu, &ctx);
+    ck_assert_uint_eq(ctx.num_queues, 2);
+    struct vio_vhost_user_queue_state qs;
+    ck_assert_int_eq(vio_vhost_user_queue_state(vu, 2, &qs), -ERANGE);
+    fe_fini(&f);
+    vio_vhost_user_free(vu);
+    ck_assert(!d.bound);
+
+    /* an explicit queue_num wins; a model without the op reports its queue count */
+    make_path("fq2");
+    struct vio_vhost_user_config c = {.struct_size = sizeof(c), .socket_path = sock_path,
+                                      .dev = &d.dev, .log = test_log, .queue_num = 5};
+    ck_assert_int_eq(vio_vhost_user_new(&c, &vu), 0);
+    fe_init(&f, vu);
+    ck_assert_uint_eq(fe_get_u64(&f, vu, VU_GET_QUEUE_NUM), 5);
+    fe_fini(&f);
+    vio_vhost_user_free(vu);
+    ops.frontend_queue_num = NULL;
+    vu = vu_server(&d, "fq3");
+    fe_init(&f, vu);
+    ck_assert_uint_eq(fe_get_u64(&f, vu, VU_GET_QUEUE_NUM), 2);
+    fe_fini(&f);
+    vio_vhost_user_free(vu);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
 /* Hostile front-ends                                                        */
 
 enum hostile_expect { EXPECT_DROP, EXPECT_RING_FAILED };
@@ -1485,6 +2082,26 @@ static Suite *vhost_user_suite(void)
     tc = tcase_create("recovery");
     tcase_add_test(tc, test_inflight_crash);
     tcase_add_test(tc, test_client_reconnect);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("table");
+    tcase_add_test(tc, test_table_offer);
+    tcase_add_loop_test(tc, test_table_gate, 0, N_GATED);
+    tcase_add_test(tc, test_table_reply_rule);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("status");
+    tcase_add_test(tc, test_status_machine);
+    tcase_add_test(tc, test_status_needs_reset);
+    tcase_add_test(tc, test_resets);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("path");
+    tcase_add_test(tc, test_path_second_server);
+    tcase_add_test(tc, test_path_stale_replaced);
+    tcase_add_test(tc, test_path_not_a_socket);
+    tcase_add_test(tc, test_path_free_keeps_other);
+    tcase_add_test(tc, test_socket_mode);
+    tcase_add_test(tc, test_socket_mode_long_path);
+    tcase_add_test(tc, test_socket_umask_unprivileged);
+    tcase_add_test(tc, test_frontend_defaults);
     suite_add_tcase(s, tc);
     tc = tcase_create("hostile");
     tcase_add_loop_test(tc, test_hostile, 0, N_HOSTILE);
