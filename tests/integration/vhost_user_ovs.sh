@@ -180,6 +180,13 @@ vu_check "the restarted daemon resumed a ring at its used index" \
 if grep -E 'error: (vhost-user|virtio)' "$VU_DIR/daemon2.err" >&2; then
     vu_fail "the restarted daemon logged errors (above)"
 fi
-vu_check "the restarted daemon is still running" kill -0 "$VU_PID"
+vu_check "the restarted daemon is still running" kill -0 "$dpid"
 vu_check "the restarted daemon used under 10 % of a core (${cpu_pct} %)" test "$cpu_pct" -lt 10
+kill -TERM "$dpid"
+drc=0
+wait "$dpid" || drc=$?
+if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$VU_DIR"/daemon*.err >&2; then
+    vu_fail "sanitizer report from the daemon"
+fi
+vu_check "the restarted daemon exited 0 on SIGTERM (status $drc)" test "$drc" -eq 0
 vu_pass "OVS-DPDK virtio_user -> daemon: $rx1 frames, daemon killed and restarted, $((rx4 - rx3)) more"
