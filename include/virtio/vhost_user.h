@@ -247,6 +247,9 @@ VIO_API int vio_vhost_user_fd(const struct vio_vhost_user *vu);
  * @retval -ECONNRESET the front-end closed the connection; the session was torn down
  * @retval -EPROTO a message broke the protocol (logged); the session was torn down
  * @retval -ENOTCONN no socket (waiting to reconnect, or the session was final)
+ * @retval -EFAULT the session's guest memory faulted (the front-end truncated a memory file
+ *         that cannot be sealed; see "Hostile and broken front-ends"); the session was
+ *         torn down
  * @retval other a negative errno from the socket; the session was torn down
  */
 VIO_API int vio_vhost_user_handle(struct vio_vhost_user *vu);
