@@ -36,6 +36,9 @@ packages=(
     # integration: DPDK peers
     dpdk
     dpdk-dev
+    # integration: Open vSwitch (userspace datapath, and with DPDK as a vhost-user front-end)
+    openvswitch-switch
+    openvswitch-switch-dpdk
     # scripts
     python3
 )

@@ -72,9 +72,45 @@
  * through GET_STATUS and the ring's error eventfd). Region fds must be regular files
  * (memfd, tmpfs, hugetlbfs) at least mmap_offset + size long; the transport never reads
  * or touches guest pages while handling a message (no MAP_POPULATE), so SET_MEM_TABLE
- * costs the same at any guest size. A front-end that truncates a region file after
- * handing it over can still make an access fault (SIGBUS); seal memfds (F_SEAL_SHRINK)
- * where that matters.
+ * costs the same at any guest size. What a front-end can still do after the checks (shrink
+ * a memory file, hand over fds that block or are not eventfds, restart rings with a stale
+ * base, connect and say nothing) is handled as "Hostile and broken front-ends" says.
+ *
+ * ## Hostile and broken front-ends
+ *
+ * - **Memory that shrinks.** Every memory file the front-end hands over (regions, dirty log,
+ *   inflight region) that allows sealing gets F_SEAL_SHRINK before its size is checked: the
+ *   front-end's later ftruncate() fails with EPERM. A file that cannot be sealed (a regular
+ *   file on tmpfs or hugetlbfs, a memfd created without MFD_ALLOW_SEALING) is registered
+ *   with a process-wide SIGBUS handler, installed once by the library the first time such
+ *   memory is mapped (it keeps the handler that was there before and passes it every fault
+ *   outside guest memory; an application that installs its own SIGBUS handler later must
+ *   chain to the previous one). An access past the shrunk end then reads zeros instead of
+ *   killing the process; the session is marked, its socket is shut down to wake the control
+ *   thread, and vio_vhost_user_handle() (or vio_vhost_user_tick()) logs the fault at
+ *   #VIO_LOG_ERROR, sets NEEDS_RESET and ends the session.
+ * - **Kick and call fds must be eventfds.** SET_VRING_KICK / SET_VRING_CALL with another kind
+ *   of fd (a regular file or a socket at EOF is readable for ever, a pipe can block or raise
+ *   SIGPIPE) stops and fails that ring (-EPROTO in the REPLY_ACK). Call and error eventfds
+ *   are made non-blocking (O_NONBLOCK on the file the front-end shares; QEMU and DPDK create
+ *   them non-blocking anyway): a full eventfd counter means an interrupt is pending, and the
+ *   write is dropped instead of blocking a worker or the control thread.
+ * - **A failed or broken ring costs nothing.** Its kick fd is no longer watched (set_watch
+ *   with events 0 — for a ring that breaks at run time this call comes from the worker
+ *   thread that found it broken) and is watched again when the ring starts anew;
+ *   vio_vhost_user_watches() leaves it out meanwhile.
+ * - **Stale SET_VRING_BASE.** When a ring starts, a base outside the window between the used
+ *   ring's idx and the avail ring's idx (behind what was completed, or beyond what was made
+ *   available) is replaced by used->idx with a #VIO_LOG_WARN line, as DPDK's vhost library
+ *   does: DPDK's virtio_user (Open vSwitch's `net_virtio_user` port) restarts
+ *   its rings with base 0 after a back-end restart while its indices are far ahead. The
+ *   chains between used and avail are processed again. A base is kept when the used ring
+ *   itself is impossible (more than a ring behind avail: the ring then breaks at its first
+ *   look) and when an inflight region is in use (it decides where to resume).
+ * - **A silent connection.** In server mode a front-end that sends no complete message
+ *   within 3 s of being accepted is dropped with a #VIO_LOG_WARN line, so that the next
+ *   front-end (waiting in the listen backlog) is served: vio_vhost_user_timeout_ms() asks for
+ *   a wake-up at that deadline and vio_vhost_user_tick() acts on it.
  * @{
  */
 #ifndef VIO_VHOST_USER_H
@@ -140,7 +176,8 @@ struct vio_vhost_user_config {
     void (*resume)(void *opaque);
     /** optional: start (events != 0, #vio_watch_events) or stop (events == 0) watching
      *  @p fd for id @p id (see the table above). Called from the control thread, or from
-     *  the device's worker thread for device ids (vio_device_hooks::set_watch rules). */
+     *  the device's worker thread for device ids (vio_device_hooks::set_watch rules), or
+     *  from the worker thread of a ring that it finds broken (kick id, events 0). */
     void (*set_watch)(void *opaque, int fd, unsigned events, uint32_t id);
     /** optional: a front-end connected (true) or the session ended (false). Control thread. */
     void (*session)(void *opaque, bool connected);
@@ -236,6 +273,9 @@ VIO_API int vio_vhost_user_fd(const struct vio_vhost_user *vu);
  * @retval -ECONNRESET the front-end closed the connection; the session was torn down
  * @retval -EPROTO a message broke the protocol (logged); the session was torn down
  * @retval -ENOTCONN no socket (waiting to reconnect, or the session was final)
+ * @retval -EFAULT the session's guest memory faulted (the front-end truncated a memory file
+ *         that cannot be sealed; see "Hostile and broken front-ends"); the session was
+ *         torn down
  * @retval other a negative errno from the socket; the session was torn down
  */
 VIO_API int vio_vhost_user_handle(struct vio_vhost_user *vu);
@@ -272,14 +312,18 @@ VIO_API int vio_vhost_user_watches(const struct vio_vhost_user *vu, struct vio_d
 
 /**
  * @brief Milliseconds until vio_vhost_user_tick() wants to run (0 = now), or -1 when it
- * has nothing to do (server mode, connected, or no reconnect). Control thread.
+ * has nothing to do. It has something to do in client mode while waiting to reconnect, and
+ * in server mode while a connected front-end has not sent its first message (it is dropped
+ * 3 s after it was accepted). Control thread.
  */
 VIO_API int vio_vhost_user_timeout_ms(const struct vio_vhost_user *vu);
 
 /**
  * @brief Time-driven work: in client mode, try to reconnect when the retry interval has
- * passed. Cheap when nothing is due; never blocks (a unix-socket connect completes or
- * fails at once). Control thread.
+ * passed; in server mode, drop a front-end that sent nothing within 3 s of connecting; end
+ * a session whose guest memory faulted (see "Hostile and broken front-ends"). Cheap when
+ * nothing is due; never blocks (a unix-socket connect completes or fails at once). Control
+ * thread.
  * @retval 1 a connection was made
  * @retval 0 nothing to do, or the attempt failed (retried later)
  */

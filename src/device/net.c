@@ -1172,6 +1172,10 @@ static int rx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
         return -EIO;
     if (vio_queue_is_broken(q)) {
         report_broken(d, &p->rx, vio_violation_name(vio_queue_violation(q)));
+        /* Frames for a broken queue stay in the backend, whose fd stays readable: stop
+         * watching it until the queue starts again, or every wake-up is for nothing. */
+        if (!atomic_exchange(&p->rx_dead, true))
+            update_watches(d, qp);
         return -EIO;
     }
     /* spec 5.1.6.5.5.2: no frames on receive queues beyond the active pairs */

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "transport/guard.h"
 #include "transport/vhost_user_internal.h"
 #include "transport/vhost_user_msg.h"
 #include "virtio/device.h"
@@ -47,6 +48,7 @@
 #define VU_IO_TIMEOUT_MS 1000 /* a message that stalls half-way longer than this ends the session */
 #define VU_INFLIGHT_ALIGN 64u
 #define VU_REGION_ALIGN 64u   /* host and guest addresses of a region agree modulo this */
+#define VU_HELLO_TIMEOUT_MS 3000 /* server: a front-end that sends no message this long is dropped */
 
 /* vhost-only feature bits: not virtio features, never passed to the device. */
 #define VU_VHOST_BITS ((1ull << VU_F_PROTOCOL_FEATURES) | (1ull << VU_F_LOG_ALL))
@@ -165,6 +167,11 @@ struct vio_vhost_user {
     bool paused;
     bool drop;
     bool replied;
+
+    /* guards against a hostile or broken front-end */
+    atomic_int poisoned; /* the SIGBUS guard saw a fault on this session's memory (any thread) */
+    uint64_t conn_at_ms; /* server: when the session was accepted */
+    bool heard;          /* a complete message arrived on this session */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -353,6 +360,11 @@ static void on_queue_broken(void *opaque, struct vio_queue *q, enum vio_violatio
         int fd = atomic_load_explicit(&vu->rings[i].err_fd, memory_order_acquire);
         if (fd >= 0)
             eventfd_signal(fd);
+        /* A broken ring is never processed again before the front-end sets it up anew: stop
+         * watching its kick fd, or every kick the front-end keeps sending costs a wake-up
+         * (the kick fd changes only while the workers are paused, so reading it here on the
+         * ring's worker is safe; the next ring start watches it again). */
+        watch(vu, vu->rings[i].kick_fd, 0, VIO_VU_WATCH_KICK(i));
     }
 }
 
@@ -442,7 +454,11 @@ static void ring_stop(struct vio_vhost_user *vu, unsigned i, bool close_fds)
     }
     r->started = false;
     r->failed = false;
-    if (close_fds) {
+    if (!close_fds) {
+        /* stopped by a rule (ring_remap, a refused fd): its kicks mean nothing until the
+         * ring is set up again, and a watched kick fd would cost a wake-up per kick */
+        watch(vu, r->kick_fd, 0, VIO_VU_WATCH_KICK(i));
+    } else {
         if (r->kick_fd >= 0) {
             watch(vu, r->kick_fd, 0, VIO_VU_WATCH_KICK(i));
             xclose(&r->kick_fd);
@@ -467,6 +483,39 @@ static void ring_forget(struct vio_vhost_user *vu, unsigned i)
     r->enabled = false;
 }
 
+/* Paused. Watch the kick fd of ring @p i (on) or stop watching it (off: a ring that failed
+ * or broke, whose kicks would only cost wake-ups). No-op for a ring without a kick fd. */
+static void ring_watch_kick(struct vio_vhost_user *vu, unsigned i, bool on)
+{
+    watch(vu, vu->rings[i].kick_fd, on ? VIO_WATCH_IN : 0, VIO_VU_WATCH_KICK(i));
+}
+
+/* Paused; ring @p i set up on its rings. The avail index to resume at: the front-end's
+ * SET_VRING_BASE, unless it contradicts the used ring. The chains between used->idx and
+ * avail->idx are the ones the driver has not got back; a base outside that window is behind
+ * what was already completed or beyond what was made available. DPDK's virtio_user in server
+ * mode does exactly that after a back-end restart (base 0 while its avail index is far ahead):
+ * like DPDK's vhost library, resume at used->idx (the chains that were in
+ * flight are processed again) with a warning. If the used ring itself is impossible (more
+ * than a ring behind avail) the base is kept and the core refuses the ring at its first look.
+ * With inflight tracking the inflight region decides instead. */
+static uint16_t ring_checked_base(struct vio_vhost_user *vu, unsigned i)
+{
+    struct vu_ring *r = &vu->rings[i];
+    struct vio_queue_ring_state st;
+    if ((vu->infl_base && i < vu->infl_nq) || vio_queue_get_ring_state(r->q, &st) < 0)
+        return r->base;
+    uint16_t used = st.ring_used_idx, avail = st.avail_idx;
+    uint16_t outstanding = (uint16_t)(avail - used);
+    if ((uint16_t)(r->base - used) <= outstanding || outstanding > r->num)
+        return r->base;
+    LOG(vu, VIO_LOG_WARN, "queue %u: SET_VRING_BASE %u disagrees with the rings (used idx %u, "
+        "avail idx %u): resuming at the used idx %u, the %u chain(s) between them are taken "
+        "again (a front-end that restarted the ring without resetting it)", i, r->base, used,
+        avail, used, outstanding);
+    return used;
+}
+
 /* Start the ring if everything it needs is there (spec "Ring states": a ring starts when
  * its kick arrives; here also memory, size, addresses and features must be known). */
 static void ring_try_start(struct vio_vhost_user *vu, unsigned i)
@@ -481,11 +530,13 @@ static void ring_try_start(struct vio_vhost_user *vu, unsigned i)
     if (vio_device_queue_info(vu->dev, i, &info) < 0) {
         LOG(vu, VIO_LOG_WARN, "queue %u: not a queue of the device with the negotiated "
             "features; not started", i);
+        ring_watch_kick(vu, i, false);
         return;
     }
     uint16_t maxsz = info.max_size < vu->max_qsize ? info.max_size : vu->max_qsize;
     if (r->num > maxsz) {
         ring_fail(vu, i, "size %u above the device maximum %u", r->num, maxsz);
+        ring_watch_kick(vu, i, false);
         return;
     }
     uint64_t d, a, u;
@@ -493,6 +544,7 @@ static void ring_try_start(struct vio_vhost_user *vu, unsigned i)
         ring_fail(vu, i, "ring addresses desc 0x%llx avail 0x%llx used 0x%llx (size %u) are not "
                   "inside guest memory", (unsigned long long)r->addr.desc,
                   (unsigned long long)r->addr.avail, (unsigned long long)r->addr.used, r->num);
+        ring_watch_kick(vu, i, false);
         return;
     }
     if (!r->q) {
@@ -504,6 +556,7 @@ static void ring_try_start(struct vio_vhost_user *vu, unsigned i)
         if (rc < 0) {
             r->q = NULL;
             ring_fail(vu, i, "cannot create the queue (%s)", strerror(-rc));
+            ring_watch_kick(vu, i, false);
             return;
         }
     }
@@ -512,8 +565,10 @@ static void ring_try_start(struct vio_vhost_user *vu, unsigned i)
         vio_queue_free(r->q);
         r->q = NULL;
         ring_fail(vu, i, "ring setup refused (%s)", strerror(-rc));
+        ring_watch_kick(vu, i, false);
         return;
     }
+    r->base = ring_checked_base(vu, i);
     vio_queue_set_last_avail(r->q, r->base);
     r->desc_gpa = d;
     r->avail_gpa = a;
@@ -528,6 +583,7 @@ static void ring_try_start(struct vio_vhost_user *vu, unsigned i)
                 "queue size %u); not tracking", i, r->num, vu->infl_qs);
     }
     r->started = true;
+    ring_watch_kick(vu, i, true); /* a ring that failed before stopped watching it */
     ring_apply_log(vu, i);
     /* spec "Ring states": without PROTOCOL_FEATURES a ring is enabled when it starts */
     if (!has_bit(vu->features, VU_F_PROTOCOL_FEATURES))
@@ -581,10 +637,17 @@ static bool any_started(const struct vio_vhost_user *vu)
 /* ------------------------------------------------------------------------ */
 /* Memory                                                                    */
 
+/* Unmap what map_file() mapped: leave the SIGBUS guard first. */
+static void unmap_guarded(void *base, size_t len)
+{
+    vio_guard_remove(base);
+    munmap(base, len);
+}
+
 static void unmap_one(struct vu_map *m)
 {
     if (m->base)
-        munmap(m->base, m->len);
+        unmap_guarded(m->base, m->len);
     memset(m, 0, sizeof(*m));
 }
 
@@ -602,6 +665,10 @@ static void unmap_all(struct vio_vhost_user *vu)
 static int check_file(struct vio_vhost_user *vu, int fd, uint64_t offset, uint64_t size,
                       struct stat *st, const char *req, const char *what)
 {
+    /* Seal first, then check the size: a memfd that allows sealing cannot shrink below what
+     * is checked here (F_SEAL_SHRINK; QEMU's memfd backend seals itself). Other files are
+     * guarded when mapped (map_file). */
+    vio_guard_seal_shrink(fd);
     if (fstat(fd, st) < 0) {
         int e = errno;
         LOG(vu, VIO_LOG_ERROR, "%s: %s: fstat failed (%s)", req, what, strerror(e));
@@ -620,6 +687,24 @@ static int check_file(struct vio_vhost_user *vu, int fd, uint64_t offset, uint64
         return -EINVAL;
     }
     return 0;
+}
+
+/* A file the front-end could still shrink (not sealed: a regular file, hugetlbfs, a memfd
+ * without MFD_ALLOW_SEALING): an access past its new end would raise SIGBUS. Register the
+ * mapping with the guard, which turns such a fault into zero pages, poisons the session and
+ * wakes the control thread (the session then ends: vu_poisoned()). */
+static void map_guard(struct vio_vhost_user *vu, int fd, void *p, size_t len, size_t page,
+                      const char *req, const char *what)
+{
+    if (vio_guard_is_sealed(fd))
+        return;
+    int rc = vio_guard_add(p, len, page, &vu->poisoned, vu->conn_fd);
+    if (rc < 0)
+        LOG(vu, VIO_LOG_WARN, "%s: %s: the file cannot be sealed and the SIGBUS guard refused "
+            "it (%s): if the front-end truncates it, the process dies", req, what,
+            strerror(-rc));
+    else
+        LOG(vu, VIO_LOG_DEBUG, "%s: %s: not sealable; guarded against truncation", req, what);
 }
 
 /* Map [offset, offset + size) of a checked file, shared and writable, without touching it.
@@ -652,6 +737,7 @@ static int map_file(struct vio_vhost_user *vu, int fd, uint64_t offset, uint64_t
     *base = p;
     *len = (size_t)maplen;
     *host = (uint8_t *)p + lead;
+    map_guard(vu, fd, p, (size_t)maplen, (size_t)align, req, what);
     return 0;
 }
 
@@ -872,7 +958,7 @@ static int h_rem_mem_reg(struct vio_vhost_user *vu, struct vu_msg *m)
 static void log_unmap(struct vio_vhost_user *vu)
 {
     if (vu->log_map)
-        munmap(vu->log_map, vu->log_map_len);
+        unmap_guarded(vu->log_map, vu->log_map_len);
     vu->log_map = NULL;
     vu->log_map_len = 0;
     vu->log_base = NULL;
@@ -903,7 +989,7 @@ static int h_set_log_base(struct vio_vhost_user *vu, struct vu_msg *m)
     for (unsigned i = 0; i < vu->nrings; i++)
         ring_apply_log(vu, i);
     if (old)
-        munmap(old, oldlen);
+        unmap_guarded(old, oldlen);
     LOG(vu, VIO_LOG_INFO, "dirty log: 0x%llx bytes", (unsigned long long)size);
     return 0; /* the reply QEMU waits for with LOG_SHMFD: the table's reply rule */
 }
@@ -925,7 +1011,7 @@ static void inflight_install(struct vio_vhost_user *vu, uint8_t *map, size_t map
             vio_queue_set_inflight(r->q, NULL, 0);
     }
     if (vu->infl_map)
-        munmap(vu->infl_map, vu->infl_map_len);
+        unmap_guarded(vu->infl_map, vu->infl_map_len);
     vu->infl_map = map;
     vu->infl_map_len = maplen;
     vu->infl_base = base;
@@ -1085,6 +1171,9 @@ static void conn_setup(struct vio_vhost_user *vu, int s)
     setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     vu->conn_fd = s;
     vu->state = VU_CONNECTED;
+    vu->conn_at_ms = now_ms();
+    vu->heard = false;
+    atomic_store_explicit(&vu->poisoned, 0, memory_order_relaxed);
     watch(vu, s, VIO_WATCH_IN, VIO_VU_WATCH_CONTROL);
     LOG(vu, VIO_LOG_INFO, "front-end connected");
     if (vu->session)
@@ -1342,6 +1431,28 @@ static void vu_drop(struct vio_vhost_user *vu)
     }
 }
 
+/* Server: the connection is silent since it was accepted, and other front-ends queue
+ * behind it (one session at a time). */
+static bool hello_pending(const struct vio_vhost_user *vu)
+{
+    return vu->state == VU_CONNECTED && !vu->client && !vu->use_fd && !vu->heard;
+}
+
+/* Control thread. The SIGBUS guard found a fault on this session's memory (the front-end
+ * truncated a memory file it handed over; the faulting page now reads zeros): report it and
+ * end the session. Returns true when it did. */
+static bool vu_poisoned(struct vio_vhost_user *vu)
+{
+    if (vu->state != VU_CONNECTED || !atomic_load_explicit(&vu->poisoned, memory_order_acquire))
+        return false;
+    LOG(vu, VIO_LOG_ERROR, "bus error (SIGBUS) on guest memory: the front-end truncated a "
+        "memory file it handed over; ending the session (device needs reset)");
+    atomic_fetch_or_explicit(&vu->status, (uint8_t)VIO_S_NEEDS_RESET, memory_order_acq_rel);
+    vu_drop(vu);
+    atomic_store_explicit(&vu->poisoned, 0, memory_order_relaxed);
+    return true;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Request handlers                                                          */
 
@@ -1475,6 +1586,38 @@ static int h_get_vring_base(struct vio_vhost_user *vu, struct vu_msg *m)
     return 0;
 }
 
+/* True when @p fd is an eventfd; @p what receives what it is otherwise (for the log). */
+static bool fd_is_eventfd(int fd, char *what, size_t cap)
+{
+    char path[40];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, what, cap - 1);
+    if (n >= 0) {
+        what[n] = '\0';
+        return strcmp(what, "anon_inode:[eventfd]") == 0;
+    }
+    /* no /proc: an eventfd is an anonymous inode, with no file type bits */
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        snprintf(what, cap, "fstat failed: %s", strerror(errno));
+        return false;
+    }
+    snprintf(what, cap, "file mode 0%o", (unsigned)st.st_mode);
+    return (st.st_mode & S_IFMT) == 0;
+}
+
+/* Paused. The front-end handed ring @p i a kick or call fd that is not an eventfd (a regular
+ * file or a socket at EOF would be readable for ever and make the kick watch spin; a pipe
+ * could block the writer or raise SIGPIPE): stop the ring and fail it. */
+static int ring_refuse_fd(struct vio_vhost_user *vu, unsigned i, const char *req,
+                          const char *what)
+{
+    if (vu->rings[i].started)
+        ring_stop(vu, i, false);
+    ring_fail(vu, i, "%s: the fd is not an eventfd (%s); refused", req, what);
+    return -EPROTO;
+}
+
 static int h_vring_kick(struct vio_vhost_user *vu, struct vu_msg *m)
 {
     unsigned i = (unsigned)(m->p.u64 & VU_VRING_IDX_MASK);
@@ -1486,10 +1629,20 @@ static int h_vring_kick(struct vio_vhost_user *vu, struct vu_msg *m)
         xclose(&r->kick_fd);
     }
     if (!nofd) {
-        r->kick_fd = take_fd(m, 0);
+        char what[64];
+        int fd = take_fd(m, 0);
+        if (!fd_is_eventfd(fd, what, sizeof(what))) {
+            close(fd);
+            r->kick_set = false;
+            return ring_refuse_fd(vu, i, "SET_VRING_KICK", what);
+        }
+        r->kick_fd = fd;
         /* Drained from the data path: never block there. */
         set_nonblock(r->kick_fd);
-        watch(vu, r->kick_fd, VIO_WATCH_IN, VIO_VU_WATCH_KICK(i));
+        /* A ring that failed or broke is not watched (it would only cost wake-ups); its next
+         * start watches the fd. */
+        if (!r->failed && !(r->q && vio_queue_is_broken(r->q)))
+            watch(vu, r->kick_fd, VIO_WATCH_IN, VIO_VU_WATCH_KICK(i));
     }
     r->kick_set = true;
     if (r->started) {
@@ -1509,6 +1662,18 @@ static int h_vring_call(struct vio_vhost_user *vu, struct vu_msg *m)
     struct vu_ring *r = &vu->rings[i];
     int fd = nofd ? -1 : take_fd(m, 0);
     vu_pause(vu);
+    char what[64];
+    if (fd >= 0 && !fd_is_eventfd(fd, what, sizeof(what))) {
+        close(fd);
+        int old = atomic_exchange_explicit(&r->call_fd, -1, memory_order_acq_rel);
+        xclose(&old);
+        return ring_refuse_fd(vu, i, "SET_VRING_CALL", what);
+    }
+    /* Never block on the front-end's fd: an eventfd whose counter is full would block the
+     * write (the control thread's, or a worker's and then every pause). A full counter means
+     * an interrupt is pending anyway, so the failed write loses nothing. */
+    if (fd >= 0)
+        set_nonblock(fd);
     int old = atomic_exchange_explicit(&r->call_fd, fd, memory_order_acq_rel);
     xclose(&old);
     /* An interrupt raised while the fd changed must not be lost (QEMU swaps call fds at
@@ -1523,6 +1688,8 @@ static int h_vring_err(struct vio_vhost_user *vu, struct vu_msg *m)
     unsigned i = (unsigned)(m->p.u64 & VU_VRING_IDX_MASK);
     bool nofd = m->p.u64 & VU_VRING_NOFD;
     int fd = nofd ? -1 : take_fd(m, 0);
+    if (fd >= 0)
+        set_nonblock(fd); /* signalled from the control thread and workers: never block */
     vu_pause(vu);
     int old = atomic_exchange_explicit(&vu->rings[i].err_fd, fd, memory_order_acq_rel);
     xclose(&old);
@@ -2012,12 +2179,16 @@ int vio_vhost_user_handle(struct vio_vhost_user *vu)
     }
     if (vu->state != VU_CONNECTED)
         return -ENOTCONN;
+    if (vu_poisoned(vu)) /* the guard shut the socket down to wake us */
+        return -EFAULT;
     int n = 0;
     while (n < VU_MSG_BUDGET && vu->state == VU_CONNECTED) {
         struct vu_msg m;
         int rc = vu_msg_recv(vu->conn_fd, &m);
         if (rc == -EAGAIN)
             break;
+        if (rc < 0 && vu_poisoned(vu))
+            return -EFAULT;
         if (rc < 0) {
             if (rc == -ECONNRESET)
                 LOG(vu, VIO_LOG_INFO, "front-end closed the connection");
@@ -2028,9 +2199,12 @@ int vio_vhost_user_handle(struct vio_vhost_user *vu)
             vu_drop(vu);
             return rc;
         }
+        vu->heard = true;
         rc = vu_dispatch_msg(vu, &m);
         if (rc < 0)
             return rc;
+        if (vu_poisoned(vu)) /* a fault while the message was handled */
+            return -EFAULT;
         n++;
     }
     return n;
@@ -2087,7 +2261,9 @@ int vio_vhost_user_watches(const struct vio_vhost_user *vu, struct vio_device_wa
         n++;
     }
     for (unsigned i = 0; i < vu->nrings; i++) {
-        if (vu->rings[i].kick_fd < 0)
+        const struct vu_ring *r = &vu->rings[i];
+        /* a failed or broken ring is not watched (its kicks would only cost wake-ups) */
+        if (r->kick_fd < 0 || r->failed || (r->q && vio_queue_is_broken(r->q)))
             continue;
         if (n < cap)
             out[n] = (struct vio_device_watch){.fd = vu->rings[i].kick_fd,
@@ -2102,18 +2278,37 @@ int vio_vhost_user_watches(const struct vio_vhost_user *vu, struct vio_device_wa
 
 int vio_vhost_user_timeout_ms(const struct vio_vhost_user *vu)
 {
-    if (!vu || vu->state != VU_RETRY)
+    if (!vu)
+        return -1;
+    uint64_t due;
+    if (vu->state == VU_RETRY)
+        due = vu->retry_at_ms;
+    else if (hello_pending(vu))
+        due = vu->conn_at_ms + VU_HELLO_TIMEOUT_MS;
+    else
         return -1;
     uint64_t now = now_ms();
-    if (now >= vu->retry_at_ms)
+    if (now >= due)
         return 0;
-    uint64_t d = vu->retry_at_ms - now;
+    uint64_t d = due - now;
     return d > INT32_MAX ? INT32_MAX : (int)d;
 }
 
 int vio_vhost_user_tick(struct vio_vhost_user *vu)
 {
-    if (!vu || vu->state != VU_RETRY || now_ms() < vu->retry_at_ms)
+    if (!vu)
+        return 0;
+    if (vu_poisoned(vu))
+        return 0;
+    if (hello_pending(vu) && now_ms() >= vu->conn_at_ms + VU_HELLO_TIMEOUT_MS) {
+        /* One session at a time: a front-end that connects and says nothing would keep
+         * every other one waiting in the listen backlog. */
+        LOG(vu, VIO_LOG_WARN, "front-end sent no message within %u ms of connecting; dropping "
+            "it so that the next one can connect", VU_HELLO_TIMEOUT_MS);
+        vu_drop(vu);
+        return 0;
+    }
+    if (vu->state != VU_RETRY || now_ms() < vu->retry_at_ms)
         return 0;
     int rc = try_connect(vu);
     if (rc == 0)
