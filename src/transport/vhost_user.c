@@ -1447,7 +1447,7 @@ static bool vu_poisoned(struct vio_vhost_user *vu)
         return false;
     LOG(vu, VIO_LOG_ERROR, "bus error (SIGBUS) on guest memory: the front-end truncated a "
         "memory file it handed over; ending the session (device needs reset)");
-    atomic_fetch_or_explicit(&vu->status, (uint8_t)VIO_S_NEEDS_RESET, memory_order_acq_rel);
+    vio_status_set_needs_reset(vu->st);
     vu_drop(vu);
     atomic_store_explicit(&vu->poisoned, 0, memory_order_relaxed);
     return true;
