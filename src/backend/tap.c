@@ -182,7 +182,7 @@ static ssize_t tap_rx(void *opaque, unsigned qpi, struct vio_net_hdr *hdr, const
     if (vio_be_is_gone(&t->gone))
         return -ENODEV;
     struct tap_qp *q = &t->qp[qpi];
-    ssize_t cap = vio_be_iov_len(iov, iovcnt);
+    ssize_t cap = vio_iov_len(iov, iovcnt);
     if (cap < 0)
         return cap;
     q->iov[0].iov_base = &q->rxhdr;
