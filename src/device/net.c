@@ -138,11 +138,13 @@ struct vio_net_dev {
 
     uint16_t max_pairs, qsize, ctrl_qsize;
     unsigned iov_max;
-    uint64_t offered;
+    uint64_t offered;     /* offer_all less what frontend_ctrl makes unsatisfiable */
+    uint64_t offer_all;   /* the offer before the spec dependencies are applied */
     uint16_t mtu;
     uint8_t mac0[6]; /* power-on MAC (restored at reset) */
     bool link_up0;
-    bool frontend_ctrl; /* the transport's frontend owns the control queue */
+    bool frontend_ctrl; /* the transport's frontend owns the control queue (cfg or bind flag) */
+    bool frontend_ctrl_cfg; /* vio_net_dev_config::frontend_ctrl */
 
     _Atomic uint64_t features;  /* negotiated */
     _Atomic bool features_set;
@@ -1757,6 +1759,8 @@ static void op_reset(void *o)
     atomic_store(&d->be_err_logged, false);
 }
 
+/* A transport whose frontend keeps the control queue (VIO_DEVICE_BIND_FRONTEND_CTRL) binds
+ * before negotiation: the offer, and with it the queue roles before negotiation, follow. */
 static int op_bind(void *o, const struct vio_device_hooks *h)
 {
     struct vio_net_dev *d = o;
@@ -1764,7 +1768,15 @@ static int op_bind(void *o, const struct vio_device_hooks *h)
         d->hooks = *h;
     else
         memset(&d->hooks, 0, sizeof(d->hooks));
+    d->frontend_ctrl = d->frontend_ctrl_cfg || (h && (h->flags & VIO_DEVICE_BIND_FRONTEND_CTRL));
+    d->offered = trim_deps(d->offer_all, d->frontend_ctrl);
     return 0;
+}
+
+/* vhost-user frontends (QEMU, DPDK) read GET_QUEUE_NUM as queue pairs. */
+static unsigned op_frontend_queue_num(void *o)
+{
+    return ((struct vio_net_dev *)o)->max_pairs;
 }
 
 static int op_watches(void *o, struct vio_device_watch *out, unsigned cap)
@@ -1821,6 +1833,7 @@ static const struct vio_device_ops net_ops = {
     .bind = op_bind,
     .watches = op_watches,
     .handle = op_handle,
+    .frontend_queue_num = op_frontend_queue_num,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1909,7 +1922,7 @@ int vio_net_dev_new(const struct vio_net_dev_config *cfg, struct vio_net_dev **o
     if (cfg->mac_valid)
         memcpy(d->mac0, cfg->mac, 6);
     d->link_up0 = !cfg->link_down;
-    d->frontend_ctrl = cfg->frontend_ctrl;
+    d->frontend_ctrl = d->frontend_ctrl_cfg = cfg->frontend_ctrl;
 
     static const unsigned base[] = {
         VIO_F_VERSION_1,     VIO_F_EVENT_IDX,         VIO_F_INDIRECT_DESC,   VIO_F_IN_ORDER,
@@ -1929,6 +1942,7 @@ int vio_net_dev_new(const struct vio_net_dev_config *cfg, struct vio_net_dev **o
     f |= vio_net_backend_features(be) & offload_mask();
     f &= ~cfg->features_off;
     f |= vio_feature_bit(VIO_F_VERSION_1); /* not optional: no legacy layout */
+    d->offer_all = f;
     d->offered = trim_deps(f, d->frontend_ctrl);
 
     atomic_store(&d->link_up, d->link_up0);
