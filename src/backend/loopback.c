@@ -248,7 +248,10 @@ static int lb_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, cons
         idx -= lb->ring_frames;
     struct lb_slot *s = &q->meta[idx];
     uint8_t *d = lb_slot_data(q, idx, (size_t)len);
-    vio_iov_read_at(iov, iovcnt, 0, d, (size_t)len); /* the usual frame, one buffer: a memcpy */
+    if (iovcnt == 1)
+        memcpy(d, iov[0].iov_base, (size_t)len); /* the usual frame: one buffer */
+    else
+        vio_iov_read_at(iov, iovcnt, 0, d, (size_t)len);
     if (hdr)
         s->hdr = *hdr;
     else

@@ -99,7 +99,9 @@ static inline size_t vio_iov_cur_skip(struct vio_iov_cur *c, size_t len)
     return done;
 }
 
-static inline size_t vio_iov_cur_read_slow(struct vio_iov_cur *c, void *dst, size_t len)
+/* The slow paths stay out of line: inlined, they crowd the fast path's registers. */
+static __attribute__((noinline, unused)) size_t
+vio_iov_cur_read_slow(struct vio_iov_cur *c, void *dst, size_t len)
 {
     uint8_t *d = dst;
     size_t done = 0;
@@ -112,7 +114,8 @@ static inline size_t vio_iov_cur_read_slow(struct vio_iov_cur *c, void *dst, siz
     return done;
 }
 
-static inline size_t vio_iov_cur_write_slow(struct vio_iov_cur *c, const void *src, size_t len)
+static __attribute__((noinline, unused)) size_t
+vio_iov_cur_write_slow(struct vio_iov_cur *c, const void *src, size_t len)
 {
     const uint8_t *s = src;
     size_t done = 0;

@@ -837,8 +837,8 @@ static void rx_copy_flush(struct pair *p)
 /* Queue the copy of @p len bytes from @p src to the iovecs (which hold them): done by the next
  * rx_copy_flush, at the latest before the used entries are published. With no room left the
  * queue is flushed first; pieces beyond a whole queue are copied at once. */
-static void rx_defer(struct pair *p, const struct iovec *iov, unsigned n, const void *src,
-                     size_t len)
+static inline __attribute__((always_inline)) void
+rx_defer(struct pair *p, const struct iovec *iov, unsigned n, const void *src, size_t len)
 {
     const uint8_t *b = src;
     struct vio_iov_cur c;
