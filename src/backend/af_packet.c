@@ -458,8 +458,9 @@ static const struct vio_net_backend_ops pk_ops = {
 static int pk_fail(struct pk *p, const char *what, unsigned qpi)
 {
     int err = errno;
-    vio_logf(p->log, p->log_opaque, VIO_LOG_ERROR, p->object, "%s (queue pair %u): %s", what, qpi,
-             strerror(err));
+    vio_logf(p->log, p->log_opaque, VIO_LOG_ERROR, p->object, "%s (queue pair %u): %s%s", what, qpi,
+             strerror(err),
+             err == EPERM || err == EACCES ? " (AF_PACKET sockets need CAP_NET_RAW)" : "");
     return -err;
 }
 
