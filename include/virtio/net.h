@@ -204,7 +204,9 @@ struct vio_net_dev_config {
  * (if mtu), MQ (if more than one pair), plus the offloads (CSUM, GUEST_CSUM, HOST/GUEST
  * TSO4/6, ECN, UFO, HOST_USO) that the backend's features() says it can honour, minus
  * @ref vio_net_dev_config::features_off and minus any bit whose spec prerequisite is not
- * offered.
+ * offered (a control-queue feature stays without CTRL_VQ when the frontend keeps the control
+ * queue: @ref vio_net_dev_config::frontend_ctrl, or a bind with
+ * #VIO_DEVICE_BIND_FRONTEND_CTRL, which recomputes the offer).
  * @param[in]  cfg creation parameters (copied)
  * @param[out] out the device, owned by the caller (vio_net_dev_free())
  * @retval 0 success
