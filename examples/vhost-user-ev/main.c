@@ -215,7 +215,6 @@ static int server_open(struct server *s)
     struct vio_net_dev_config nc = {
         .struct_size = sizeof(nc), .backend = &s->be, .max_queue_pairs = (uint16_t)s->o.queues,
         .queue_size = (uint16_t)s->o.queue_size,
-        .frontend_ctrl = true, /* QEMU and DPDK keep virtio-net's control queue themselves */
         .log = log_cb, .log_opaque = s};
     rc = vio_net_dev_new(&nc, &s->net);
     if (rc < 0) {

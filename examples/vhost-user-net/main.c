@@ -957,7 +957,6 @@ static int daemon_init(struct daemon *dm)
         .struct_size = sizeof(nc), .backend = &dm->be, .mac_valid = dm->o.mac_valid,
         .mtu = (uint16_t)dm->o.mtu, .max_queue_pairs = (uint16_t)dm->o.queues,
         .queue_size = (uint16_t)dm->o.queue_size, .features_off = dm->o.features_off,
-        .frontend_ctrl = true, /* QEMU/DPDK keep the control queue themselves */
         .log = log_cb};
     memcpy(nc.mac, dm->o.mac, 6);
     rc = vio_net_dev_new(&nc, &dm->net);

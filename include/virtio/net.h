@@ -183,8 +183,14 @@ struct vio_net_dev_config {
     bool link_down;                   /**< start with the link down (default up) */
     /** the transport's frontend owns the control queue (vhost-user: QEMU and DPDK keep it and
      *  pass CTRL_RX, GUEST_ANNOUNCE, MQ ... without CTRL_VQ). Control-queue features are then
-     *  accepted without CTRL_VQ, MQ activates every pair (the frontend enables rings one by
-     *  one), and no RX filter state is applied that only the control queue could change. */
+     *  offered and accepted without CTRL_VQ, MQ activates every pair (the frontend enables
+     *  rings one by one), and no RX filter state is applied that only the control queue could
+     *  change.
+     *
+     *  Leave it false behind vhost-user: that transport binds with
+     *  #VIO_DEVICE_BIND_FRONTEND_CTRL, which sets it for the time the device is bound (the
+     *  offer is recomputed at bind, before negotiation). Set it by hand only for another
+     *  transport whose frontend keeps the control queue and that does not pass the flag. */
     bool frontend_ctrl;
     vio_log_fn log;                   /**< optional log callback */
     void *log_opaque;                 /**< passed to @ref log */
@@ -198,7 +204,9 @@ struct vio_net_dev_config {
  * (if mtu), MQ (if more than one pair), plus the offloads (CSUM, GUEST_CSUM, HOST/GUEST
  * TSO4/6, ECN, UFO, HOST_USO) that the backend's features() says it can honour, minus
  * @ref vio_net_dev_config::features_off and minus any bit whose spec prerequisite is not
- * offered.
+ * offered (a control-queue feature stays without CTRL_VQ when the frontend keeps the control
+ * queue: @ref vio_net_dev_config::frontend_ctrl, or a bind with
+ * #VIO_DEVICE_BIND_FRONTEND_CTRL, which recomputes the offer).
  * @param[in]  cfg creation parameters (copied)
  * @param[out] out the device, owned by the caller (vio_net_dev_free())
  * @retval 0 success
@@ -213,7 +221,11 @@ VIO_API int vio_net_dev_new(const struct vio_net_dev_config *cfg, struct vio_net
  *  transport has stopped using it. */
 VIO_API void vio_net_dev_free(struct vio_net_dev *d);
 
-/** @brief The generic device interface of @p d (valid until vio_net_dev_free()). */
+/** @brief The generic device interface of @p d (valid until vio_net_dev_free()).
+ *
+ *  Its queues: rx0, tx0, rx1, tx1 ... then the control queue (when CTRL_VQ is offered);
+ *  vio_device_num_queues() counts them all, vio_device_frontend_queue_num() reports the
+ *  maximum queue pairs (what vhost-user frontends read from GET_QUEUE_NUM). */
 VIO_API struct vio_device *vio_net_dev_device(struct vio_net_dev *d);
 
 /** Watch ids of a virtio-net device: (queue pair << 1) | kind. */

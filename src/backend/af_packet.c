@@ -262,7 +262,7 @@ static ssize_t pk_rx(void *opaque, unsigned qpi, struct vio_net_hdr *hdr, const 
     if (vio_be_is_gone(&p->gone))
         return -ENODEV;
     struct pk_qp *q = &p->qp[qpi];
-    ssize_t cap = vio_be_iov_len(iov, iovcnt);
+    ssize_t cap = vio_iov_len(iov, iovcnt);
     if (cap < 0)
         return cap;
     struct tpacket2_hdr *h = pk_next(p, q, &k);
@@ -277,23 +277,24 @@ static ssize_t pk_rx(void *opaque, unsigned qpi, struct vio_net_hdr *hdr, const 
         pk_release(q, h);
         return -EMSGSIZE;
     }
-    struct vio_be_scatter sc = {.iov = iov, .iovcnt = iovcnt};
+    struct vio_iov_cur sc;
+    vio_iov_cur_init(&sc, iov, iovcnt);
     if (vlan && snap >= 12) {
         /* The kernel strips an accelerated VLAN tag into tp_vlan_tci: put it back
          * after the MAC addresses, and shift the header offsets with it. */
         uint16_t tpid = (h->tp_status & TP_STATUS_VLAN_TPID_VALID) ? h->tp_vlan_tpid : ETH_P_8021Q;
         uint8_t tag[4] = {(uint8_t)(tpid >> 8), (uint8_t)tpid, (uint8_t)(h->tp_vlan_tci >> 8),
                           (uint8_t)h->tp_vlan_tci};
-        vio_be_scatter_put(&sc, mac, 12);
-        vio_be_scatter_put(&sc, tag, sizeof(tag));
-        vio_be_scatter_put(&sc, mac + 12, snap - 12);
+        vio_iov_cur_write(&sc, mac, 12);
+        vio_iov_cur_write(&sc, tag, sizeof(tag));
+        vio_iov_cur_write(&sc, mac + 12, snap - 12);
         if (k->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)
             k->csum_start = (uint16_t)(k->csum_start + 4);
         if (k->gso_type != VIRTIO_NET_HDR_GSO_NONE && k->hdr_len)
             k->hdr_len = (uint16_t)(k->hdr_len + 4);
     } else {
         len = snap;
-        vio_be_scatter_put(&sc, mac, snap);
+        vio_iov_cur_write(&sc, mac, snap);
     }
     if (hdr)
         vio_be_hdr_from_native10(k, hdr);
@@ -457,8 +458,9 @@ static const struct vio_net_backend_ops pk_ops = {
 static int pk_fail(struct pk *p, const char *what, unsigned qpi)
 {
     int err = errno;
-    vio_logf(p->log, p->log_opaque, VIO_LOG_ERROR, p->object, "%s (queue pair %u): %s", what, qpi,
-             strerror(err));
+    vio_logf(p->log, p->log_opaque, VIO_LOG_ERROR, p->object, "%s (queue pair %u): %s%s", what, qpi,
+             strerror(err),
+             err == EPERM || err == EACCES ? " (AF_PACKET sockets need CAP_NET_RAW)" : "");
     return -err;
 }
 

@@ -222,7 +222,7 @@ static int lb_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, cons
     if (qpi >= lb->nqp || (iovcnt && !iov))
         return -EINVAL;
     struct lb_qp *q = &lb->qp[qpi];
-    ssize_t len = iovcnt == 1 ? (ssize_t)iov[0].iov_len : vio_be_iov_len(iov, iovcnt);
+    ssize_t len = iovcnt == 1 ? (ssize_t)iov[0].iov_len : vio_iov_len(iov, iovcnt);
     if (len < 0)
         return (int)len;
     if (len == 0)
@@ -231,7 +231,7 @@ static int lb_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, cons
         return -EMSGSIZE;
     if (q->count == lb->ring_frames) {
         if (lb->drop_full) {
-            vio_be_gather(q->scratch, iov, iovcnt, (size_t)len);
+            vio_iov_read_at(iov, iovcnt, 0, q->scratch, (size_t)len);
             atomic_store_explicit(&q->full_drops,
                                   atomic_load_explicit(&q->full_drops, memory_order_relaxed) + 1,
                                   memory_order_relaxed); /* one writer: the pair's tx side */
@@ -251,7 +251,7 @@ static int lb_tx(void *opaque, unsigned qpi, const struct vio_net_hdr *hdr, cons
     if (iovcnt == 1)
         memcpy(d, iov[0].iov_base, (size_t)len); /* the usual frame: one buffer */
     else
-        vio_be_gather(d, iov, iovcnt, (size_t)len);
+        vio_iov_read_at(iov, iovcnt, 0, d, (size_t)len);
     if (hdr)
         s->hdr = *hdr;
     else
@@ -307,15 +307,13 @@ static ssize_t lb_rx(void *opaque, unsigned qpi, struct vio_net_hdr *hdr, const 
     struct lb *lb = opaque;
     if (qpi >= lb->nqp || (iovcnt && !iov))
         return -EINVAL;
-    ssize_t cap = vio_be_iov_len(iov, iovcnt);
+    ssize_t cap = vio_iov_len(iov, iovcnt);
     if (cap < 0)
         return cap;
     const uint8_t *data;
     ssize_t len = lb_take(lb, &lb->qp[qpi], hdr, &data, (size_t)cap);
-    if (len > 0) {
-        struct vio_be_scatter sc = {.iov = iov, .iovcnt = iovcnt};
-        vio_be_scatter_put(&sc, data, (size_t)len);
-    }
+    if (len > 0)
+        vio_iov_write_at(iov, iovcnt, 0, data, (size_t)len);
     return len;
 }
 

@@ -182,7 +182,7 @@ static ssize_t tap_rx(void *opaque, unsigned qpi, struct vio_net_hdr *hdr, const
     if (vio_be_is_gone(&t->gone))
         return -ENODEV;
     struct tap_qp *q = &t->qp[qpi];
-    ssize_t cap = vio_be_iov_len(iov, iovcnt);
+    ssize_t cap = vio_iov_len(iov, iovcnt);
     if (cap < 0)
         return cap;
     q->iov[0].iov_base = &q->rxhdr;
@@ -289,14 +289,30 @@ static const struct vio_net_backend_ops tap_ops = {
     .destroy = tap_destroy,
 };
 
+/* What to do about a refusal: creating a tap (or opening the tun device on some systems)
+ * needs CAP_NET_ADMIN; without it, a persistent tap owned by the user can still be attached. */
+static const char *tap_perm_hint(int err, const char *name, char *buf, size_t len)
+{
+    if (err != EPERM && err != EACCES)
+        return "";
+    snprintf(buf, len,
+             " (needs CAP_NET_ADMIN, or a persistent tap owned by this user: "
+             "ip tuntap add dev %s mode tap user %u%s)",
+             name[0] ? name : "NAME", (unsigned)geteuid(),
+             name[0] ? "" : ", then open it by that name");
+    return buf;
+}
+
 /* Opens one queue: /dev/net/tun, TUNSETIFF, 12-byte vnet header. */
 static int tap_open_queue(struct tap *t, unsigned i, const char *name, bool mq)
 {
     struct ifreq ifr;
+    char hint[192];
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         int err = errno;
-        vio_logf(t->log, t->log_opaque, VIO_LOG_ERROR, "tap", "open /dev/net/tun: %s", strerror(err));
+        vio_logf(t->log, t->log_opaque, VIO_LOG_ERROR, "tap", "open /dev/net/tun: %s%s",
+                 strerror(err), tap_perm_hint(err, name, hint, sizeof(hint)));
         return -err;
     }
     t->qp[i].fd = fd;
@@ -319,6 +335,8 @@ static int tap_open_queue(struct tap *t, unsigned i, const char *name, bool mq)
             why = " (it exists and is not a tap, or its flags differ)";
         else if (err == EBUSY)
             why = " (already attached elsewhere; attach needs a multi_queue tap)";
+        else
+            why = tap_perm_hint(err, name, hint, sizeof(hint));
         vio_logf(t->log, t->log_opaque, VIO_LOG_ERROR, "tap", "TUNSETIFF %s (queue %u): %s%s",
                  name[0] ? name : "(new)", i, strerror(err), why);
         return -err;

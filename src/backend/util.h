@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Internal helpers shared by the network backends (tap, AF_PACKET, loopback):
- * config loading, iovec copies, the virtio-net header in its two layouts,
+ * config loading, the virtio-net header in its two layouts,
  * software checksum completion, and the "interface vanished" sticky state.
  *
  * Everything here is allocation free and syscall free so it can sit on the
@@ -22,6 +22,7 @@
 
 #include <linux/virtio_net.h>
 
+#include "core/iov.h" /* the chain cursor the backends copy frames with */
 #include "core/log.h"
 #include "virtio/net_backend.h"
 
@@ -55,55 +56,6 @@ static inline int vio_be_load_config(const struct vio_net_backend_config *cfg,
     if (out->ring_frames == 0)
         out->ring_frames = 256;
     return 0;
-}
-
-/* Total length of an iovec array; -EINVAL when it does not fit in a size_t. */
-static inline ssize_t vio_be_iov_len(const struct iovec *iov, unsigned iovcnt)
-{
-    size_t total = 0;
-    for (unsigned i = 0; i < iovcnt; i++) {
-        if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
-            return -EINVAL;
-        total += iov[i].iov_len;
-    }
-    return (ssize_t)total;
-}
-
-/* Gathers @p len bytes from @p iov into @p dst (the caller checked the length). */
-static inline void vio_be_gather(uint8_t *dst, const struct iovec *iov, unsigned iovcnt, size_t len)
-{
-    for (unsigned i = 0; i < iovcnt && len; i++) {
-        size_t n = iov[i].iov_len < len ? iov[i].iov_len : len;
-        if (n)
-            memcpy(dst, iov[i].iov_base, n);
-        dst += n;
-        len -= n;
-    }
-}
-
-/* Cursor that scatters bytes into an iovec array (the caller checked the capacity). */
-struct vio_be_scatter {
-    const struct iovec *iov;
-    unsigned iovcnt;
-    unsigned idx;
-    size_t off;
-};
-
-static inline void vio_be_scatter_put(struct vio_be_scatter *s, const uint8_t *src, size_t len)
-{
-    while (len && s->idx < s->iovcnt) {
-        size_t room = s->iov[s->idx].iov_len - s->off;
-        size_t n = room < len ? room : len;
-        if (n)
-            memcpy((uint8_t *)s->iov[s->idx].iov_base + s->off, src, n);
-        src += n;
-        len -= n;
-        s->off += n;
-        if (s->off == s->iov[s->idx].iov_len) {
-            s->idx++;
-            s->off = 0;
-        }
-    }
 }
 
 /*

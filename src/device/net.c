@@ -32,7 +32,9 @@
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
 
+#include "core/iov.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "device/net_internal.h"
 #include "virtio/net.h"
 #include "virtio/status.h"
@@ -77,18 +79,9 @@ _Static_assert(VIO_WATCH_IN == 1 && VIO_WATCH_OUT == 4, "POLLIN / POLLOUT values
 /* State                                                                     */
 
 struct qstats {
-    _Atomic uint64_t packets, bytes, stalls, notifies;
-    _Atomic uint64_t drops[VIO_NET_DROP__COUNT];
+    vio_ctr packets, bytes, stalls, notifies;
+    vio_ctr drops[VIO_NET_DROP__COUNT];
 };
-
-/* Single writer per counter (the queue's own thread): a relaxed load and
- * store, no locked read-modify-write; readers on other threads see each
- * value whole. */
-static inline void ctr_add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
 
 /* One queue as the device uses it. */
 struct dq {
@@ -145,11 +138,13 @@ struct vio_net_dev {
 
     uint16_t max_pairs, qsize, ctrl_qsize;
     unsigned iov_max;
-    uint64_t offered;
+    uint64_t offered;     /* offer_all less what frontend_ctrl makes unsatisfiable */
+    uint64_t offer_all;   /* the offer before the spec dependencies are applied */
     uint16_t mtu;
     uint8_t mac0[6]; /* power-on MAC (restored at reset) */
     bool link_up0;
-    bool frontend_ctrl; /* the transport's frontend owns the control queue */
+    bool frontend_ctrl; /* the transport's frontend owns the control queue (cfg or bind flag) */
+    bool frontend_ctrl_cfg; /* vio_net_dev_config::frontend_ctrl */
 
     _Atomic uint64_t features;  /* negotiated */
     _Atomic bool features_set;
@@ -208,107 +203,6 @@ const char *vio_net_drop_reason_name(enum vio_net_drop_reason r)
     if ((unsigned)r >= VIO_NET_DROP__COUNT)
         return "unknown";
     return drop_names[r];
-}
-
-/* Copy @len bytes at byte offset @off of an iovec array out. Returns bytes copied. */
-static size_t iov_to_buf_slow(const struct iovec *iov, unsigned n, size_t off, void *dst,
-                              size_t len)
-{
-    uint8_t *p = dst;
-    size_t done = 0;
-    for (unsigned i = 0; i < n && done < len; i++) {
-        size_t l = iov[i].iov_len;
-        if (off >= l) {
-            off -= l;
-            continue;
-        }
-        size_t m = l - off;
-        if (m > len - done)
-            m = len - done;
-        memcpy(p + done, (const uint8_t *)iov[i].iov_base + off, m);
-        done += m;
-        off = 0;
-    }
-    return done;
-}
-
-static size_t buf_to_iov_slow(const struct iovec *iov, unsigned n, size_t off, const void *src,
-                              size_t len)
-{
-    const uint8_t *p = src;
-    size_t done = 0;
-    for (unsigned i = 0; i < n && done < len; i++) {
-        size_t l = iov[i].iov_len;
-        if (off >= l) {
-            off -= l;
-            continue;
-        }
-        size_t m = l - off;
-        if (m > len - done)
-            m = len - done;
-        memcpy((uint8_t *)iov[i].iov_base + off, p + done, m);
-        done += m;
-        off = 0;
-    }
-    return done;
-}
-
-/* The common case first: the bytes lie in the first iovec (a header and the start of the
- * frame in one buffer). With a constant @len the copy becomes a few moves. */
-static inline __attribute__((always_inline)) size_t
-iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, size_t len)
-{
-    if (n && off == 0 && iov[0].iov_len >= len) {
-        memcpy(dst, iov[0].iov_base, len);
-        return len;
-    }
-    return iov_to_buf_slow(iov, n, off, dst, len);
-}
-
-static inline __attribute__((always_inline)) size_t
-buf_to_iov(const struct iovec *iov, unsigned n, size_t off, const void *src, size_t len)
-{
-    if (n && off == 0 && iov[0].iov_len >= len) {
-        memcpy(iov[0].iov_base, src, len);
-        return len;
-    }
-    return buf_to_iov_slow(iov, n, off, src, len);
-}
-
-/* Drop the first @skip bytes of an iovec array in place (no allocation): returns the index of
- * the first iovec that still holds data, whose base/len were adjusted. */
-static inline unsigned iov_skip(struct iovec *iov, unsigned n, size_t skip)
-{
-    if (n && iov[0].iov_len > skip) {
-        iov[0].iov_base = (uint8_t *)iov[0].iov_base + skip;
-        iov[0].iov_len -= skip;
-        return 0;
-    }
-    unsigned i = 0;
-    while (i < n && skip >= iov[i].iov_len) {
-        skip -= iov[i].iov_len;
-        i++;
-    }
-    if (i < n && skip) {
-        iov[i].iov_base = (uint8_t *)iov[i].iov_base + skip;
-        iov[i].iov_len -= skip;
-    }
-    return i;
-}
-
-/* The iovecs covering the first @len bytes (each entry holds >= 1 byte, so @out needs at most
- * @len entries). */
-static unsigned iov_prefix(const struct iovec *iov, unsigned n, size_t len, struct iovec *out)
-{
-    unsigned k = 0;
-    for (unsigned i = 0; i < n && len; i++) {
-        size_t m = iov[i].iov_len < len ? iov[i].iov_len : len;
-        out[k].iov_base = iov[i].iov_base;
-        out[k].iov_len = m;
-        k++;
-        len -= m;
-    }
-    return k;
 }
 
 static bool is_bcast(const uint8_t *a)
@@ -383,22 +277,24 @@ int vio_net_hdr_check(const struct vio_net_hdr *h, size_t frame_len, uint64_t fe
 static void csum_fill(const struct iovec *iov, unsigned n, size_t start, size_t off, size_t flen)
 {
     uint64_t sum = 0;
-    size_t pos = 0;
-    for (unsigned i = 0; i < n && pos < flen; i++) {
-        const uint8_t *b = iov[i].iov_base;
-        for (size_t k = 0; k < iov[i].iov_len && pos < flen; k++, pos++) {
-            if (pos < start)
-                continue;
-            sum += ((pos - start) & 1) ? b[k] : (uint64_t)b[k] << 8;
+    struct vio_iov_cur c;
+    vio_iov_cur_init(&c, iov, n);
+    if (start < flen && vio_iov_cur_skip(&c, start) == start) {
+        size_t pos = 0, m;
+        void *piece;
+        while (pos < flen - start && (m = vio_iov_cur_chunk(&c, flen - start - pos, &piece))) {
+            const uint8_t *b = piece;
+            for (size_t k = 0; k < m; k++, pos++)
+                sum += (pos & 1) ? b[k] : (uint64_t)b[k] << 8;
         }
     }
     while (sum >> 16)
         sum = (sum & 0xffff) + (sum >> 16);
-    uint16_t c = (uint16_t)~sum;
-    if (c == 0)
-        c = 0xffff; /* a computed 0 is sent as all ones (UDP: 0 means "no checksum") */
-    uint8_t be[2] = {(uint8_t)(c >> 8), (uint8_t)c};
-    buf_to_iov(iov, n, start + off, be, 2);
+    uint16_t cs = (uint16_t)~sum;
+    if (cs == 0)
+        cs = 0xffff; /* a computed 0 is sent as all ones (UDP: 0 means "no checksum") */
+    uint8_t be[2] = {(uint8_t)(cs >> 8), (uint8_t)cs};
+    vio_iov_write_at(iov, n, start + off, be, 2);
 }
 
 /* Make the backend's RX metadata fit what the driver negotiated (spec 5.1.6.4.1): returns -1 when
@@ -630,7 +526,7 @@ static void backend_failed(struct vio_net_dev *d, const char *dir, unsigned qp, 
 static void maybe_notify(struct vio_net_dev *d, struct dq *x, unsigned qidx)
 {
     if (x->q && vio_queue_needs_notify(x->q)) {
-        ctr_add(&x->st.notifies, 1);
+        vio_ctr_add(&x->st.notifies, 1);
         if (d->hooks.notify_queue)
             d->hooks.notify_queue(d->hooks.opaque, qidx);
     }
@@ -707,7 +603,7 @@ static int tx_chain(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t
     }
     /* The header may be split across descriptors (ANY_LAYOUT, implied by VERSION_1): copy it
      * out once and use only the copy. */
-    iov_to_buf(iov, c->n_out, 0, &h, HDR_LEN);
+    vio_iov_read_at(iov, c->n_out, 0, &h, HDR_LEN);
     size_t flen = c->out_len - HDR_LEN;
     r = hdr_check(&h, flen, f);
     if (r < 0) {
@@ -723,10 +619,10 @@ static int tx_chain(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t
     /* Only NEEDS_CSUM means something on TX; num_buffers is unused (spec 5.1.6.2). */
     h.flags &= VIO_NET_HDR_F_NEEDS_CSUM;
     h.num_buffers = 0;
-    unsigned first = iov_skip(iov, c->n_out, HDR_LEN);
+    unsigned first = vio_iov_split(iov, c->n_out, HDR_LEN);
     r = vio_net_backend_tx(d->be, qp, &h, iov + first, c->n_out - first);
     if (r == -EAGAIN) {
-        /* iov_skip moved the first iovec: harmless, the chain is popped again from the ring */
+        /* vio_iov_split moved the first iovec: harmless, the chain is popped again from the ring */
         return -EAGAIN;
     }
     if (r == -ENETDOWN) {
@@ -738,13 +634,13 @@ static int tx_chain(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t
         why = VIO_NET_DROP_BACKEND;
         goto drop;
     }
-    ctr_add(&x->st.packets, 1);
-    ctr_add(&x->st.bytes, flen);
+    vio_ctr_add(&x->st.packets, 1);
+    vio_ctr_add(&x->st.bytes, flen);
     tx_complete(d, p, qp, c->head);
     return 1;
 drop:
     /* A bad frame is a data error, not a ring violation: return the chain, keep going. */
-    ctr_add(&x->st.drops[why], 1);
+    vio_ctr_add(&x->st.drops[why], 1);
     tx_complete(d, p, qp, c->head);
     return 1;
 }
@@ -830,7 +726,7 @@ static int tx_run(struct vio_net_dev *d, unsigned qp, unsigned budget, bool defe
             break; /* notifications stay off: the caller comes back */
         if (r == -EAGAIN) {
             blocked = true;
-            ctr_add(&p->tx.st.stalls, 1);
+            vio_ctr_add(&p->tx.st.stalls, 1);
             /* Without a tx fd nothing would wake us: let the next kick retry. */
             if (p->tx_fd < 0)
                 vio_queue_enable_notify(q);
@@ -941,15 +837,18 @@ static void rx_copy_flush(struct pair *p)
 /* Queue the copy of @p len bytes from @p src to the iovecs (which hold them): done by the next
  * rx_copy_flush, at the latest before the used entries are published. With no room left the
  * queue is flushed first; pieces beyond a whole queue are copied at once. */
-static void rx_defer(struct pair *p, const struct iovec *iov, unsigned n, const void *src,
-                     size_t len)
+static inline __attribute__((always_inline)) void
+rx_defer(struct pair *p, const struct iovec *iov, unsigned n, const void *src, size_t len)
 {
     const uint8_t *b = src;
-    for (unsigned i = 0; i < n && len; i++) {
-        size_t m = iov[i].iov_len < len ? iov[i].iov_len : len;
+    struct vio_iov_cur c;
+    vio_iov_cur_init(&c, iov, n);
+    void *dst;
+    size_t m;
+    while (len && (m = vio_iov_cur_chunk(&c, len, &dst))) {
         if (p->rxcp_n == RXCP_MAX)
             rx_copy_flush(p);
-        p->rxcp[p->rxcp_n++] = (struct rx_copy){iov[i].iov_base, b, m};
+        p->rxcp[p->rxcp_n++] = (struct rx_copy){dst, b, m};
         b += m;
         len -= m;
     }
@@ -971,29 +870,42 @@ static void rx_defer_hdr(struct pair *p, const struct iovec *hiov, unsigned nh,
     rx_defer(p, hiov, nh, keep, HDR_LEN);
 }
 
-/* 1: one frame handled (delivered or dropped); 0: no frame in the backend; -EAGAIN: no guest
- * buffers, -ENOSPC: not enough for the (peeked) frame yet (nothing consumed either way);
- * -ENODEV: backend failure; -EIO / -ENOBUFS: queue cannot go on. */
-static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f,
-                  const struct vio_net_rx_filter **flt)
+/*
+ * Receive is three steps, as in DPDK's vhost (reserve_avail_buf_split, then mbuf_to_desc)
+ * and vhost-net (get_rx_bufs, then handle_rx):
+ *  - rx_reserve: gather the driver's buffers for one frame (one chain, or as many as the
+ *    frame needs with MRG_RXBUF);
+ *  - rx_copy: the frame from the backend into them, its header made to fit the negotiated
+ *    features, the checks that may drop it;
+ *  - rx_commit: the used lengths, num_buffers, the header, the counters. The used entries are
+ *    published (and the notification decided) per batch by rx_publish / rx_run.
+ * A frame that is not delivered gives every reserved chain back (rx_giveback).
+ */
+
+/* The guest buffers reserved for one frame. */
+struct rx_bufs {
+    struct vio_used_elem *u;                /* used entries of its chains (in p->rx_used) */
+    unsigned n;                             /* chains */
+    size_t cap;                             /* bytes they hold, header included */
+    struct iovec hiov[VIO_NET_HDR_SIZE];    /* where the header goes */
+    unsigned nh;
+    struct iovec *fiov;                     /* where the frame goes */
+    unsigned fn;
+};
+
+/* 0: buffers reserved for a frame of @p need bytes (header included; with MRG_RXBUF perhaps
+ * fewer when the ring holds no more); -EAGAIN: no guest buffers; -ENOSPC: not enough for the
+ * (peeked, @p exact) frame yet; nothing consumed either way. -EIO / -ENOBUFS: the queue cannot
+ * go on (reported). Chains too short for the header are returned at once (used length 0). */
+static inline __attribute__((always_inline)) int
+rx_reserve(struct vio_net_dev *d, struct pair *p, bool mrg, size_t need, bool exact,
+           struct rx_bufs *b)
 {
     struct dq *x = &p->rx;
-    struct vio_queue *q = x->q;
-    struct vio_used_elem *u = p->rx_used + p->rx_pend; /* this frame's chains */
-    bool mrg = has(f, VIO_NET_F_MRG_RXBUF);
-    ssize_t peek = vio_net_backend_rx_peek(d->be, qp);
-    if (peek == -EAGAIN)
-        return 0;
-    /* Without a length: the worst case for the negotiated offloads. */
-    size_t need = HDR_LEN + (peek >= 0 ? (size_t)peek : d->rx_max_frame);
-
-    unsigned n = 0, niov = 0;
-    size_t cap = 0;
+    b->u = p->rx_used + p->rx_pend;
+    b->n = 0;
+    b->cap = 0;
     p->rxc_direct = 0;
-    struct iovec hiov[VIO_NET_HDR_SIZE];
-    unsigned nh;
-    struct iovec *fiov;
-    unsigned fn;
     int cf = rx_cache_fill(p);
     if (cf == -EAGAIN)
         return -EAGAIN;
@@ -1008,148 +920,202 @@ static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f
         const struct iovec *bi = p->rxc_iov + p->rxc_off[p->rxc_head];
         if (cc->n_out == 0 && cc->n_in == 1 && cc->in_len >= need && bi->iov_len > HDR_LEN) {
             p->rxc_head++;
-            u[0].id = cc->head;
-            u[0].len = cc->in_len;
-            n = 1;
-            cap = cc->in_len;
-            hiov[0] = (struct iovec){bi->iov_base, HDR_LEN};
-            nh = 1;
+            b->u[0].id = cc->head;
+            b->u[0].len = cc->in_len;
+            b->n = 1;
+            b->cap = cc->in_len;
+            b->hiov[0] = (struct iovec){bi->iov_base, HDR_LEN};
+            b->nh = 1;
             x->iov[0] = (struct iovec){(uint8_t *)bi->iov_base + HDR_LEN, bi->iov_len - HDR_LEN};
-            fiov = x->iov;
-            fn = 1;
-            goto have_buffers;
+            b->fiov = x->iov;
+            b->fn = 1;
+            return 0;
         }
     }
-    uint16_t qsz = vio_queue_size(q);
+    uint16_t qsz = vio_queue_size(x->q);
     unsigned iov_cap = d->iov_max < BACKEND_IOV_MAX ? d->iov_max : BACKEND_IOV_MAX;
-    while (n < qsz) {
+    unsigned niov = 0;
+    while (b->n < qsz) {
         struct vio_chain c;
-        int r = rx_take(p, n == 0, &c, x->iov + niov, iov_cap - niov);
+        int r = rx_take(p, b->n == 0, &c, x->iov + niov, iov_cap - niov);
         if (r == -EAGAIN)
             break;
-        if (r == -ENOBUFS && n > 0)
+        if (r == -ENOBUFS && b->n > 0)
             break; /* the iovec array is full: use what we have */
         if (r < 0) {
-            if (n)
-                rx_giveback(p, n);
+            if (b->n)
+                rx_giveback(p, b->n);
             report_pop_error(d, x, r);
             return r == -ENOBUFS ? -ENOBUFS : -EIO;
         }
-        if (n == 0 && c.in_len < HDR_LEN) {
+        if (b->n == 0 && c.in_len < HDR_LEN) {
             /* spec: every buffer holds at least the header. This one cannot start a frame;
              * nothing was popped before it, so returning it now keeps in-order use. */
-            u[0].id = c.head; /* queued behind the frames before it: in-order use holds */
-            u[0].len = 0;
+            b->u[0].id = c.head; /* queued behind the frames before it: in-order use holds */
+            b->u[0].len = 0;
             p->rx_pend++;
-            u++;
+            b->u++;
             p->rxc_direct = 0; /* consumed for good: not part of the frame */
-            ctr_add(&x->st.drops[VIO_NET_DROP_SHORT_CHAIN], 1);
+            vio_ctr_add(&x->st.drops[VIO_NET_DROP_SHORT_CHAIN], 1);
             continue;
         }
-        u[n].id = c.head;
-        u[n].len = c.in_len;
-        n++;
+        b->u[b->n].id = c.head;
+        b->u[b->n].len = c.in_len;
+        b->n++;
         niov += c.n_in;
-        cap += c.in_len;
-        if (!mrg || cap >= need)
+        b->cap += c.in_len;
+        if (!mrg || b->cap >= need)
             break;
     }
-    if (n == 0)
+    if (b->n == 0)
         return -EAGAIN;
-    if (mrg && peek >= 0 && cap < need && n < qsz) {
+    if (mrg && exact && b->cap < need && b->n < qsz) {
         /* The frame is known not to fit yet: wait for the driver to add buffers (unless the
          * whole ring is ours and it never can). */
-        rx_giveback(p, n);
+        rx_giveback(p, b->n);
         return -ENOSPC;
     }
+    /* The first HDR_LEN bytes take the header (they may span chains' iovecs: ANY_LAYOUT),
+     * the rest the frame. */
+    struct vio_iov_cur cur;
+    vio_iov_cur_init(&cur, x->iov, niov);
+    b->nh = (unsigned)vio_iov_cur_split(&cur, HDR_LEN, b->hiov, VIO_NET_HDR_SIZE);
+    unsigned first = vio_iov_split(x->iov, niov, HDR_LEN);
+    b->fiov = x->iov + first;
+    b->fn = niov - first;
+    return 0;
+}
 
-    nh = iov_prefix(x->iov, niov, HDR_LEN, hiov);
-    unsigned first = iov_skip(x->iov, niov, HDR_LEN);
-    fiov = x->iov + first;
-    fn = niov - first;
-have_buffers:;
-    struct vio_net_hdr h;
-    memset(&h, 0, sizeof(h));
+/* What rx_copy did with the next frame of the backend. */
+enum rx_res {
+    RX_DELIVER, /* in the buffers: goes to the driver */
+    RX_DROP,    /* dropped for the reason *why (the buffers may have been written) */
+    RX_NONE,    /* the backend had no frame after all */
+    RX_FAILED   /* the backend failed with the error *why */
+};
+
+/*
+ * Takes the next frame from the backend into the reserved buffers (with rx_view: its copy is
+ * queued, see rx_defer) and makes its header *@p h fit the negotiated features; *@p flen is
+ * its length. The buffers stay the caller's to commit or give back.
+ */
+static inline __attribute__((always_inline)) enum rx_res
+rx_copy(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f,
+        const struct vio_net_rx_filter **flt, const struct rx_bufs *b, struct vio_net_hdr *h,
+        size_t *flen, int *why)
+{
+    memset(h, 0, sizeof(*h));
     /* With rx_view the frame stays in the backend until rx_copy_flush copies it (src). */
     const void *src = NULL;
-    bool view = d->be_view;
-    ssize_t got = view ? vio_net_backend_rx_view(d->be, qp, &h, &src, cap - HDR_LEN)
-                             : vio_net_backend_rx(d->be, qp, &h, fiov, fn);
-    int why;
-    if (got == -EAGAIN) {
-        rx_giveback(p, n);
-        return 0;
-    }
+    ssize_t got = d->be_view ? vio_net_backend_rx_view(d->be, qp, h, &src, b->cap - HDR_LEN)
+                             : vio_net_backend_rx(d->be, qp, h, b->fiov, b->fn);
     if (got == -EMSGSIZE) {
-        why = VIO_NET_DROP_LENGTH; /* larger than the buffers: the backend dropped it */
-        goto drop;
+        *why = VIO_NET_DROP_LENGTH; /* larger than the buffers: the backend dropped it */
+        return RX_DROP;
     }
+    if (got == -EAGAIN)
+        return RX_NONE;
     if (got < 0) {
-        rx_giveback(p, n);
-        backend_failed(d, "rx", qp, (int)got);
-        return -ENODEV;
+        *why = (int)got;
+        return RX_FAILED;
     }
-    size_t flen = (size_t)got;
-    if (flen > cap - HDR_LEN || flen < VIO_NET_MIN_FRAME_LEN) {
-        why = VIO_NET_DROP_LENGTH;
-        goto drop;
-    }
+    size_t len = (size_t)got;
+    *flen = len;
+    *why = VIO_NET_DROP_LENGTH;
+    if (len > b->cap - HDR_LEN || len < VIO_NET_MIN_FRAME_LEN)
+        return RX_DROP;
     if (!atomic_load_explicit(&d->link_up, memory_order_relaxed)) {
-        why = VIO_NET_DROP_LINK_DOWN;
-        goto drop;
+        *why = VIO_NET_DROP_LINK_DOWN;
+        return RX_DROP;
     }
     /* spec 5.1.4.2: with MTU negotiated, no non-GSO frame larger than mtu + L2 header */
-    if (has(f, VIO_NET_F_MTU) && (h.gso_type & ~VIO_NET_HDR_GSO_ECN) == VIO_NET_HDR_GSO_NONE &&
-        flen > (size_t)d->mtu + L2_OVERHEAD) {
-        why = VIO_NET_DROP_LENGTH;
-        goto drop;
-    }
+    if (has(f, VIO_NET_F_MTU) && (h->gso_type & ~VIO_NET_HDR_GSO_ECN) == VIO_NET_HDR_GSO_NONE &&
+        len > (size_t)d->mtu + L2_OVERHEAD)
+        return RX_DROP; /* *why: VIO_NET_DROP_LENGTH */
     if (!*flt)
         *flt = filt_enter(d, p); /* taken at the first frame, kept for the run */
     if (!((*flt)->flags & VIO_NET_FILTER_PROMISC)) {
         /* Read back only when the filter looks at the addresses: the bytes were just
          * written to a line the driver owns, and the load waits for that store to land. */
         uint8_t eth[18];
-        size_t el = src ? flen : iov_to_buf(fiov, fn, 0, eth, sizeof(eth));
-        why = filter_frame(*flt, src ? src : eth, el < flen ? el : flen);
-        if (why >= 0)
-            goto drop;
+        size_t el = src ? len : vio_iov_read_at(b->fiov, b->fn, 0, eth, sizeof(eth));
+        *why = filter_frame(*flt, src ? src : eth, el < len ? el : len);
+        if (*why >= 0)
+            return RX_DROP;
     }
-    if (src && (h.flags & VIO_NET_HDR_F_NEEDS_CSUM) && !has(f, VIO_NET_F_GUEST_CSUM)) {
+    if (src && (h->flags & VIO_NET_HDR_F_NEEDS_CSUM) && !has(f, VIO_NET_F_GUEST_CSUM)) {
         /* rx_fix_hdr completes the checksum in the guest's copy: place the frame now */
-        buf_to_iov(fiov, fn, 0, src, flen);
+        vio_iov_write_at(b->fiov, b->fn, 0, src, len);
         src = NULL;
     }
-    why = rx_fix_hdr(&h, f, fiov, fn, flen);
-    if (why >= 0)
-        goto drop;
+    *why = rx_fix_hdr(h, f, b->fiov, b->fn, len);
+    if (*why >= 0)
+        return RX_DROP;
     if (src)
-        rx_defer(p, fiov, fn, src, flen);
+        rx_defer(p, b->fiov, b->fn, src, len);
+    return RX_DELIVER;
+}
 
-    /* Fill the chains in order: all but the last completely (spec 5.1.6.3.2). */
+/* The frame is in the buffers: fill the chains in order, all but the last completely (spec
+ * 5.1.6.3.2), write the header with num_buffers, give back the chains it did not need, and
+ * queue the used entries for rx_publish. */
+static inline __attribute__((always_inline)) void
+rx_commit(struct vio_net_dev *d, struct pair *p, struct rx_bufs *b, struct vio_net_hdr *h,
+          size_t flen)
+{
+    struct dq *x = &p->rx;
     size_t left = HDR_LEN + flen;
     unsigned used = 0;
-    while (used < n && left) {
-        uint32_t l = u[used].len < left ? u[used].len : (uint32_t)left;
-        u[used].len = l;
+    while (used < b->n && left) {
+        uint32_t l = b->u[used].len < left ? b->u[used].len : (uint32_t)left;
+        b->u[used].len = l;
         left -= l;
         used++;
     }
-    h.num_buffers = htole16((uint16_t)used);
-    if (view)
-        rx_defer_hdr(p, hiov, nh, &h);
+    h->num_buffers = htole16((uint16_t)used);
+    if (d->be_view)
+        rx_defer_hdr(p, b->hiov, b->nh, h);
     else
-        buf_to_iov(hiov, nh, 0, &h, HDR_LEN);
-    if (n > used)
-        rx_giveback(p, n - used);
+        vio_iov_write_at(b->hiov, b->nh, 0, h, HDR_LEN);
+    if (b->n > used)
+        rx_giveback(p, b->n - used);
     p->rx_pend += used; /* published by rx_publish */
-    ctr_add(&x->st.packets, 1);
-    ctr_add(&x->st.bytes, flen);
-    return 1;
-drop:
-    /* The buffers were written but never used: give them all back. */
-    rx_giveback(p, n);
-    ctr_add(&x->st.drops[why], 1);
+    vio_ctr_add(&x->st.packets, 1);
+    vio_ctr_add(&x->st.bytes, flen);
+}
+
+/* 1: one frame handled (delivered or dropped); 0: no frame in the backend; -EAGAIN: no guest
+ * buffers, -ENOSPC: not enough for the (peeked) frame yet (nothing consumed either way);
+ * -ENODEV: backend failure; -EIO / -ENOBUFS: queue cannot go on. */
+static int rx_one(struct vio_net_dev *d, struct pair *p, unsigned qp, uint64_t f,
+                  const struct vio_net_rx_filter **flt)
+{
+    ssize_t peek = vio_net_backend_rx_peek(d->be, qp);
+    if (peek == -EAGAIN)
+        return 0;
+    /* Without a length: the worst case for the negotiated offloads. */
+    size_t need = HDR_LEN + (peek >= 0 ? (size_t)peek : d->rx_max_frame);
+    struct rx_bufs b;
+    int r = rx_reserve(d, p, has(f, VIO_NET_F_MRG_RXBUF), need, peek >= 0, &b);
+    if (r < 0)
+        return r;
+    struct vio_net_hdr h;
+    size_t flen = 0;
+    int why = 0;
+    enum rx_res res = rx_copy(d, p, qp, f, flt, &b, &h, &flen, &why);
+    if (res == RX_DELIVER) {
+        rx_commit(d, p, &b, &h, flen);
+        return 1;
+    }
+    /* Not delivered: the buffers (perhaps written) were never used; all go back. */
+    rx_giveback(p, b.n);
+    if (res == RX_NONE)
+        return 0;
+    if (res == RX_FAILED) {
+        backend_failed(d, "rx", qp, why);
+        return -ENODEV;
+    }
+    vio_ctr_add(&p->rx.st.drops[why], 1);
     return 1;
 }
 
@@ -1234,7 +1200,7 @@ static int rx_run(struct vio_net_dev *d, unsigned qp, unsigned budget)
             flt = NULL;
             if (!atomic_load(&p->rx_paused)) {
                 atomic_store(&p->rx_paused, true);
-                ctr_add(&p->rx.st.stalls, 1);
+                vio_ctr_add(&p->rx.st.stalls, 1);
                 update_watches(d, qp);
             }
             break;
@@ -1282,7 +1248,7 @@ static bool cdata(const struct iovec *out, unsigned n_out, size_t dlen, size_t o
 {
     if (off > dlen || len > dlen - off)
         return false;
-    return iov_to_buf(out, n_out, 2 + off, dst, len) == len;
+    return vio_iov_read_at(out, n_out, 2 + off, dst, len) == len;
 }
 
 static uint8_t ctrl_rx_mode(struct vio_net_dev *d, uint64_t f, uint8_t cmd,
@@ -1411,7 +1377,7 @@ uint8_t vio_net_ctrl_exec(struct vio_net_dev *d, const struct iovec *out, unsign
                           size_t out_len)
 {
     uint8_t ch[2];
-    if (out_len < 2 || iov_to_buf(out, n_out, 0, ch, 2) != 2)
+    if (out_len < 2 || vio_iov_read_at(out, n_out, 0, ch, 2) != 2)
         return VIRTIO_NET_ERR;
     size_t dlen = out_len - 2;
     uint64_t f = feats(d);
@@ -1449,16 +1415,16 @@ static int ctrl_one(struct vio_net_dev *d)
     }
     if (c.n_in == 0) {
         /* No room for the ack: a malformed command, but not a ring violation. */
-        ctr_add(&x->st.drops[VIO_NET_DROP_CTRL_INVALID], 1);
+        vio_ctr_add(&x->st.drops[VIO_NET_DROP_CTRL_INVALID], 1);
         vio_queue_push(x->q, c.head, 0);
         return 1;
     }
     uint8_t ack = vio_net_ctrl_exec(d, x->iov, c.n_out, c.out_len);
-    buf_to_iov(x->iov + c.n_out, c.n_in, 0, &ack, 1);
+    vio_iov_write_at(x->iov + c.n_out, c.n_in, 0, &ack, 1);
     if (ack == VIRTIO_NET_OK)
-        ctr_add(&x->st.packets, 1);
+        vio_ctr_add(&x->st.packets, 1);
     else
-        ctr_add(&x->st.drops[VIO_NET_DROP_CTRL_INVALID], 1);
+        vio_ctr_add(&x->st.drops[VIO_NET_DROP_CTRL_INVALID], 1);
     vio_queue_push(x->q, c.head, 1);
     return 1;
 }
@@ -1797,6 +1763,8 @@ static void op_reset(void *o)
     atomic_store(&d->be_err_logged, false);
 }
 
+/* A transport whose frontend keeps the control queue (VIO_DEVICE_BIND_FRONTEND_CTRL) binds
+ * before negotiation: the offer, and with it the queue roles before negotiation, follow. */
 static int op_bind(void *o, const struct vio_device_hooks *h)
 {
     struct vio_net_dev *d = o;
@@ -1804,7 +1772,15 @@ static int op_bind(void *o, const struct vio_device_hooks *h)
         d->hooks = *h;
     else
         memset(&d->hooks, 0, sizeof(d->hooks));
+    d->frontend_ctrl = d->frontend_ctrl_cfg || (h && (h->flags & VIO_DEVICE_BIND_FRONTEND_CTRL));
+    d->offered = trim_deps(d->offer_all, d->frontend_ctrl);
     return 0;
+}
+
+/* vhost-user frontends (QEMU, DPDK) read GET_QUEUE_NUM as queue pairs. */
+static unsigned op_frontend_queue_num(void *o)
+{
+    return ((struct vio_net_dev *)o)->max_pairs;
 }
 
 static int op_watches(void *o, struct vio_device_watch *out, unsigned cap)
@@ -1861,15 +1837,11 @@ static const struct vio_device_ops net_ops = {
     .bind = op_bind,
     .watches = op_watches,
     .handle = op_handle,
+    .frontend_queue_num = op_frontend_queue_num,
 };
 
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                */
-
-static bool is_pow2(unsigned v)
-{
-    return v && !(v & (v - 1));
-}
 
 void vio_net_dev_free(struct vio_net_dev *d)
 {
@@ -1905,7 +1877,7 @@ int vio_net_dev_new(const struct vio_net_dev_config *cfg, struct vio_net_dev **o
         return -EINVAL;
     unsigned qsize = cfg->queue_size ? cfg->queue_size : 256u;
     unsigned csize = cfg->ctrl_queue_size ? cfg->ctrl_queue_size : 64u;
-    if (!is_pow2(qsize) || qsize > VIO_QUEUE_MAX_SIZE || !is_pow2(csize) ||
+    if (!vio_is_pow2(qsize) || qsize > VIO_QUEUE_MAX_SIZE || !vio_is_pow2(csize) ||
         csize > VIO_QUEUE_MAX_SIZE)
         return -EINVAL;
     unsigned iov_max = cfg->iov_max ? cfg->iov_max : VIO_NET_DEFAULT_IOV_MAX;
@@ -1955,7 +1927,7 @@ int vio_net_dev_new(const struct vio_net_dev_config *cfg, struct vio_net_dev **o
     if (cfg->mac_valid)
         memcpy(d->mac0, cfg->mac, 6);
     d->link_up0 = !cfg->link_down;
-    d->frontend_ctrl = cfg->frontend_ctrl;
+    d->frontend_ctrl = d->frontend_ctrl_cfg = cfg->frontend_ctrl;
 
     static const unsigned base[] = {
         VIO_F_VERSION_1,     VIO_F_EVENT_IDX,         VIO_F_INDIRECT_DESC,   VIO_F_IN_ORDER,
@@ -1975,6 +1947,7 @@ int vio_net_dev_new(const struct vio_net_dev_config *cfg, struct vio_net_dev **o
     f |= vio_net_backend_features(be) & offload_mask();
     f &= ~cfg->features_off;
     f |= vio_feature_bit(VIO_F_VERSION_1); /* not optional: no legacy layout */
+    d->offer_all = f;
     d->offered = trim_deps(f, d->frontend_ctrl);
 
     atomic_store(&d->link_up, d->link_up0);
@@ -2104,12 +2077,12 @@ int vio_net_dev_get_stats(const struct vio_net_dev *d, unsigned qidx,
     default: return -ERANGE;
     }
     memset(out, 0, sizeof(*out));
-    out->packets = atomic_load_explicit(&s->packets, memory_order_relaxed);
-    out->bytes = atomic_load_explicit(&s->bytes, memory_order_relaxed);
-    out->stalls = atomic_load_explicit(&s->stalls, memory_order_relaxed);
-    out->notifies = atomic_load_explicit(&s->notifies, memory_order_relaxed);
+    out->packets = vio_ctr_get(&s->packets);
+    out->bytes = vio_ctr_get(&s->bytes);
+    out->stalls = vio_ctr_get(&s->stalls);
+    out->notifies = vio_ctr_get(&s->notifies);
     for (unsigned i = 0; i < VIO_NET_DROP__COUNT; i++)
-        out->drops[i] = atomic_load_explicit(&s->drops[i], memory_order_relaxed);
+        out->drops[i] = vio_ctr_get(&s->drops[i]);
     return 0;
 }
 

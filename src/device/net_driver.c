@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/util.h"
 #include "virtio/net_driver.h"
 #include "virtio/status.h"
 
@@ -35,16 +36,6 @@
 /* virtio-net GUEST_USO4 / GUEST_USO6 bit numbers (virtio 1.3); not in net_defs.h yet. */
 #define ND_F_GUEST_USO4 54u
 #define ND_F_GUEST_USO6 55u
-
-typedef _Atomic uint64_t nd_ctr;
-
-/* One writer per counter (the thread driving that queue): a relaxed load and store is
- * enough, and readers on other threads see whole values. */
-static inline void ctr_add(nd_ctr *c, uint64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
 
 struct nd_pend {
     uint16_t slot;
@@ -62,7 +53,7 @@ struct nd_rxq {
     struct nd_pend *pend; /* used buffers of the frame being collected */
     uint16_t npend;
     uint16_t need;      /* num_buffers of that frame (0: no frame started) */
-    nd_ctr frames, bytes, buffers, merged, oversize, bad_hdr, kicks;
+    vio_ctr frames, bytes, buffers, merged, oversize, bad_hdr, kicks;
 };
 
 struct nd_txq {
@@ -79,7 +70,7 @@ struct nd_txq {
     uint16_t stash_mask, stash_head, stash_n;
     uint32_t inflight;    /* buffers of both kinds with the device */
     uint32_t sg_inflight; /* vio_net_driver_send_sg() buffers with the device */
-    nd_ctr frames, bytes, completed, full, kicks;
+    vio_ctr frames, bytes, completed, full, kicks;
 };
 
 struct vio_net_driver {
@@ -113,11 +104,6 @@ static uint64_t round_up(uint64_t v, uint64_t a)
     return (v + a - 1) & ~(a - 1);
 }
 
-static bool is_pow2(unsigned v)
-{
-    return v && !(v & (v - 1));
-}
-
 static int plan(const struct vio_net_driver_config *cfg, struct nd_plan *p)
 {
     if (!cfg || cfg->struct_size < sizeof(*cfg))
@@ -128,7 +114,7 @@ static int plan(const struct vio_net_driver_config *cfg, struct nd_plan *p)
         return -ENOTSUP;
     p->npairs = cfg->queue_pairs ? cfg->queue_pairs : 1u;
     p->qsize = cfg->queue_size ? cfg->queue_size : 256u;
-    if (!is_pow2(p->qsize) || p->qsize > VIO_QUEUE_MAX_SIZE || p->npairs > 0x8000u)
+    if (!vio_is_pow2(p->qsize) || p->qsize > VIO_QUEUE_MAX_SIZE || p->npairs > 0x8000u)
         return -EINVAL;
     p->rx_bufs = cfg->rx_bufs ? cfg->rx_bufs : p->qsize;
     p->tx_bufs = cfg->tx_bufs ? cfg->tx_bufs : p->qsize;
@@ -388,7 +374,7 @@ static int tx_collect(struct nd_txq *t)
         if (r < 0)
             return r;
         t->inflight--;
-        ctr_add(&t->completed, 1);
+        vio_ctr_add(&t->completed, 1);
         if (is_copy_token(t, tok)) {
             t->free[t->nfree++] = (uint16_t)((uintptr_t)tok - (uintptr_t)t->tags);
         } else {
@@ -438,7 +424,7 @@ int vio_net_driver_sendv(struct vio_net_driver *d, unsigned qp, const struct vio
         if (r < 0)
             return r;
         if (t->nfree == 0 || vio_drvq_num_free(t->q) == 0) {
-            ctr_add(&t->full, 1);
+            vio_ctr_add(&t->full, 1);
             return -ENOSPC;
         }
     }
@@ -461,13 +447,13 @@ int vio_net_driver_sendv(struct vio_net_driver *d, unsigned qp, const struct vio
     r = vio_drvq_add(t->q, &sg, 1, 0, &t->tags[slot]);
     if (r < 0) {
         if (r == -ENOSPC)
-            ctr_add(&t->full, 1);
+            vio_ctr_add(&t->full, 1);
         return r;
     }
     t->nfree--;
     t->inflight++;
-    ctr_add(&t->frames, 1);
-    ctr_add(&t->bytes, len);
+    vio_ctr_add(&t->frames, 1);
+    vio_ctr_add(&t->bytes, len);
     return 0;
 }
 
@@ -497,7 +483,7 @@ int vio_net_driver_send_sg(struct vio_net_driver *d, unsigned qp, const struct v
     /* Tokens either sit with the device or in the stash until the caller reclaims them;
      * the stash has room for one queue's worth. */
     if (t->sg_inflight + t->stash_n >= d->qsize) {
-        ctr_add(&t->full, 1);
+        vio_ctr_add(&t->full, 1);
         return -ENOSPC;
     }
     r = vio_drvq_add(t->q, sg, n, 0, token);
@@ -510,13 +496,13 @@ int vio_net_driver_send_sg(struct vio_net_driver *d, unsigned qp, const struct v
     }
     if (r < 0) {
         if (r == -ENOSPC)
-            ctr_add(&t->full, 1);
+            vio_ctr_add(&t->full, 1);
         return r;
     }
     t->inflight++;
     t->sg_inflight++;
-    ctr_add(&t->frames, 1);
-    ctr_add(&t->bytes, total - d->hdr_size);
+    vio_ctr_add(&t->frames, 1);
+    vio_ctr_add(&t->bytes, total - d->hdr_size);
     return 0;
 }
 
@@ -616,13 +602,13 @@ ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struct vio_ne
         rq->pend[rq->npend].slot = slot;
         rq->pend[rq->npend].len = len;
         rq->npend++;
-        ctr_add(&rq->buffers, 1);
+        vio_ctr_add(&rq->buffers, 1);
         if (rq->npend > 1)
             continue;
         if (len < d->hdr_size) {
             vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
                      "rx%u: device returned %u bytes, less than a header", qp, len);
-            ctr_add(&rq->bad_hdr, 1);
+            vio_ctr_add(&rq->bad_hdr, 1);
             rx_repost(d, rq);
             return -EPROTO;
         }
@@ -634,7 +620,7 @@ ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struct vio_ne
         if (nb == 0 || nb > rq->nbufs) {
             vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
                      "rx%u: num_buffers %u (posted %u)", qp, nb, rq->nbufs);
-            ctr_add(&rq->bad_hdr, 1);
+            vio_ctr_add(&rq->bad_hdr, 1);
             rx_repost(d, rq);
             return -EPROTO;
         }
@@ -654,7 +640,7 @@ ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struct vio_ne
         total += rq->pend[k].len;
     total -= d->hdr_size;
     if (buf && total > cap) {
-        ctr_add(&rq->oversize, 1);
+        vio_ctr_add(&rq->oversize, 1);
         rx_repost(d, rq);
         return -EMSGSIZE;
     }
@@ -672,9 +658,9 @@ ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struct vio_ne
         }
     }
     if (rq->npend > 1)
-        ctr_add(&rq->merged, 1);
-    ctr_add(&rq->frames, 1);
-    ctr_add(&rq->bytes, total);
+        vio_ctr_add(&rq->merged, 1);
+    vio_ctr_add(&rq->frames, 1);
+    vio_ctr_add(&rq->bytes, total);
     rx_repost(d, rq);
     return (ssize_t)total;
 }
@@ -687,7 +673,7 @@ bool vio_net_driver_kick_prepare(struct vio_net_driver *d, unsigned qidx)
     struct vio_drvq *q = qof(d, qidx);
     if (!q || !vio_drvq_kick_prepare(q))
         return false;
-    ctr_add((qidx & 1) ? &d->tx[qidx / 2].kicks : &d->rx[qidx / 2].kicks, 1);
+    vio_ctr_add((qidx & 1) ? &d->tx[qidx / 2].kicks : &d->rx[qidx / 2].kicks, 1);
     return true;
 }
 
@@ -733,7 +719,7 @@ int vio_net_driver_get_stats(const struct vio_net_driver *d, unsigned qp,
         return -ERANGE;
     const struct nd_rxq *rq = &d->rx[qp];
     const struct nd_txq *t = &d->tx[qp];
-#define LD(c) atomic_load_explicit(&(c), memory_order_relaxed)
+#define LD(c) vio_ctr_get(&(c))
     *out = (struct vio_net_driver_stats){
         .tx_frames = LD(t->frames),
         .tx_bytes = LD(t->bytes),

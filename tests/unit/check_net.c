@@ -239,6 +239,106 @@ START_TEST(frontend_owns_ctrl_queue)
 }
 END_TEST
 
+/* The vhost-user transport says at bind that its frontend keeps the control queue
+ * (VIO_DEVICE_BIND_FRONTEND_CTRL): the offer and the queue roles follow before negotiation,
+ * and an unbind restores the configured behaviour. */
+START_TEST(bind_flag_frontend_ctrl)
+{
+    env_open(&E, &(struct env_opts){.pairs = 2});
+    struct vio_net_dev_config cfg = {.struct_size = sizeof(cfg), .backend = &E.be,
+                                     .max_queue_pairs = 2,
+                                     .features_off = FB(VIO_NET_F_CTRL_VQ)};
+    struct vio_net_dev *d = NULL;
+    ck_assert_int_eq(vio_net_dev_new(&cfg, &d), 0);
+    struct vio_device *dev = vio_net_dev_device(d);
+    const uint64_t ctrl_deps = FB(VIO_NET_F_CTRL_RX) | FB(VIO_NET_F_CTRL_RX_EXTRA) |
+                               FB(VIO_NET_F_CTRL_VLAN) | FB(VIO_NET_F_CTRL_MAC_ADDR) |
+                               FB(VIO_NET_F_GUEST_ANNOUNCE) | FB(VIO_NET_F_MQ);
+    struct vio_device_queue_info qi;
+
+    /* without the flag: nothing that needs the control queue, one pair's layout */
+    uint64_t plain = vio_device_features(dev);
+    ck_assert_uint_eq(plain & (ctrl_deps | FB(VIO_NET_F_CTRL_VQ)), 0);
+    ck_assert_int_eq(vio_device_queue_info(dev, 1, &qi), 0);
+    ck_assert_int_eq(vio_device_queue_info(dev, 2, &qi), -ERANGE);
+
+    struct vio_device_hooks h = {.struct_size = sizeof(h), .flags = VIO_DEVICE_BIND_FRONTEND_CTRL};
+    ck_assert_int_eq(vio_device_bind(dev, &h), 0);
+    uint64_t fe = vio_device_features(dev);
+    ck_assert_uint_eq(fe, plain | ctrl_deps); /* exactly the control-queue features come back */
+    ck_assert(!vio_has_feature(fe, VIO_NET_F_CTRL_VQ));
+    /* MQ is offered: the second pair's queues exist, still no control queue */
+    ck_assert_int_eq(vio_device_queue_info(dev, 2, &qi), 0);
+    ck_assert_str_eq(qi.name, "rx1");
+    ck_assert_int_eq(qi.dir, VIO_QUEUE_DIR_IN_ONLY);
+    ck_assert_int_eq(vio_device_queue_info(dev, 3, &qi), 0);
+    ck_assert_str_eq(qi.name, "tx1");
+    ck_assert_int_eq(vio_device_queue_info(dev, 4, &qi), -ERANGE);
+    /* the frontend negotiates MQ without CTRL_VQ: every pair is active */
+    ck_assert_int_eq(vio_device_set_features(dev, fe), 0);
+    ck_assert_uint_eq(vio_net_dev_active_pairs(d), 2);
+    vio_device_reset(dev);
+
+    /* unbound: back to the configured behaviour */
+    ck_assert_int_eq(vio_device_bind(dev, NULL), 0);
+    ck_assert_uint_eq(vio_device_features(dev), plain);
+    ck_assert_int_eq(vio_device_queue_info(dev, 2, &qi), -ERANGE);
+    ck_assert_int_eq(vio_device_set_features(dev, fe), -ENOTSUP);
+    /* a bind without the flag changes nothing */
+    h.flags = 0;
+    ck_assert_int_eq(vio_device_bind(dev, &h), 0);
+    ck_assert_uint_eq(vio_device_features(dev), plain);
+    vio_net_dev_free(d);
+
+    /* with CTRL_VQ offered the offer stays; the flag makes CTRL_VQ optional for the driver */
+    cfg.features_off = 0;
+    ck_assert_int_eq(vio_net_dev_new(&cfg, &d), 0);
+    dev = vio_net_dev_device(d);
+    uint64_t off = vio_device_features(dev);
+    ck_assert(vio_has_feature(off, VIO_NET_F_CTRL_VQ));
+    ck_assert_int_eq(vio_device_set_features(dev, off & ~FB(VIO_NET_F_CTRL_VQ)), -ENOTSUP);
+    vio_device_reset(dev);
+    h.flags = VIO_DEVICE_BIND_FRONTEND_CTRL;
+    ck_assert_int_eq(vio_device_bind(dev, &h), 0);
+    ck_assert_uint_eq(vio_device_features(dev), off);
+    ck_assert_int_eq(vio_device_queue_info(dev, 4, &qi), 0);
+    ck_assert_str_eq(qi.name, "ctrl");
+    ck_assert_int_eq(vio_device_set_features(dev, off & ~FB(VIO_NET_F_CTRL_VQ)), 0);
+    vio_net_dev_free(d);
+    env_close(&E);
+}
+END_TEST
+
+/* GET_QUEUE_NUM counts queue pairs for virtio-net frontends; num_queues counts every queue. */
+START_TEST(frontend_queue_num_is_pairs)
+{
+    static const struct {
+        unsigned pairs;
+        uint64_t off;
+        unsigned num_queues;
+    } t[] = {
+        {1, 0, 3},
+        {2, 0, 5},
+        {4, 0, 9},
+        {2, FB(VIO_NET_F_CTRL_VQ), 4},
+    };
+    for (unsigned i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        env_open(&E, &(struct env_opts){.pairs = 4});
+        struct vio_net_dev_config cfg = {.struct_size = sizeof(cfg), .backend = &E.be,
+                                         .max_queue_pairs = (uint16_t)t[i].pairs,
+                                         .features_off = t[i].off};
+        struct vio_net_dev *d = NULL;
+        ck_assert_int_eq(vio_net_dev_new(&cfg, &d), 0);
+        struct vio_device *dev = vio_net_dev_device(d);
+        ck_assert_uint_eq(vio_device_frontend_queue_num(dev), t[i].pairs);
+        ck_assert_uint_eq(vio_device_num_queues(dev), t[i].num_queues);
+        vio_net_dev_free(d);
+        env_close(&E);
+    }
+    ck_assert_uint_eq(vio_device_frontend_queue_num(NULL), 0);
+}
+END_TEST
+
 START_TEST(set_features_refusals)
 {
     env_open(&E, NULL);
@@ -1672,6 +1772,8 @@ static Suite *net_suite(void)
     tcase_add_test(tc, features_off_and_new_errors);
     tcase_add_test(tc, set_features_refusals);
     tcase_add_test(tc, frontend_owns_ctrl_queue);
+    tcase_add_test(tc, bind_flag_frontend_ctrl);
+    tcase_add_test(tc, frontend_queue_num_is_pairs);
     tcase_add_test(tc, config_space);
     tcase_add_test(tc, queue_layout);
     tcase_add_test(tc, generic_wrappers_without_ops);
