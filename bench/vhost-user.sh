@@ -13,7 +13,9 @@
 # side: the back-end (our daemon, or DPDK's testpmd with main and forwarding lcore) on CPU 0,
 # the front-end on CPU 1. Both back-ends and both front-ends stay up for one path; the sides
 # run alternately, ours then DPDK's, for --pairs pairs (DPDK's forwarding is stopped while
-# ours runs, so it does not spin on the shared core). Per case: the median of each side and
+# ours runs, and our daemon is frozen with SIGSTOP while DPDK's runs, so neither spins on the
+# shared core during the other's turn; before 2026-12-07 ours was not frozen, which made a
+# daemon that kept polling look faster than it was). Per case: the median of each side and
 # the median of the pairwise ratios ours/DPDK (the machine changes speed by ~2x at times:
 # only ratios of neighbouring runs compare). The machine has two moods: its two vCPUs share
 # a last-level cache (a cache line goes there and back in ~110 ns: "fast") or they do not
@@ -264,7 +266,8 @@ for pg in $pages; do
         rm -f "$dir"/*.sock "$dir"/*.fifo
         dargs=(--socket "$dir/ours.sock" --loopback --loopback-drop -Q "${oargs[@]}")
         taskset -c "$BE_CPU" "$daemon" "${dargs[@]}" >"$dir/ours.out" 2>"$dir/ours.err" &
-        pids+=($!)
+        ours_pid=$!
+        pids+=($ours_pid)
         opid=$!
         start_testpmd be "$BE_CPU" "$mem" "net_vhost0,iface=$dir/dpdk.sock,queues=1" --forward-mode=io
         for ((i = 0; i < 600; i++)); do [[ -S "$dir/ours.sock" && -S "$dir/dpdk.sock" ]] && break; sleep 0.1; done
@@ -287,10 +290,15 @@ for pg in $pages; do
                     for try in 1 2 3; do
                         m0=$(mood "$(probe)")
                         a=$(measure fa "$mode" "$size")
+                        # DPDK's turn: our daemon is frozen, so that a polling mode of ours
+                        # cannot take the back-end core from DPDK's forwarding (as DPDK's is
+                        # stopped during ours)
+                        kill -STOP "$ours_pid"
                         tp be start
                         sleep 0.2
                         b=$(measure fb "$mode" "$size")
                         tp be stop
+                        kill -CONT "$ours_pid"
                         sleep 0.2
                         m1=$(mood "$(probe)")
                         [[ $m0 == "$m1" ]] && break
