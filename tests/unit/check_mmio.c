@@ -281,6 +281,64 @@ START_TEST(config_window_rules)
 }
 END_TEST
 
+
+/* virtio_net with CTRL_VQ: three queues, the control queue (2) set up by the driver, a
+ * command through it, kicked by a trapped QueueNotify write. */
+START_TEST(control_queue)
+{
+    wr(VIRTIO_MMIO_STATUS, 0);
+    wr(VIRTIO_MMIO_STATUS, 3);
+    uint64_t f = vio_feature_bit(VIO_F_VERSION_1) | vio_feature_bit(VIO_NET_F_MAC) |
+                 vio_feature_bit(VIO_NET_F_CTRL_VQ) | vio_feature_bit(VIO_NET_F_CTRL_RX);
+    wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(f >> 32));
+    wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+    wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)f);
+    wr(VIRTIO_MMIO_STATUS, 0x0b);
+    ck_assert_uint_eq(rd(VIRTIO_MMIO_STATUS), 0x0b);
+    F.feats = f;
+    setup_queues();
+    uint16_t n = 16;
+    uint64_t desc = arena_alloc(&F.a, 16u * n, 16), avail = arena_alloc(&F.a, 6 + 2u * n, 2);
+    uint64_t used = arena_alloc(&F.a, 6 + 8u * n, 4), cmd = arena_alloc(&F.a, 64, 16);
+    struct vio_drvq_config qc = {.struct_size = sizeof(qc), .size = n, .index = 2,
+                                 .features = f, .mem = F.a.mem, .desc = desc, .driver = avail,
+                                 .device = used};
+    struct vio_drvq *cq;
+    ck_assert_int_eq(vio_drvq_new(&qc, &cq), 0);
+    wr(VIRTIO_MMIO_QUEUE_SEL, 2);
+    ck_assert_uint_gt(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), 0);
+    wr(VIRTIO_MMIO_QUEUE_NUM, n);
+    wr(VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)desc);
+    wr(VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)avail);
+    wr(VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)used);
+    wr(VIRTIO_MMIO_QUEUE_READY, 1);
+    wr(VIRTIO_MMIO_QUEUE_SEL, 3); /* there is no fourth queue without MQ */
+    ck_assert_uint_eq(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), 0);
+    driver_ok();
+    /* VIRTIO_NET_CTRL_RX (0) / PROMISC (0), on: class, command, data | ack */
+    uint8_t c[4] = {0, 0, 1, 0xee};
+    ck_assert_int_eq(arena_write(&F.a, cmd, c, 4), 0);
+    struct vio_sg sg[2] = {{cmd, 3}, {cmd + 3, 1}};
+    static int token;
+    ck_assert_int_eq(vio_drvq_add(cq, sg, 1, 1, &token), 0);
+    ck_assert(vio_drvq_kick_prepare(cq));
+    wr(VIRTIO_MMIO_QUEUE_NOTIFY, 2);
+    void *t = NULL;
+    uint32_t len = 0;
+    ck_assert_int_eq(vio_drvq_get_used(cq, &t, &len), 0);
+    ck_assert_uint_eq(len, 1);
+    ck_assert_ptr_eq(t, &token);
+    ck_assert_int_eq(arena_read(&F.a, cmd + 3, c + 3, 1), 0);
+    ck_assert_uint_eq(c[3], 0); /* VIRTIO_NET_OK */
+    struct vio_net_rx_filter flt;
+    ck_assert_int_eq(vio_net_dev_get_rx_filter(F.nd, &flt), 0);
+    ck_assert_uint_ne(flt.flags & VIO_NET_FILTER_PROMISC, 0);
+    traffic(2);
+    vio_drvq_free(cq);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Hostile accesses: a table */
 
@@ -509,6 +567,7 @@ static Suite *mmio_suite(void)
     tcase_add_test(tc, probe_traffic_reset);
     tcase_add_test(tc, notify_info_and_ioeventfd_path);
     tcase_add_test(tc, config_window_rules);
+    tcase_add_test(tc, control_queue);
     tcase_add_test(tc, new_rejects);
     tcase_add_test(tc, log_rate_limited);
     suite_add_tcase(s, tc);
