@@ -118,9 +118,7 @@ static void irq_queue(void *opaque, unsigned qidx)
 {
     struct vio_pci *p = opaque;
     if (msix_on(p)) {
-        /* the queue's vector field is written only on the config thread while the queue is
-         * not running (the helper refuses nothing here, but a vector change on a live queue
-         * is a 16-bit store: a torn read is impossible) */
+        /* the vector is an atomic: a guest may rewrite it while a device thread interrupts */
         fire_vector(p, qidx < p->r.nq ? p->r.qs[qidx].vector : VIO_PCI_NO_VECTOR);
         return;
     }
@@ -774,8 +772,12 @@ int vio_pci_config_write(struct vio_pci *p, uint32_t offset, unsigned size, uint
         p->cfg[o] = (uint8_t)((p->cfg[o] & ~p->wmask[o]) | (b & p->wmask[o]));
     }
     uint16_t cmd = (uint16_t)get(p, PCI_COMMAND, 2);
-    atomic_store_explicit(&p->intx_disabled, !!(cmd & PCI_COMMAND_INTX_DISABLE),
-                          memory_order_release);
+    uint32_t dis = !!(cmd & PCI_COMMAND_INTX_DISABLE);
+    uint32_t was = atomic_exchange_explicit(&p->intx_disabled, dis, memory_order_acq_rel);
+    /* INTx disable masks the line, not the cause: follow the ISR when it toggles */
+    if (was != dis && p->set_intx && !msix_on(p) &&
+        atomic_load_explicit(&p->isr, memory_order_acquire))
+        p->set_intx(p->irq_opaque, !dis);
     if (p->nvec) {
         uint32_t ctl = get(p, CAP_MSIX + PCI_MSIX_FLAGS, 2);
         atomic_store_explicit(&p->msix_ctl, ctl, memory_order_release);

@@ -35,7 +35,8 @@ struct vio_vqr_queue {
     uint16_t size;     /* chosen by the driver; starts at max (PCI) / 0 (MMIO) */
     uint64_t desc, driver, device; /* guest-physical ring addresses */
     bool enabled;      /* ready / queue_enable */
-    uint16_t vector;   /* MSI-X vector (PCI), VIO_VQR_NO_VECTOR by default */
+    _Atomic uint16_t vector; /* MSI-X vector (PCI), VIO_VQR_NO_VECTOR by default; read by the
+                                interrupt hook on device threads */
     struct vio_queue *q; /* created and set up at START */
     bool running;      /* vio_device_queue_start() succeeded */
 };

@@ -476,6 +476,23 @@ START_TEST(new_rejects)
 }
 END_TEST
 
+
+/* INTx: the command register's INTx disable masks the line, not the ISR. */
+START_TEST(intx_disable)
+{
+    enumerate();
+    bring_up();
+    cw(PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE);
+    vio_pci_set_needs_reset(F.p); /* a configuration interrupt */
+    ck_assert_uint_eq(F.intx_level, 0);
+    cw(PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    ck_assert_uint_eq(F.intx_level, 1);
+    ck_assert_uint_eq(br(F.isr, 1), VIO_PCI_ISR_CONFIG);
+    ck_assert_uint_eq(F.intx_level, 0);
+    ck_assert_uint_eq(br(C(STATUS), 1), 0x4f);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 
 enum stage { ST_DRIVER, ST_FEAT, ST_LIVE };
@@ -652,6 +669,7 @@ static Suite *pci_suite(void)
     tc = tcase_create("intx");
     tcase_add_checked_fixture(tc, setup_intx, teardown);
     tcase_add_test(tc, probe_traffic_reset);
+    tcase_add_test(tc, intx_disable);
     suite_add_tcase(s, tc);
     tc = tcase_create("hostile");
     tcase_add_checked_fixture(tc, setup, teardown);
