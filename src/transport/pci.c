@@ -442,7 +442,7 @@ static int common_read(struct vio_pci *p, uint64_t off, unsigned size, uint64_t 
         v = r->sel & 0xffff;
         break;
     case VIRTIO_PCI_COMMON_Q_SIZE:
-        v = q ? q->size : 0; /* 0: the queue is unavailable */
+        v = q ? vio_vqr_size(r, r->sel) : 0; /* 0: the queue is unavailable */
         break;
     case VIRTIO_PCI_COMMON_Q_MSIX:
         v = q ? q->vector : VIO_PCI_NO_VECTOR;

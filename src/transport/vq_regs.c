@@ -121,10 +121,8 @@ int vio_vqr_init(struct vio_vqr *r, const struct vio_vqr_config *cfg)
     rc = vio_device_bind(r->dev, &h);
     if (rc < 0 && rc != -ENOTSUP)
         goto fail;
-    for (unsigned i = 0; i < r->nq; i++) {
+    for (unsigned i = 0; i < r->nq; i++)
         r->qs[i].vector = VIO_VQR_NO_VECTOR;
-        r->qs[i].size = r->init_to_max ? vio_vqr_max(r, i) : 0;
-    }
     return 0;
 fail:
     vio_status_free(r->st);
@@ -153,8 +151,6 @@ static void reset_regs(struct vio_vqr *r)
         q->vector = VIO_VQR_NO_VECTOR;
     }
     r->features_applied = false;
-    for (unsigned i = 0; i < r->nq; i++)
-        r->qs[i].size = r->init_to_max ? vio_vqr_max(r, i) : 0;
     r->sel = 0;
     r->dev_feat_sel = r->drv_feat_sel = 0;
     r->log_budget = VQR_LOG_BUDGET;
@@ -181,6 +177,17 @@ uint16_t vio_vqr_max(struct vio_vqr *r, unsigned idx)
     if (idx >= r->nq || vio_device_queue_info(r->dev, idx, &info) < 0)
         return 0;
     return info.max_size;
+}
+
+uint16_t vio_vqr_size(struct vio_vqr *r, unsigned idx)
+{
+    if (idx >= r->nq)
+        return 0;
+    if (r->qs[idx].size)
+        return r->qs[idx].size;
+    /* not written since reset: PCI reads the maximum, which may depend on the negotiated
+     * features (virtio-net's control queue index moves with MQ), so it is computed now */
+    return r->init_to_max ? vio_vqr_max(r, idx) : 0;
 }
 
 void vio_vqr_select(struct vio_vqr *r, uint32_t idx)
@@ -306,11 +313,13 @@ int vio_vqr_enable(struct vio_vqr *r)
     if (q->enabled)
         return -EBUSY;
     uint16_t max = vio_vqr_max(r, r->sel);
-    if (q->size == 0 || q->size > max || (q->size & (q->size - 1)) != 0)
+    uint16_t size = vio_vqr_size(r, r->sel);
+    if (size == 0 || size > max || (size & (size - 1)) != 0)
         return -EINVAL;
-    if (vio_vqr_rings_ok(r->mem, q->size, q->desc, q->driver, q->device,
+    if (vio_vqr_rings_ok(r->mem, size, q->desc, q->driver, q->device,
                          vio_has_feature(negotiated(r), VIO_F_EVENT_IDX)) < 0)
         return -EFAULT;
+    q->size = size;
     q->enabled = true;
     if (vio_status_live(r->st))
         start_queue(r, r->sel);

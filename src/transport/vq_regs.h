@@ -32,7 +32,7 @@
 
 /* One queue's registers. */
 struct vio_vqr_queue {
-    uint16_t size;     /* chosen by the driver; starts at max (PCI) / 0 (MMIO) */
+    uint16_t size;     /* written by the driver; 0: not yet (see vio_vqr_size()) */
     uint64_t desc, driver, device; /* guest-physical ring addresses */
     bool enabled;      /* ready / queue_enable */
     _Atomic uint16_t vector; /* MSI-X vector (PCI), VIO_VQR_NO_VECTOR by default; read by the
@@ -92,7 +92,9 @@ __attribute__((format(printf, 3, 4))) void vio_vqr_warn(struct vio_vqr *r, int l
  * is NULL when the index is out of range or the device has no such queue. */
 void vio_vqr_select(struct vio_vqr *r, uint32_t idx);
 struct vio_vqr_queue *vio_vqr_cur(struct vio_vqr *r);
-/* Largest size of the selected queue (0: no such queue). */
+/* The size queue @p idx has now: what the driver wrote, else (PCI) its current maximum. */
+uint16_t vio_vqr_size(struct vio_vqr *r, unsigned idx);
+/* Largest size of queue @p idx (0: no such queue). */
 uint16_t vio_vqr_max(struct vio_vqr *r, unsigned idx);
 
 /* Setters for the selected queue. 0, or: -ENOENT no such queue, -EBUSY the queue is enabled,

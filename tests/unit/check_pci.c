@@ -477,6 +477,48 @@ START_TEST(new_rejects)
 END_TEST
 
 
+
+/* A two-pair device negotiated without MQ: virtio-net's control queue becomes queue 2, and
+ * queue_size (never written since reset) follows the negotiated role's maximum. */
+START_TEST(queue_size_follows_features)
+{
+    struct vio_net_backend be2;
+    struct vio_net_backend_config bc = {.struct_size = sizeof(bc), .queue_pairs = 2};
+    ck_assert_int_eq(vio_net_loopback_open(&bc, &be2), 0);
+    struct vio_net_dev_config dc = {.struct_size = sizeof(dc), .backend = &be2,
+                                    .max_queue_pairs = 2, .queue_size = 256,
+                                    .ctrl_queue_size = 64};
+    struct vio_net_dev *nd2;
+    ck_assert_int_eq(vio_net_dev_new(&dc, &nd2), 0);
+    struct vio_pci_config pc = {.struct_size = sizeof(pc), .dev = vio_net_dev_device(nd2),
+                                .mem = F.a.mem};
+    vio_pci_layout_default(&pc.layout);
+    struct vio_pci *p2;
+    ck_assert_int_eq(vio_pci_new(&pc, &p2), 0);
+    uint64_t v;
+    ck_assert_int_eq(vio_pci_bar_read(p2, 4, VIRTIO_PCI_COMMON_NUMQ, 2, &v), 0);
+    ck_assert_uint_eq(v, 5);
+    ck_assert_int_eq(vio_pci_bar_write(p2, 4, VIRTIO_PCI_COMMON_Q_SELECT, 2, 2), 0);
+    ck_assert_int_eq(vio_pci_bar_read(p2, 4, VIRTIO_PCI_COMMON_Q_SIZE, 2, &v), 0);
+    ck_assert_uint_eq(v, 256); /* rx1 while MQ may still be taken */
+    ck_assert_int_eq(vio_pci_bar_write(p2, 4, VIRTIO_PCI_COMMON_STATUS, 1, 3), 0);
+    uint64_t f = vio_feature_bit(VIO_F_VERSION_1) | vio_feature_bit(VIO_NET_F_CTRL_VQ);
+    ck_assert_int_eq(vio_pci_bar_write(p2, 4, VIRTIO_PCI_COMMON_GFSELECT, 4, 1), 0);
+    ck_assert_int_eq(vio_pci_bar_write(p2, 4, VIRTIO_PCI_COMMON_GF, 4, f >> 32), 0);
+    ck_assert_int_eq(vio_pci_bar_write(p2, 4, VIRTIO_PCI_COMMON_GFSELECT, 4, 0), 0);
+    ck_assert_int_eq(vio_pci_bar_write(p2, 4, VIRTIO_PCI_COMMON_GF, 4, (uint32_t)f), 0);
+    ck_assert_int_eq(vio_pci_bar_write(p2, 4, VIRTIO_PCI_COMMON_STATUS, 1, 0x0b), 0);
+    ck_assert_int_eq(vio_pci_bar_read(p2, 4, VIRTIO_PCI_COMMON_Q_SIZE, 2, &v), 0);
+    ck_assert_uint_eq(v, 64); /* now the control queue */
+    ck_assert_int_eq(vio_pci_bar_write(p2, 4, VIRTIO_PCI_COMMON_Q_SELECT, 2, 3), 0);
+    ck_assert_int_eq(vio_pci_bar_read(p2, 4, VIRTIO_PCI_COMMON_Q_SIZE, 2, &v), 0);
+    ck_assert_uint_eq(v, 0); /* tx1 is unavailable without MQ */
+    vio_pci_free(p2);
+    vio_net_dev_free(nd2);
+    vio_net_backend_destroy(&be2);
+}
+END_TEST
+
 /* INTx: the command register's INTx disable masks the line, not the ISR. */
 START_TEST(intx_disable)
 {
@@ -665,6 +707,7 @@ static Suite *pci_suite(void)
     tcase_add_test(tc, msix_masking_and_pba);
     tcase_add_test(tc, pci_cfg_access_cap);
     tcase_add_test(tc, new_rejects);
+    tcase_add_test(tc, queue_size_follows_features);
     suite_add_tcase(s, tc);
     tc = tcase_create("intx");
     tcase_add_checked_fixture(tc, setup_intx, teardown);
