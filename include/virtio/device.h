@@ -7,11 +7,11 @@
  * @brief What a device-side transport needs from a device model, without knowing the device
  * type.
  *
- * Transports today: the vhost-user back-end (vhost_user.h) is the one transport that binds to
- * this interface; the libev adapter (ev.h) and in-process glue (a VMM calling the wrappers
- * itself) use it the same way. virtio-PCI and virtio-MMIO device-side transports are planned
- * (they will bind here unchanged); they do not exist yet. Nor do the vhost frontends (vhost-net
- * ioctls, a vhost-user frontend): they sit in the driver seat and will not use this interface.
+ * Transports today: the vhost-user back-end (vhost_user.h), the virtio-MMIO register decoder
+ * (mmio.h) and the virtio-PCI modern transport (pci.h) bind to this interface; the libev
+ * adapter (ev.h) and in-process glue (a VMM calling the wrappers itself) use it the same way.
+ * The vhost frontends (vhost-net ioctls, a vhost-user frontend) are not written yet: they sit
+ * in the driver seat and will not use this interface.
  *
  * A device model (virtio-net is the first) fills a `const struct vio_device_ops` table and
  * hands out a struct vio_device naming that table and its state. A transport then:

@@ -1299,7 +1299,10 @@ static int bind_hidden(struct vio_vhost_user *vu, int s, struct vu_hidden_sock *
     /* 0700 whatever the umask (a umask of 0177 would leave it unsearchable even for us) */
     if (chmod(h->dir, 0700) < 0)
         return -errno;
-    snprintf(h->file, sizeof(h->file), "%s/s", h->dir);
+    if (strlen(h->dir) + 2 >= sizeof(h->file))
+        return -ENAMETOOLONG;
+    memcpy(h->file, h->dir, strlen(h->dir));
+    memcpy(h->file + strlen(h->dir), "/s", 3);
     struct sockaddr_un sa;
     int rc = sock_addr(h->file, &sa);
     if (rc == -ENAMETOOLONG) {
