@@ -35,6 +35,7 @@ struct win {
 struct pq {
     uint32_t max;     /* cached maximum size, UINT32_MAX = not read since reset */
     uint64_t notify;  /* offset in the notify window's BAR, UINT64_MAX = not enabled */
+    bool setup;       /* queue_setup() ran since the last reset */
 };
 
 struct vio_pci_driver {
@@ -273,6 +274,7 @@ static void forget_queues(struct vio_pci_driver *p)
     for (unsigned i = 0; i < p->nq; i++) {
         p->q[i].max = UINT32_MAX;
         p->q[i].notify = UINT64_MAX;
+        p->q[i].setup = false;
     }
 }
 
@@ -553,6 +555,7 @@ static int p_queue_setup(void *o, unsigned idx, const struct vio_driver_queue *q
     for (unsigned i = 0; i < 3; i++)
         if ((r = cw(p, a[i].lo, 4, (uint32_t)a[i].v)) < 0 || (r = cw(p, a[i].lo + 4, 4, a[i].v >> 32)) < 0)
             return r;
+    p->q[idx].setup = true;
     return 0;
 }
 
@@ -562,7 +565,7 @@ static int p_queue_enable(void *o, unsigned idx)
     int r = p_select(p, idx);
     if (r < 0)
         return r;
-    if (p->q[idx].max == UINT32_MAX)
+    if (!p->q[idx].setup)
         return -EINVAL; /* not set up since the last reset */
     uint64_t noff;
     if ((r = cr(p, CC(queue_notify_off), 2, &noff)) < 0)
