@@ -116,8 +116,7 @@ struct vio_driver {
 };
 
 /** @cond VIO_INTERNAL */
-#define VIO_DRV_CALL(d, op, ...)                                                          \
-    ((!(d) || !(d)->ops) ? -EINVAL : !(d)->ops->op ? -ENOTSUP : (d)->ops->op((d)->opaque, ##__VA_ARGS__))
+#define VIO_DRV_CHECK(d, op) ((!(d) || !(d)->ops) ? -EINVAL : !(d)->ops->op ? -ENOTSUP : 0)
 /** @endcond */
 
 /**
@@ -129,7 +128,8 @@ struct vio_driver {
  */
 static inline int vio_driver_get_features(const struct vio_driver *d, uint64_t *features)
 {
-    return VIO_DRV_CALL(d, get_features, features);
+    int e = VIO_DRV_CHECK(d, get_features);
+    return e ? e : d->ops->get_features(d->opaque, features);
 }
 
 /**
@@ -140,7 +140,8 @@ static inline int vio_driver_get_features(const struct vio_driver *d, uint64_t *
  */
 static inline int vio_driver_set_features(const struct vio_driver *d, uint64_t features)
 {
-    return VIO_DRV_CALL(d, set_features, features);
+    int e = VIO_DRV_CHECK(d, set_features);
+    return e ? e : d->ops->set_features(d->opaque, features);
 }
 
 /**
@@ -151,7 +152,8 @@ static inline int vio_driver_set_features(const struct vio_driver *d, uint64_t f
  */
 static inline int vio_driver_get_status(const struct vio_driver *d, uint8_t *status)
 {
-    return VIO_DRV_CALL(d, get_status, status);
+    int e = VIO_DRV_CHECK(d, get_status);
+    return e ? e : d->ops->get_status(d->opaque, status);
 }
 
 /**
@@ -162,7 +164,8 @@ static inline int vio_driver_get_status(const struct vio_driver *d, uint8_t *sta
  */
 static inline int vio_driver_set_status(const struct vio_driver *d, uint8_t status)
 {
-    return VIO_DRV_CALL(d, set_status, status);
+    int e = VIO_DRV_CHECK(d, set_status);
+    return e ? e : d->ops->set_status(d->opaque, status);
 }
 
 /**
@@ -174,7 +177,8 @@ static inline int vio_driver_set_status(const struct vio_driver *d, uint8_t stat
  */
 static inline int vio_driver_reset(const struct vio_driver *d)
 {
-    return VIO_DRV_CALL(d, reset);
+    int e = VIO_DRV_CHECK(d, reset);
+    return e ? e : d->ops->reset(d->opaque);
 }
 
 /**
@@ -189,7 +193,8 @@ static inline int vio_driver_reset(const struct vio_driver *d)
 static inline int vio_driver_config_read(const struct vio_driver *d, unsigned off, void *buf,
                                          unsigned len)
 {
-    return VIO_DRV_CALL(d, config_read, off, buf, len);
+    int e = VIO_DRV_CHECK(d, config_read);
+    return e ? e : d->ops->config_read(d->opaque, off, buf, len);
 }
 
 /**
@@ -202,7 +207,8 @@ static inline int vio_driver_config_read(const struct vio_driver *d, unsigned of
 static inline int vio_driver_config_write(const struct vio_driver *d, unsigned off,
                                           const void *buf, unsigned len)
 {
-    return VIO_DRV_CALL(d, config_write, off, buf, len);
+    int e = VIO_DRV_CHECK(d, config_write);
+    return e ? e : d->ops->config_write(d->opaque, off, buf, len);
 }
 
 /**
@@ -213,7 +219,8 @@ static inline int vio_driver_config_write(const struct vio_driver *d, unsigned o
  */
 static inline int vio_driver_config_generation(const struct vio_driver *d, uint32_t *gen)
 {
-    return VIO_DRV_CALL(d, config_generation, gen);
+    int e = VIO_DRV_CHECK(d, config_generation);
+    return e ? e : d->ops->config_generation(d->opaque, gen);
 }
 
 /**
@@ -224,7 +231,8 @@ static inline int vio_driver_config_generation(const struct vio_driver *d, uint3
  */
 static inline int vio_driver_num_queues(const struct vio_driver *d)
 {
-    return VIO_DRV_CALL(d, num_queues);
+    int e = VIO_DRV_CHECK(d, num_queues);
+    return e ? e : d->ops->num_queues(d->opaque);
 }
 
 /**
@@ -235,7 +243,8 @@ static inline int vio_driver_num_queues(const struct vio_driver *d)
  */
 static inline int vio_driver_queue_max_size(const struct vio_driver *d, unsigned idx)
 {
-    return VIO_DRV_CALL(d, queue_max_size, idx);
+    int e = VIO_DRV_CHECK(d, queue_max_size);
+    return e ? e : d->ops->queue_max_size(d->opaque, idx);
 }
 
 /**
@@ -250,7 +259,8 @@ static inline int vio_driver_queue_max_size(const struct vio_driver *d, unsigned
 static inline int vio_driver_queue_setup(const struct vio_driver *d, unsigned idx,
                                          const struct vio_driver_queue *q)
 {
-    return VIO_DRV_CALL(d, queue_setup, idx, q);
+    int e = VIO_DRV_CHECK(d, queue_setup);
+    return e ? e : d->ops->queue_setup(d->opaque, idx, q);
 }
 
 /**
@@ -263,7 +273,8 @@ static inline int vio_driver_queue_setup(const struct vio_driver *d, unsigned id
  */
 static inline int vio_driver_queue_enable(const struct vio_driver *d, unsigned idx)
 {
-    return VIO_DRV_CALL(d, queue_enable, idx);
+    int e = VIO_DRV_CHECK(d, queue_enable);
+    return e ? e : d->ops->queue_enable(d->opaque, idx);
 }
 
 /**
@@ -275,7 +286,8 @@ static inline int vio_driver_queue_enable(const struct vio_driver *d, unsigned i
  */
 static inline int vio_driver_notify(const struct vio_driver *d, unsigned idx)
 {
-    return VIO_DRV_CALL(d, notify, idx);
+    int e = VIO_DRV_CHECK(d, notify);
+    return e ? e : d->ops->notify(d->opaque, idx);
 }
 
 /**
@@ -287,7 +299,8 @@ static inline int vio_driver_notify(const struct vio_driver *d, unsigned idx)
  */
 static inline int vio_driver_ack_interrupt(const struct vio_driver *d)
 {
-    return VIO_DRV_CALL(d, ack_interrupt);
+    int e = VIO_DRV_CHECK(d, ack_interrupt);
+    return e ? e : d->ops->ack_interrupt(d->opaque);
 }
 
 /**
@@ -299,7 +312,8 @@ static inline int vio_driver_ack_interrupt(const struct vio_driver *d)
  */
 static inline int vio_driver_set_config_vector(const struct vio_driver *d, uint16_t vec)
 {
-    return VIO_DRV_CALL(d, set_config_vector, vec);
+    int e = VIO_DRV_CHECK(d, set_config_vector);
+    return e ? e : d->ops->set_config_vector(d->opaque, vec);
 }
 
 /**
@@ -313,7 +327,8 @@ static inline int vio_driver_set_config_vector(const struct vio_driver *d, uint1
 static inline int vio_driver_set_queue_vector(const struct vio_driver *d, unsigned idx,
                                               uint16_t vec)
 {
-    return VIO_DRV_CALL(d, set_queue_vector, idx, vec);
+    int e = VIO_DRV_CHECK(d, set_queue_vector);
+    return e ? e : d->ops->set_queue_vector(d->opaque, idx, vec);
 }
 
 /**
