@@ -18,8 +18,9 @@
  *   application names, enables memory decoding and bus mastering, and then drives the
  *   common configuration registers. Legacy (transitional I/O BAR) devices are not driven.
  * - **virtio-MMIO** (vio_mmio_driver_new()): probes magic, version and device ID of one
- *   register window and drives the version 2 registers. Version 1 (legacy) is refused with
- *   -ENOTSUP for now.
+ *   register window and drives the version 2 registers, or the legacy version 1 ones
+ *   (GuestPageSize / QueueAlign / QueuePFN; the generic interface then carries
+ *   #VIO_DRIVER_LEGACY).
  *
  * Neither touches hardware directly: every access goes through accessors the application
  * supplies (qtest commands, VFIO region reads, an mmap of a BAR, a KVM-run guest's own MMIO).
@@ -62,6 +63,14 @@ enum vio_driver_int {
     VIO_DRIVER_INT_CONFIG = 2u  /**< the device configuration changed */
 };
 
+/** Facts about a transport (struct vio_driver_ops::flags). */
+enum vio_driver_flags {
+    /** the device is a legacy (pre-1.0) one: no VERSION_1, no FEATURES_OK, 32 feature bits,
+     *  no configuration generation, and the ring layout is the legacy one (descriptors
+     *  page-aligned, avail right after them, used at a power-of-2 alignment) */
+    VIO_DRIVER_LEGACY = 1u
+};
+
 /** Where one queue lives in the device's view of memory (bus/guest addresses). */
 struct vio_driver_queue {
     uint16_t size;    /**< queue size (power of 2, <= the device's maximum) */
@@ -75,6 +84,8 @@ struct vio_driver_queue {
  * every op but the pure queries returns 0 / a count or a negative errno. NULL = absent.
  */
 struct vio_driver_ops {
+    /** #vio_driver_flags of this transport (a constant of the ops table) */
+    unsigned flags;
     /** the 64 device feature bits */
     int (*get_features)(void *opaque, uint64_t *features);
     /** write the driver feature bits (before FEATURES_OK) */
@@ -346,8 +357,9 @@ VIO_API int vio_driver_config_read_stable(const struct vio_driver *d, unsigned o
  * @brief The first half of device initialisation (spec 3.1.1): reset, ACKNOWLEDGE, DRIVER,
  * read the device features, write (device & @p wanted), set FEATURES_OK and check it stuck.
  *
- * VIRTIO_F_VERSION_1 (bit 32) must be offered and is always taken: only modern devices are
- * driven. On failure the status is left with FAILED set when the device was reached.
+ * VIRTIO_F_VERSION_1 (bit 32) must be offered and is always taken, except on a
+ * #VIO_DRIVER_LEGACY transport: there the device's 32 bits & @p wanted are written and
+ * there is no FEATURES_OK step (the legacy sequence). On failure the status is left with FAILED set when the device was reached.
  * After it the caller sets the queues up and calls vio_driver_set_status() with DRIVER_OK.
  * @param[in]  d      the driver
  * @param[in]  wanted feature bits the caller can use
@@ -502,7 +514,7 @@ struct vio_mmio_driver;
  * @retval -EINVAL cfg / io / out NULL, an accessor missing, struct_size too small,
  *                 window_size below 0x100
  * @retval -ENODEV wrong magic, or device ID 0 (an empty transport slot)
- * @retval -ENOTSUP version 1 (legacy, not driven yet) or an unknown version
+ * @retval -ENOTSUP a version other than 1 (legacy) and 2
  * @retval -ENOMEM allocation failed
  * @retval other an accessor's error
  */
@@ -517,6 +529,9 @@ VIO_API struct vio_driver vio_mmio_driver_get(struct vio_mmio_driver *m);
 
 /** @brief The virtio device ID the probe read (0 for NULL). */
 VIO_API uint32_t vio_mmio_driver_device_id(const struct vio_mmio_driver *m);
+
+/** @brief The register layout version the probe read: 1 (legacy) or 2 (0 for NULL). */
+VIO_API uint32_t vio_mmio_driver_version(const struct vio_mmio_driver *m);
 
 /** @} */
 

@@ -732,7 +732,8 @@ int vio_net_driver_attach(struct vio_net_driver *d, const struct vio_driver *drv
     int r = vio_driver_get_status(drv, &st);
     if (r < 0)
         return r;
-    if (!(st & VIO_S_FEATURES_OK) || (st & (VIO_S_FAILED | VIO_S_NEEDS_RESET)))
+    bool legacy = drv->ops->flags & VIO_DRIVER_LEGACY; /* no FEATURES_OK step there */
+    if ((!legacy && !(st & VIO_S_FEATURES_OK)) || (st & (VIO_S_FAILED | VIO_S_NEEDS_RESET)))
         return -EPROTO;
     if ((r = vio_driver_set_status(drv, (uint8_t)(st | VIO_S_DRIVER_OK))) < 0)
         return r;

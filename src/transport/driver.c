@@ -54,6 +54,15 @@ int vio_driver_negotiate(const struct vio_driver *d, uint64_t wanted, uint64_t *
     uint64_t dev;
     if ((r = vio_driver_get_features(d, &dev)) < 0)
         return fail(d, st, r);
+    if (d->ops->flags & VIO_DRIVER_LEGACY) {
+        /* legacy (virtio 0.9.5): 32 feature bits, no FEATURES_OK */
+        uint64_t acc = dev & wanted & 0xffffffffu;
+        if ((r = vio_driver_set_features(d, acc)) < 0)
+            return fail(d, st, r);
+        if (out)
+            *out = acc;
+        return 0;
+    }
     if (!vio_has_feature(dev, VIO_F_VERSION_1))
         return fail(d, st, -ENOTSUP);
     uint64_t acc = dev & (wanted | vio_feature_bit(VIO_F_VERSION_1));

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * virtio-MMIO, driver seat (virtio 1.2, 4.2 "Virtio Over MMIO"): probe one register window
- * and drive the version 2 registers. Version 1 (legacy: GuestPageSize / QueuePFN) is
- * refused with -ENOTSUP for now.
+ * and drive the version 2 registers, or the legacy version 1 ones (4.2.4: GuestPageSize,
+ * QueueAlign, QueuePFN; no QueueReady, no ConfigGeneration, 32 feature bits).
  *
  * Register values are device-controlled: QueueNumMax is only compared, never used to size
  * anything; the configuration window is bounded by the window size the caller gives.
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <linux/virtio_mmio.h>
 
@@ -20,6 +21,7 @@
 /* Queues probed by num_queues: MMIO has no count register, queues are the consecutive
  * selectors with a non-zero QueueNumMax. */
 #define MMIO_MAX_QUEUES 1024u
+#define LEGACY_PAGE 4096u
 
 struct vio_mmio_driver {
     const struct vio_mmio_driver_io *io;
@@ -28,6 +30,8 @@ struct vio_mmio_driver {
     void *log_opaque;
     uint32_t window, version, device_id, vendor_id;
     int nq; /* cached queue count, -1 = not probed */
+    uint32_t pfn[8]; /* legacy: QueuePFN to write at enable, per queue (0 = not set up) */
+    uint32_t *pfns;  /* legacy: the same for every queue (nq entries), when nq > 8 */
 };
 
 static int rd(struct vio_mmio_driver *m, uint64_t off, uint32_t *v)
@@ -42,7 +46,14 @@ static int wr(struct vio_mmio_driver *m, uint64_t off, uint32_t v)
 
 void vio_mmio_driver_free(struct vio_mmio_driver *m)
 {
+    if (m)
+        free(m->pfns);
     free(m);
+}
+
+uint32_t vio_mmio_driver_version(const struct vio_mmio_driver *m)
+{
+    return m ? m->version : 0;
 }
 
 int vio_mmio_driver_new(const struct vio_mmio_driver_config *cfg, struct vio_mmio_driver **out)
@@ -69,9 +80,9 @@ int vio_mmio_driver_new(const struct vio_mmio_driver_config *cfg, struct vio_mmi
         r = -ENODEV;
         goto fail;
     }
-    if (m->version != 2) {
+    if (m->version != 1 && m->version != 2) {
         vio_logf(m->log, m->log_opaque, VIO_LOG_WARN, "mmio-driver",
-                 "version %u: only version 2 is driven", m->version);
+                 "version %u: only versions 1 and 2 are driven", m->version);
         r = -ENOTSUP;
         goto fail;
     }
@@ -79,8 +90,9 @@ int vio_mmio_driver_new(const struct vio_mmio_driver_config *cfg, struct vio_mmi
         r = -ENODEV;
         goto fail;
     }
-    vio_logf(m->log, m->log_opaque, VIO_LOG_INFO, "mmio-driver", "virtio device %u, vendor 0x%x",
-             m->device_id, m->vendor_id);
+    vio_logf(m->log, m->log_opaque, VIO_LOG_INFO, "mmio-driver",
+             "virtio device %u, vendor 0x%x, version %u%s", m->device_id, m->vendor_id,
+             m->version, m->version == 1 ? " (legacy)" : "");
     *out = m;
     return 0;
 fail:
@@ -134,9 +146,19 @@ static int m_set_status(void *o, uint8_t st)
     return st ? wr(o, VIRTIO_MMIO_STATUS, st) : -EINVAL;
 }
 
+static uint32_t *legacy_pfn(struct vio_mmio_driver *m, unsigned idx)
+{
+    if (idx < 8)
+        return &m->pfn[idx];
+    return m->pfns && m->nq > 0 && idx < (unsigned)m->nq ? &m->pfns[idx] : NULL;
+}
+
 static int m_reset(void *o)
 {
     struct vio_mmio_driver *m = o;
+    memset(m->pfn, 0, sizeof(m->pfn));
+    if (m->pfns && m->nq > 0)
+        memset(m->pfns, 0, (size_t)m->nq * sizeof(*m->pfns));
     int r = wr(m, VIRTIO_MMIO_STATUS, 0);
     for (int i = 0; r == 0 && i < RESET_POLLS; i++) {
         uint32_t v;
@@ -216,6 +238,11 @@ static int m_num_queues(void *o)
             break;
         n++;
     }
+    if (m->version == 1 && n > 8) {
+        m->pfns = calloc(n, sizeof(*m->pfns));
+        if (!m->pfns)
+            return -ENOMEM;
+    }
     m->nq = (int)n;
     return m->nq;
 }
@@ -234,6 +261,43 @@ static int m_queue_max_size(void *o, unsigned idx)
     return r < 0 ? r : m_max(o, idx);
 }
 
+/* Legacy rings sit in one block: descriptors page-aligned, the avail ring right after them,
+ * the used ring at the next multiple of QueueAlign. The caller's addresses must have that
+ * shape; the smallest alignment that gives it is written (QEMU aligns the end of the avail
+ * ring without used_event, the spec with it: both must land on the same address). */
+static int legacy_setup(struct vio_mmio_driver *m, unsigned idx, const struct vio_driver_queue *q)
+{
+    uint32_t *pfn = legacy_pfn(m, idx);
+    if (!pfn)
+        return -ERANGE;
+    if ((q->desc % LEGACY_PAGE) || (q->desc / LEGACY_PAGE) > UINT32_MAX ||
+        q->driver != q->desc + 16ull * q->size)
+        return -EINVAL;
+    uint64_t end_spec = q->driver + 6 + 2ull * q->size, end_qemu = end_spec - 2;
+    uint32_t align = 0;
+    for (uint32_t a = 4; a <= LEGACY_PAGE; a <<= 1) {
+        if (((end_spec + a - 1) & ~(uint64_t)(a - 1)) == q->device &&
+            ((end_qemu + a - 1) & ~(uint64_t)(a - 1)) == q->device) {
+            align = a;
+            break;
+        }
+    }
+    if (!align)
+        return -EINVAL;
+    uint32_t cur;
+    int r;
+    if ((r = rd(m, VIRTIO_MMIO_QUEUE_PFN, &cur)) < 0)
+        return r;
+    if (cur)
+        return -EBUSY;
+    if ((r = wr(m, VIRTIO_MMIO_GUEST_PAGE_SIZE, LEGACY_PAGE)) < 0 ||
+        (r = wr(m, VIRTIO_MMIO_QUEUE_NUM, q->size)) < 0 ||
+        (r = wr(m, VIRTIO_MMIO_QUEUE_ALIGN, align)) < 0)
+        return r;
+    *pfn = (uint32_t)(q->desc / LEGACY_PAGE);
+    return 0;
+}
+
 static int m_queue_setup(void *o, unsigned idx, const struct vio_driver_queue *q)
 {
     struct vio_mmio_driver *m = o;
@@ -246,6 +310,8 @@ static int m_queue_setup(void *o, unsigned idx, const struct vio_driver_queue *q
         return -ERANGE;
     uint32_t ready;
     int r;
+    if (m->version == 1)
+        return legacy_setup(m, idx, q);
     if ((r = rd(m, VIRTIO_MMIO_QUEUE_READY, &ready)) < 0)
         return r;
     if (ready & 1)
@@ -267,6 +333,13 @@ static int m_queue_enable(void *o, unsigned idx)
     int r = m_check(m, idx);
     if (r < 0 || (r = wr(m, VIRTIO_MMIO_QUEUE_SEL, idx)) < 0)
         return r;
+    if (m->version == 1) {
+        /* legacy: writing QueuePFN is what makes the queue live */
+        uint32_t *pfn = legacy_pfn(m, idx);
+        if (!pfn || !*pfn)
+            return -EINVAL;
+        return wr(m, VIRTIO_MMIO_QUEUE_PFN, *pfn);
+    }
     return wr(m, VIRTIO_MMIO_QUEUE_READY, 1);
 }
 
@@ -292,6 +365,23 @@ static int m_ack_interrupt(void *o)
     return (int)v;
 }
 
+static const struct vio_driver_ops mmio_legacy_ops = {
+    .flags = VIO_DRIVER_LEGACY,
+    .get_features = m_get_features,
+    .set_features = m_set_features,
+    .get_status = m_get_status,
+    .set_status = m_set_status,
+    .reset = m_reset,
+    .config_read = m_config_read,
+    .config_write = m_config_write,
+    .num_queues = m_num_queues,
+    .queue_max_size = m_queue_max_size,
+    .queue_setup = m_queue_setup,
+    .queue_enable = m_queue_enable,
+    .notify = m_notify,
+    .ack_interrupt = m_ack_interrupt,
+};
+
 static const struct vio_driver_ops mmio_ops = {
     .get_features = m_get_features,
     .set_features = m_set_features,
@@ -311,5 +401,6 @@ static const struct vio_driver_ops mmio_ops = {
 
 struct vio_driver vio_mmio_driver_get(struct vio_mmio_driver *m)
 {
-    return (struct vio_driver){.ops = m ? &mmio_ops : NULL, .opaque = m};
+    const struct vio_driver_ops *ops = !m ? NULL : m->version == 1 ? &mmio_legacy_ops : &mmio_ops;
+    return (struct vio_driver){.ops = ops, .opaque = m};
 }

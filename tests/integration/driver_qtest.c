@@ -7,6 +7,8 @@
  *                      assignment, MSI-X vector checks, ISR, an MSI-X message into RAM)
  *   driver_qtest mmio  microvm, virtio-net-device on the last virtio-mmio transport,
  *                      force-legacy=false (MMIO v2 prober, InterruptStatus/ACK)
+ *   driver_qtest mmio-legacy  the same with QEMU's default, legacy virtio-mmio version 1
+ *                      (GuestPageSize / QueueAlign / QueuePFN, 32 feature bits, no VERSION_1)
  *
  * QEMU's virtio-net moves frames only while the VM runs (vm_running), so the machine is not
  * started with -S: it runs a 64 KiB "firmware" of our own whose reset vector is
@@ -56,6 +58,7 @@ static int failures;
     } while (0)
 
 static char dir[64];
+static bool legacy;
 static struct qtest *qt;
 static uint8_t *ram;
 static int net_fd = -1;
@@ -168,7 +171,7 @@ static int round_trip(const struct vio_driver *drv, struct vio_mem *mem, bool pc
                                           vio_feature_bit(VIO_NET_F_MRG_RXBUF),
                                  &feat);
     CHECK(r == 0, "negotiate: %d", r);
-    CHECK(vio_has_feature(feat, VIO_F_VERSION_1) && vio_has_feature(feat, VIO_NET_F_MAC) &&
+    CHECK(vio_has_feature(feat, VIO_F_VERSION_1) != legacy && vio_has_feature(feat, VIO_NET_F_MAC) &&
               vio_has_feature(feat, VIO_NET_F_STATUS) && vio_has_feature(feat, VIO_NET_F_MRG_RXBUF),
           "features 0x%llx", (unsigned long long)feat);
 
@@ -303,8 +306,9 @@ out:
 int main(int argc, char **argv)
 {
     bool pci = argc > 1 && !strcmp(argv[1], "pci");
-    if (argc < 2 || (!pci && strcmp(argv[1], "mmio"))) {
-        fprintf(stderr, "usage: %s pci|mmio\n", argv[0]);
+    legacy = argc > 1 && !strcmp(argv[1], "mmio-legacy");
+    if (argc < 2 || (!pci && !legacy && strcmp(argv[1], "mmio"))) {
+        fprintf(stderr, "usage: %s pci|mmio|mmio-legacy\n", argv[0]);
         return 2;
     }
     if (system("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0) {
@@ -356,9 +360,12 @@ int main(int argc, char **argv)
                             "virtio-net-pci,netdev=n0,disable-legacy=on,romfile=,mac=" MAC, NULL};
     const char *av_mmio[] = {"qemu-system-x86_64", "-machine", "microvm,memory-backend=mem",
                              "-accel", "tcg", "-bios", bios_path, "-display", "none", "-nodefaults", "-m",
-                             "128M", "-object", mem_arg, "-netdev", net_arg, "-global",
-                             "virtio-mmio.force-legacy=false", "-device",
-                             "virtio-net-device,netdev=n0,mac=" MAC, NULL};
+                             "128M", "-object", mem_arg, "-netdev", net_arg, "-device",
+                             "virtio-net-device,netdev=n0,mac=" MAC, "-global",
+                             "virtio-mmio.force-legacy=false", NULL};
+    for (unsigned i = 0; legacy && av_mmio[i]; i++)
+        if (!strcmp(av_mmio[i], "-global"))
+            av_mmio[i] = NULL; /* QEMU's default: legacy virtio-mmio */
     int r = qtest_spawn(pci ? av_pci : av_mmio, dir, err_path, 20000, &qt);
     if (r < 0) {
         char cmdl[300];
@@ -412,6 +419,8 @@ int main(int argc, char **argv)
                 CHECK(r == 0, "mmio probe at 0x%llx: %d", (unsigned long long)mmio_base, r);
         }
         CHECK(md && vio_mmio_driver_device_id(md) == 1, "no virtio-net transport");
+        CHECK(vio_mmio_driver_version(md) == (legacy ? 1u : 2u), "version %u",
+              vio_mmio_driver_version(md));
         fprintf(stderr, "  virtio-net-device at 0x%llx (%d slots without a device or magic)\n",
                 (unsigned long long)mmio_base, empty);
         drv = vio_mmio_driver_get(md);

@@ -530,7 +530,7 @@ struct fake_mmio {
     unsigned nq;
     uint32_t qsel, dfsel, gfsel, status, isr, acked, gen, gen_bumps;
     uint64_t dev_features, drv_features;
-    uint32_t qnum[8], qready[8], qaddr[8][6];
+    uint32_t qnum[8], qready[8], qaddr[8][6], qpfn[8], qalign[8], page;
     unsigned notifies, last_notify;
 };
 
@@ -554,6 +554,7 @@ static int fm_read(void *o, uint64_t off, unsigned size, uint32_t *v)
     case VIRTIO_MMIO_DEVICE_FEATURES: *v = m->dfsel < 2 ? (uint32_t)(m->dev_features >> (32 * m->dfsel)) : 0; break;
     case VIRTIO_MMIO_QUEUE_NUM_MAX: *v = m->qsel < m->nq ? (m->qsel == 1 ? 0x10000u : 256u) : 0; break;
     case VIRTIO_MMIO_QUEUE_READY: *v = m->qsel < 8 ? m->qready[m->qsel] : 0; break;
+    case VIRTIO_MMIO_QUEUE_PFN: *v = m->qsel < 8 ? m->qpfn[m->qsel] : 0; break;
     case VIRTIO_MMIO_INTERRUPT_STATUS: *v = m->isr; break;
     case VIRTIO_MMIO_STATUS: *v = m->status; break;
     case VIRTIO_MMIO_CONFIG_GENERATION:
@@ -583,11 +584,15 @@ static int fm_write(void *o, uint64_t off, unsigned size, uint32_t v)
     case VIRTIO_MMIO_QUEUE_NUM: ck_assert_uint_lt(m->qsel, 8); m->qnum[m->qsel] = v; break;
     case VIRTIO_MMIO_QUEUE_READY: ck_assert_uint_lt(m->qsel, 8); m->qready[m->qsel] = v; break;
     case VIRTIO_MMIO_QUEUE_NOTIFY: m->notifies++; m->last_notify = v; break;
+    case VIRTIO_MMIO_GUEST_PAGE_SIZE: m->page = v; break;
+    case VIRTIO_MMIO_QUEUE_ALIGN: ck_assert_uint_lt(m->qsel, 8); m->qalign[m->qsel] = v; break;
+    case VIRTIO_MMIO_QUEUE_PFN: ck_assert_uint_lt(m->qsel, 8); m->qpfn[m->qsel] = v; break;
     case VIRTIO_MMIO_INTERRUPT_ACK: m->acked = v; m->isr &= ~v; break;
     case VIRTIO_MMIO_STATUS:
         m->status = v;
         if (!v) {
             memset(m->qready, 0, sizeof(m->qready));
+            memset(m->qpfn, 0, sizeof(m->qpfn));
             m->drv_features = 0;
         }
         break;
@@ -674,6 +679,55 @@ START_TEST(test_mmio)
 }
 END_TEST
 
+START_TEST(test_mmio_legacy)
+{
+    struct fake_mmio m;
+    fm_init(&m);
+    m.version = 1;
+    m.dev_features = 0xffffffffffull; /* a legacy device shows 32 bits; bit 32 must not be taken */
+    struct vio_mmio_driver *md = NULL;
+    ck_assert_int_eq(fm_probe(&m, &md), 0);
+    ck_assert_uint_eq(vio_mmio_driver_version(md), 1);
+    struct vio_driver d = vio_mmio_driver_get(md);
+    ck_assert_uint_eq(d.ops->flags & VIO_DRIVER_LEGACY, VIO_DRIVER_LEGACY);
+    uint64_t feat;
+    ck_assert_int_eq(vio_driver_negotiate(&d, V1 | 0x21, &feat), 0);
+    ck_assert_uint_eq(feat, 0x21);
+    ck_assert_uint_eq(m.drv_features, 0x21);
+    ck_assert_uint_eq(m.status, VIO_S_ACKNOWLEDGE | VIO_S_DRIVER); /* no FEATURES_OK */
+    uint32_t gen;
+    ck_assert_int_eq(vio_driver_config_generation(&d, &gen), -ENOTSUP);
+    uint8_t cfg[2];
+    ck_assert_int_eq(vio_driver_config_read_stable(&d, 0, cfg, 2), 0);
+    ck_assert_uint_eq(cfg[1], 0x11);
+    /* the legacy block layout: desc page-aligned, avail after it, used aligned */
+    struct vio_driver_queue q = {.size = 256, .desc = 0x40000, .driver = 0x41000, .device = 0x41240};
+    ck_assert_int_eq(vio_driver_queue_enable(&d, 0), -EINVAL); /* not set up */
+    ck_assert_int_eq(vio_driver_queue_setup(&d, 0, &q), 0);
+    ck_assert_uint_eq(m.page, 4096);
+    ck_assert_uint_eq(m.qalign[0], 64);
+    ck_assert_uint_eq(m.qnum[0], 256);
+    ck_assert_uint_eq(m.qpfn[0], 0); /* the PFN makes it live: only at enable */
+    ck_assert_int_eq(vio_driver_queue_enable(&d, 0), 0);
+    ck_assert_uint_eq(m.qpfn[0], 0x40);
+    ck_assert_int_eq(vio_driver_queue_setup(&d, 0, &q), -EBUSY);
+    struct vio_driver_queue bad[] = {
+        {256, 0x40800, 0x41800, 0x41a40},   /* descriptors not page-aligned */
+        {256, 0x40000, 0x42000, 0x42240},   /* avail not right after the descriptors */
+        {256, 0x40000, 0x41000, 0x41250},   /* used not where any alignment puts it */
+        {256, 0x40000, 0x41000, 0x41204},   /* used inside the avail ring's used_event */
+        {256, 0x1000000000000ull, 0x1000000001000ull, 0x1000000001240ull}, /* PFN > 32 bits */
+    };
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(vio_driver_queue_setup(&d, 1, &bad[i]) == -EINVAL, "bad layout %u", i);
+    ck_assert_int_eq(vio_driver_notify(&d, 0), 0);
+    ck_assert_int_eq(vio_driver_reset(&d), 0);
+    ck_assert_uint_eq(m.qpfn[0], 0);
+    ck_assert_int_eq(vio_driver_queue_enable(&d, 0), -EINVAL); /* forgotten at reset */
+    vio_mmio_driver_free(md);
+}
+END_TEST
+
 struct bad_mmio {
     uint32_t magic, version, devid;
     int err;
@@ -682,7 +736,7 @@ struct bad_mmio {
 static const struct bad_mmio bad_mmio[] = {
     {0x74726977, 2, 1, -ENODEV},
     {0, 0, 0, -ENODEV},
-    {0x74726976, 1, 1, -ENOTSUP},
+    {0x74726976, 0, 1, -ENOTSUP},
     {0x74726976, 3, 1, -ENOTSUP},
     {0x74726976, 2, 0, -ENODEV},
 };
@@ -711,6 +765,7 @@ static Suite *driver_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("mmio");
     tcase_add_test(tc, test_mmio);
+    tcase_add_test(tc, test_mmio_legacy);
     tcase_add_loop_test(tc, test_mmio_probe_bad, 0, (int)(sizeof(bad_mmio) / sizeof(bad_mmio[0])));
     suite_add_tcase(s, tc);
     tc = tcase_create("generic");
