@@ -215,7 +215,8 @@ VIO_API struct vio_drvq *vio_net_driver_queue(struct vio_net_driver *d, unsigned
  * @retval -ERANGE the device has fewer queues than 2 x queue pairs, or a maximum size
  *                 below the helper's queue size
  * @retval -EPROTO the device refused DRIVER_OK (FAILED or NEEDS_RESET set, or FEATURES_OK
- *                 missing)
+ *                 missing on a modern device; a #VIO_DRIVER_LEGACY transport has no
+ *                 FEATURES_OK)
  * @retval other the transport's error (vio_driver_queue_setup(), vio_driver_queue_enable())
  */
 VIO_API int vio_net_driver_attach(struct vio_net_driver *d, const struct vio_driver *drv);
