@@ -5,6 +5,8 @@
  *
  *   driver_qtest pci   q35, virtio-net-pci,disable-legacy=on (PCI capability walker, BAR
  *                      assignment, MSI-X vector checks, ISR, an MSI-X message into RAM)
+ *   driver_qtest pci-transitional  the same with QEMU's default transitional function
+ *                      (1af4:1000, legacy I/O BAR 0 beside the modern capabilities)
  *   driver_qtest mmio  microvm, virtio-net-device on the last virtio-mmio transport,
  *                      force-legacy=false (MMIO v2 prober, InterruptStatus/ACK)
  *   driver_qtest mmio-legacy  the same with QEMU's default, legacy virtio-mmio version 1
@@ -58,7 +60,7 @@ static int failures;
     } while (0)
 
 static char dir[64];
-static bool legacy;
+static bool legacy, transitional;
 static struct qtest *qt;
 static uint8_t *ram;
 static int net_fd = -1;
@@ -305,10 +307,11 @@ out:
 
 int main(int argc, char **argv)
 {
-    bool pci = argc > 1 && !strcmp(argv[1], "pci");
+    transitional = argc > 1 && !strcmp(argv[1], "pci-transitional");
+    bool pci = argc > 1 && (!strcmp(argv[1], "pci") || transitional);
     legacy = argc > 1 && !strcmp(argv[1], "mmio-legacy");
     if (argc < 2 || (!pci && !legacy && strcmp(argv[1], "mmio"))) {
-        fprintf(stderr, "usage: %s pci|mmio|mmio-legacy\n", argv[0]);
+        fprintf(stderr, "usage: %s pci|pci-transitional|mmio|mmio-legacy\n", argv[0]);
         return 2;
     }
     if (system("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0) {
@@ -358,6 +361,8 @@ int main(int argc, char **argv)
                             "tcg", "-bios", bios_path, "-display", "none", "-nodefaults", "-m", "128M",
                             "-object", mem_arg, "-netdev", net_arg, "-device",
                             "virtio-net-pci,netdev=n0,disable-legacy=on,romfile=,mac=" MAC, NULL};
+    if (transitional)
+        av_pci[sizeof(av_pci) / sizeof(av_pci[0]) - 2] = "virtio-net-pci,netdev=n0,romfile=,mac=" MAC;
     const char *av_mmio[] = {"qemu-system-x86_64", "-machine", "microvm,memory-backend=mem",
                              "-accel", "tcg", "-bios", bios_path, "-display", "none", "-nodefaults", "-m",
                              "128M", "-object", mem_arg, "-netdev", net_arg, "-device",
@@ -385,10 +390,11 @@ int main(int argc, char **argv)
         for (unsigned slot = 0; slot < 32 && !found; slot++) {
             pci_devfn = slot << 3;
             uint32_t id;
-            if (cfg_read(NULL, 0, 4, &id) == 0 && id == (0x1041u << 16 | 0x1af4u))
+            uint32_t want = (transitional ? 0x1000u : 0x1041u) << 16 | 0x1af4u;
+            if (cfg_read(NULL, 0, 4, &id) == 0 && id == want)
                 found = true;
         }
-        CHECK(found, "no 1af4:1041 on bus 0");
+        CHECK(found, "no virtio-net function on bus 0");
         struct vio_pci_driver_config pc = {.struct_size = sizeof(pc), .io = &pci_io,
                                            .bar_window = 0xe0000000u,
                                            .bar_window_size = 0x10000000u, .log = log_fn};
