@@ -41,6 +41,13 @@
  * lock between them. vio_net_driver_new() / vio_net_driver_free() are not concurrent with
  * anything.
  *
+ * Over a transport: the helper never knows which transport carries the device. Negotiate
+ * with vio_driver_negotiate() (virtio/driver.h), create the helper with the negotiated
+ * features and memory the device can reach, then vio_net_driver_attach() tells the device
+ * where every queue lives, enables them, sets DRIVER_OK and routes vio_net_driver_kick()
+ * through vio_driver_notify(). After a device reset the helper's rings are stale: free it and
+ * create a new one (then attach again).
+ *
  * Memory: everything is allocated by vio_net_driver_new() (host bookkeeping) or carved out
  * of the caller's area (rings and buffers); the data path never allocates and never makes
  * a system call (except the caller's notify callback).
@@ -53,6 +60,7 @@
 #include <sys/uio.h>
 
 #include "common.h"
+#include "driver.h"
 #include "mem.h"
 #include "net_backend.h"
 #include "net_defs.h"
@@ -191,6 +199,27 @@ VIO_API int vio_net_driver_queue_addr(const struct vio_net_driver *d, unsigned q
  * @return the queue, or NULL for a bad index
  */
 VIO_API struct vio_drvq *vio_net_driver_queue(struct vio_net_driver *d, unsigned qidx);
+
+/**
+ * @brief Bring the device up over a generic driver: for every queue (2 x queue pairs) check
+ * the device's maximum size, give it size and ring addresses (vio_net_driver_queue_addr())
+ * and enable it; then set DRIVER_OK. From then on vio_net_driver_kick() notifies through
+ * vio_driver_notify() (the config's notify callback is no longer used).
+ *
+ * Call after vio_driver_negotiate() with the same features the helper was created with,
+ * before vio_net_driver_rx_fill(). Not concurrent with any other call on @p d.
+ * @param[in] d   the driver
+ * @param[in] drv the transport (copied; its object must outlive @p d)
+ * @retval 0 success
+ * @retval -EINVAL d or drv NULL
+ * @retval -ERANGE the device has fewer queues than 2 x queue pairs, or a maximum size
+ *                 below the helper's queue size
+ * @retval -EPROTO the device refused DRIVER_OK (FAILED or NEEDS_RESET set, or FEATURES_OK
+ *                 missing on a modern device; a #VIO_DRIVER_LEGACY transport has no
+ *                 FEATURES_OK)
+ * @retval other the transport's error (vio_driver_queue_setup(), vio_driver_queue_enable())
+ */
+VIO_API int vio_net_driver_attach(struct vio_net_driver *d, const struct vio_driver *drv);
 
 /* ------------------------------------------------------------------------ */
 /** @name Transmit */
@@ -331,10 +360,12 @@ VIO_API ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struc
 VIO_API bool vio_net_driver_kick_prepare(struct vio_net_driver *d, unsigned qidx);
 
 /**
- * @brief vio_net_driver_kick_prepare() and, when it says so, the config's notify callback.
+ * @brief vio_net_driver_kick_prepare() and, when it says so, notify the device: through the
+ * attached transport (vio_net_driver_attach()), else the config's notify callback.
  * @retval 1 the device was notified
  * @retval 0 no kick needed
- * @retval -ENOTSUP a kick was needed but no notify callback was configured
+ * @retval -ENOTSUP a kick was needed but there is neither a transport nor a notify callback
+ * @retval other the transport's vio_driver_notify() error
  * @retval -EINVAL / -ERANGE bad arguments
  */
 VIO_API int vio_net_driver_kick(struct vio_net_driver *d, unsigned qidx);

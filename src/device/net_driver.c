@@ -82,6 +82,7 @@ struct vio_net_driver {
     uint32_t tx_buf_size, tx_stride;
     void (*notify)(void *opaque, unsigned qidx);
     void *notify_opaque;
+    struct vio_driver drv; /* attached transport (drv.ops NULL: none) */
     vio_log_fn log;
     void *log_opaque;
     struct nd_rxq *rx;
@@ -685,10 +686,63 @@ int vio_net_driver_kick(struct vio_net_driver *d, unsigned qidx)
         return -ERANGE;
     if (!vio_net_driver_kick_prepare(d, qidx))
         return 0;
+    if (d->drv.ops) {
+        int r = vio_driver_notify(&d->drv, qidx);
+        return r < 0 ? r : 1;
+    }
     if (!d->notify)
         return -ENOTSUP;
     d->notify(d->notify_opaque, qidx);
     return 1;
+}
+
+int vio_net_driver_attach(struct vio_net_driver *d, const struct vio_driver *drv)
+{
+    if (!d || !drv || !drv->ops)
+        return -EINVAL;
+    unsigned nq = 2u * d->npairs;
+    int n = vio_driver_num_queues(drv);
+    if (n < 0)
+        return n;
+    /* virtio-net: a control queue, when present, comes after the pairs we use */
+    if ((unsigned)n < nq) {
+        vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
+                 "device has %d queues, %u needed", n, nq);
+        return -ERANGE;
+    }
+    for (unsigned i = 0; i < nq; i++) {
+        const struct vio_net_driver_queue_addr *a = (i & 1) ? &d->tx[i / 2].addr : &d->rx[i / 2].addr;
+        int max = vio_driver_queue_max_size(drv, i);
+        if (max < 0)
+            return max;
+        if ((unsigned)max < a->size) {
+            vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
+                     "queue %u: device maximum %d below %u", i, max, a->size);
+            return -ERANGE;
+        }
+        struct vio_driver_queue q = {.size = a->size, .desc = a->desc, .driver = a->driver,
+                                     .device = a->device};
+        int r = vio_driver_queue_setup(drv, i, &q);
+        if (r == 0)
+            r = vio_driver_queue_enable(drv, i);
+        if (r < 0)
+            return r;
+    }
+    uint8_t st;
+    int r = vio_driver_get_status(drv, &st);
+    if (r < 0)
+        return r;
+    bool legacy = drv->ops->flags & VIO_DRIVER_LEGACY; /* no FEATURES_OK step there */
+    if ((!legacy && !(st & VIO_S_FEATURES_OK)) || (st & (VIO_S_FAILED | VIO_S_NEEDS_RESET)))
+        return -EPROTO;
+    if ((r = vio_driver_set_status(drv, (uint8_t)(st | VIO_S_DRIVER_OK))) < 0)
+        return r;
+    if ((r = vio_driver_get_status(drv, &st)) < 0)
+        return r;
+    if (!(st & VIO_S_DRIVER_OK) || (st & VIO_S_NEEDS_RESET))
+        return -EPROTO;
+    d->drv = *drv;
+    return 0;
 }
 
 bool vio_net_driver_enable_cb(struct vio_net_driver *d, unsigned qidx)

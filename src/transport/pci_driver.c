@@ -1,0 +1,697 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-PCI modern, driver seat: capability walker, BAR sizing / assignment, and the
+ * generic driver ops over the common / notify / ISR / device configuration windows
+ * (virtio 1.2, 4.1 "Virtio Over PCI Bus").
+ *
+ * Everything the function shows is device-controlled and untrusted. The configuration
+ * space is read once into a 256-byte snapshot and walked there: every capability pointer
+ * is masked to a dword, must lie in [0x40, 0xfc] and is visited at most once (a loop is
+ * refused), every capability must fit in the 256 bytes, and every window a capability
+ * names must lie inside its (sized) memory BAR. Register values read later (queue sizes,
+ * notify offsets) are checked before they are used to compute an address.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <linux/pci_regs.h>
+#include <linux/virtio_pci.h>
+
+#include "core/log.h"
+#include "virtio/driver.h"
+
+#define PCI_VENDOR_VIRTIO 0x1af4u
+#define RESET_POLLS 1000
+#define CFG_SPACE 256u
+
+struct win {
+    bool present;
+    uint8_t bar;
+    uint32_t off, len;
+};
+
+struct pq {
+    uint32_t max;     /* cached maximum size, UINT32_MAX = not read since reset */
+    uint64_t notify;  /* offset in the notify window's BAR, UINT64_MAX = not enabled */
+    bool setup;       /* queue_setup() ran since the last reset */
+};
+
+struct vio_pci_driver {
+    const struct vio_pci_driver_io *io;
+    void *opaque;
+    vio_log_fn log;
+    void *log_opaque;
+    struct vio_pci_driver_info info;
+    struct win common, notify, isr, dev;
+    uint8_t msix_cap;
+    uint8_t msix_bar;
+    uint32_t msix_off;
+    uint16_t nq;
+    struct pq *q;
+};
+
+/* ------------------------------------------------------------------------ */
+/* accessors                                                                 */
+
+static int cfgr(struct vio_pci_driver *p, unsigned off, unsigned size, uint32_t *v)
+{
+    return p->io->cfg_read(p->opaque, off, size, v);
+}
+
+static int cfgw(struct vio_pci_driver *p, unsigned off, unsigned size, uint32_t v)
+{
+    return p->io->cfg_write(p->opaque, off, size, v);
+}
+
+static int winr(struct vio_pci_driver *p, const struct win *w, uint32_t off, unsigned size,
+                uint64_t *v)
+{
+    return p->io->bar_read(p->opaque, w->bar, p->info.bar_addr[w->bar], (uint64_t)w->off + off,
+                           size, v);
+}
+
+static int winw(struct vio_pci_driver *p, const struct win *w, uint32_t off, unsigned size,
+                uint64_t v)
+{
+    return p->io->bar_write(p->opaque, w->bar, p->info.bar_addr[w->bar], (uint64_t)w->off + off,
+                            size, v);
+}
+
+#define CC(f) offsetof(struct virtio_pci_common_cfg, f)
+
+static int cr(struct vio_pci_driver *p, size_t off, unsigned size, uint64_t *v)
+{
+    return winr(p, &p->common, (uint32_t)off, size, v);
+}
+
+static int cw(struct vio_pci_driver *p, size_t off, unsigned size, uint64_t v)
+{
+    return winw(p, &p->common, (uint32_t)off, size, v);
+}
+
+static uint32_t le(const uint8_t *c, unsigned off, unsigned n)
+{
+    uint32_t v = 0;
+    for (unsigned i = 0; i < n; i++)
+        v |= (uint32_t)c[off + i] << (8 * i);
+    return v;
+}
+
+/* ------------------------------------------------------------------------ */
+/* probe                                                                     */
+
+#define BAD(p, ...)                                                                       \
+    do {                                                                                  \
+        vio_logf((p)->log, (p)->log_opaque, VIO_LOG_WARN, "pci-driver", __VA_ARGS__);     \
+        return -EPROTO;                                                                   \
+    } while (0)
+
+static int walk(struct vio_pci_driver *p, const uint8_t *c)
+{
+    uint8_t seen[CFG_SPACE / 4] = {0};
+    unsigned ptr = c[PCI_CAPABILITY_LIST] & 0xfcu;
+    while (ptr) {
+        if (ptr < 0x40 || ptr > CFG_SPACE - 4)
+            BAD(p, "capability pointer 0x%x outside [0x40, 0xfc]", ptr);
+        if (seen[ptr / 4]++)
+            BAD(p, "capability list loops at 0x%x", ptr);
+        unsigned id = c[ptr], next = c[ptr + 1] & 0xfcu;
+        if (id == PCI_CAP_ID_VNDR) {
+            unsigned len = c[ptr + 2];
+            if (len < sizeof(struct virtio_pci_cap) || ptr + len > CFG_SPACE)
+                BAD(p, "vendor capability at 0x%x: length %u", ptr, len);
+            unsigned type = c[ptr + 3], bar = c[ptr + 4];
+            struct win w = {.present = true, .bar = (uint8_t)bar, .off = le(c, ptr + 8, 4),
+                            .len = le(c, ptr + 12, 4)};
+            struct win *dst = NULL;
+            switch (type) {
+            case VIRTIO_PCI_CAP_COMMON_CFG: dst = &p->common; break;
+            case VIRTIO_PCI_CAP_NOTIFY_CFG: dst = &p->notify; break;
+            case VIRTIO_PCI_CAP_ISR_CFG: dst = &p->isr; break;
+            case VIRTIO_PCI_CAP_DEVICE_CFG: dst = &p->dev; break;
+            default: break; /* PCI cfg access, shared memory, vendor: not used */
+            }
+            /* 4.1.4.1: reserved BAR values are ignored; the first usable one of a type wins */
+            if (dst && bar <= 5 && !dst->present) {
+                if (type == VIRTIO_PCI_CAP_NOTIFY_CFG) {
+                    if (len < sizeof(struct virtio_pci_notify_cap))
+                        BAD(p, "notify capability at 0x%x: length %u", ptr, len);
+                    uint32_t m = le(c, ptr + 16, 4);
+                    /* 4.1.4.4: an even power of 2, or 0 */
+                    if (m && (m & (m - 1) || m < 2))
+                        BAD(p, "notify_off_multiplier %u", m);
+                    p->info.notify_off_multiplier = m;
+                }
+                *dst = w;
+            }
+        } else if (id == PCI_CAP_ID_MSIX && !p->msix_cap) {
+            if (ptr + PCI_CAP_MSIX_SIZEOF > CFG_SPACE)
+                BAD(p, "MSI-X capability at 0x%x runs past the space", ptr);
+            uint32_t table = le(c, ptr + PCI_MSIX_TABLE, 4);
+            p->msix_cap = (uint8_t)ptr;
+            p->msix_bar = table & PCI_MSIX_TABLE_BIR;
+            p->msix_off = table & PCI_MSIX_TABLE_OFFSET;
+            p->info.msix_vectors = (uint16_t)((le(c, ptr + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_QSIZE) + 1);
+            if (p->msix_bar > 5)
+                BAD(p, "MSI-X table in BAR %u", p->msix_bar);
+        }
+        ptr = next;
+    }
+    return 0;
+}
+
+/* Size every BAR (memory decoding off meanwhile), assign the unassigned memory BARs that
+ * are needed from the window, record bus addresses and sizes. */
+static int size_bars(struct vio_pci_driver *p, const struct vio_pci_driver_config *cfg,
+                     const bool need[6])
+{
+    uint32_t cmd;
+    int r = cfgr(p, PCI_COMMAND, 2, &cmd);
+    if (r < 0)
+        return r;
+    if ((r = cfgw(p, PCI_COMMAND, 2, cmd & ~(uint32_t)(PCI_COMMAND_MEMORY | PCI_COMMAND_IO))) < 0)
+        return r;
+    bool is_io[6] = {0};
+    for (unsigned i = 0; i < 6; i++) {
+        unsigned reg = PCI_BASE_ADDRESS_0 + 4 * i;
+        uint32_t lo, mlo, hi = 0, mhi = 0xffffffffu;
+        if ((r = cfgr(p, reg, 4, &lo)) < 0)
+            return r;
+        if (lo & PCI_BASE_ADDRESS_SPACE_IO) {
+            is_io[i] = true;
+            continue;
+        }
+        bool is64 = (lo & PCI_BASE_ADDRESS_MEM_TYPE_MASK) == PCI_BASE_ADDRESS_MEM_TYPE_64;
+        if (is64 && i == 5) {
+            if (need[i])
+                BAD(p, "64-bit BAR 5 has no upper half");
+            continue;
+        }
+        if ((r = cfgw(p, reg, 4, 0xffffffffu)) < 0 || (r = cfgr(p, reg, 4, &mlo)) < 0 ||
+            (r = cfgw(p, reg, 4, lo)) < 0)
+            return r;
+        if (is64) {
+            if ((r = cfgr(p, reg + 4, 4, &hi)) < 0 || (r = cfgw(p, reg + 4, 4, 0xffffffffu)) < 0 ||
+                (r = cfgr(p, reg + 4, 4, &mhi)) < 0 || (r = cfgw(p, reg + 4, 4, hi)) < 0)
+                return r;
+        }
+        uint64_t mask = ((uint64_t)mhi << 32) | (mlo & PCI_BASE_ADDRESS_MEM_MASK);
+        uint64_t size = mask ? ~mask + 1 : 0;
+        /* a BAR's writable bits are contiguous from the top: anything else is nonsense */
+        if ((mask & PCI_BASE_ADDRESS_MEM_MASK) == 0 || (size & (size - 1)) != 0 ||
+            (!is64 && size > 0x80000000ull))
+            size = 0;
+        p->info.bar_size[i] = size;
+        p->info.bar_addr[i] = (((uint64_t)hi << 32) | lo) & ~(uint64_t)0xf;
+        if (is64) {
+            i++;
+            if (need[i])
+                BAD(p, "a capability names BAR %u, the upper half of a 64-bit BAR", i);
+        }
+    }
+    uint64_t cur = cfg->bar_window, end = cfg->bar_window + cfg->bar_window_size;
+    for (unsigned i = 0; i < 6; i++) {
+        if (!need[i])
+            continue;
+        if (is_io[i])
+            BAD(p, "a capability names I/O BAR %u", i);
+        uint64_t size = p->info.bar_size[i];
+        if (!size)
+            BAD(p, "BAR %u sizes to nonsense or is unimplemented", i);
+        if (p->info.bar_addr[i])
+            continue;
+        if (!cfg->bar_window_size)
+            goto nowin;
+        cur = (cur + size - 1) & ~(size - 1);
+        if (cur < cfg->bar_window || cur > end || end - cur < size)
+            goto nowin;
+        uint32_t lo;
+        if ((r = cfgr(p, PCI_BASE_ADDRESS_0 + 4 * i, 4, &lo)) < 0)
+            return r;
+        bool is64 = (lo & PCI_BASE_ADDRESS_MEM_TYPE_MASK) == PCI_BASE_ADDRESS_MEM_TYPE_64;
+        if (!is64 && (cur >> 32))
+            goto nowin;
+        if ((r = cfgw(p, PCI_BASE_ADDRESS_0 + 4 * i, 4, (uint32_t)cur)) < 0)
+            return r;
+        if (is64 && (r = cfgw(p, PCI_BASE_ADDRESS_0 + 4 * i + 4, 4, (uint32_t)(cur >> 32))) < 0)
+            return r;
+        p->info.bar_addr[i] = cur;
+        cur += size;
+        continue;
+    nowin:
+        vio_logf(p->log, p->log_opaque, VIO_LOG_WARN, "pci-driver",
+                 "BAR %u (%llu bytes) is unassigned and does not fit the window", i,
+                 (unsigned long long)size);
+        return -ENXIO;
+    }
+    return cfgw(p, PCI_COMMAND, 2, (cmd & ~(uint32_t)PCI_COMMAND_IO) | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+}
+
+static int check_win(struct vio_pci_driver *p, const struct win *w, const char *what, uint32_t min)
+{
+    if (!w->present)
+        return 0;
+    if (w->len < min)
+        BAD(p, "%s window of %u bytes (at least %u)", what, w->len, min);
+    if ((uint64_t)w->off + w->len > p->info.bar_size[w->bar])
+        BAD(p, "%s window [0x%x, +0x%x) beyond BAR %u (0x%llx bytes)", what, w->off, w->len,
+            w->bar, (unsigned long long)p->info.bar_size[w->bar]);
+    return 0;
+}
+
+void vio_pci_driver_free(struct vio_pci_driver *p)
+{
+    if (!p)
+        return;
+    free(p->q);
+    free(p);
+}
+
+static void forget_queues(struct vio_pci_driver *p)
+{
+    for (unsigned i = 0; i < p->nq; i++) {
+        p->q[i].max = UINT32_MAX;
+        p->q[i].notify = UINT64_MAX;
+        p->q[i].setup = false;
+    }
+}
+
+int vio_pci_driver_new(const struct vio_pci_driver_config *cfg, struct vio_pci_driver **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!cfg || cfg->struct_size < sizeof(*cfg) || !cfg->io || !cfg->io->cfg_read ||
+        !cfg->io->cfg_write || !cfg->io->bar_read || !cfg->io->bar_write)
+        return -EINVAL;
+    struct vio_pci_driver *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->io = cfg->io;
+    p->opaque = cfg->io_opaque;
+    p->log = cfg->log;
+    p->log_opaque = cfg->log_opaque;
+
+    uint8_t c[CFG_SPACE];
+    int r = 0;
+    for (unsigned off = 0; off < CFG_SPACE; off += 4) {
+        uint32_t v;
+        if ((r = cfgr(p, off, 4, &v)) < 0)
+            goto fail;
+        for (unsigned i = 0; i < 4; i++)
+            c[off + i] = (uint8_t)(v >> (8 * i));
+    }
+    p->info.vendor_id = (uint16_t)le(c, PCI_VENDOR_ID, 2);
+    p->info.device_id = (uint16_t)le(c, PCI_DEVICE_ID, 2);
+    if (p->info.vendor_id != PCI_VENDOR_VIRTIO || p->info.device_id < 0x1000 ||
+        p->info.device_id > 0x107f) {
+        r = -ENODEV;
+        goto fail;
+    }
+    p->info.virtio_id = p->info.device_id >= 0x1040 ? (uint16_t)(p->info.device_id - 0x1040)
+                                                    : (uint16_t)le(c, PCI_SUBSYSTEM_ID, 2);
+    if ((c[PCI_HEADER_TYPE] & 0x7f) != PCI_HEADER_TYPE_NORMAL) {
+        vio_logf(p->log, p->log_opaque, VIO_LOG_WARN, "pci-driver", "header type %u",
+                 c[PCI_HEADER_TYPE]);
+        r = -EPROTO;
+        goto fail;
+    }
+    if (!(le(c, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST)) {
+        r = -ENOTSUP;
+        goto fail;
+    }
+    if ((r = walk(p, c)) < 0)
+        goto fail;
+    if (!p->common.present || !p->notify.present) {
+        vio_logf(p->log, p->log_opaque, VIO_LOG_WARN, "pci-driver",
+                 "no modern common/notify capability (legacy device?)");
+        r = -ENOTSUP;
+        goto fail;
+    }
+    bool need[6] = {0};
+    need[p->common.bar] = need[p->notify.bar] = true;
+    if (p->isr.present)
+        need[p->isr.bar] = true;
+    if (p->dev.present)
+        need[p->dev.bar] = true;
+    if (p->msix_cap)
+        need[p->msix_bar] = true;
+    if ((r = size_bars(p, cfg, need)) < 0)
+        goto fail;
+    if ((r = check_win(p, &p->common, "common", sizeof(struct virtio_pci_common_cfg))) < 0 ||
+        (r = check_win(p, &p->notify, "notify", 2)) < 0 ||
+        (r = check_win(p, &p->isr, "ISR", 1)) < 0 || (r = check_win(p, &p->dev, "device", 0)) < 0)
+        goto fail;
+    if (p->msix_cap &&
+        (uint64_t)p->msix_off + 16ull * p->info.msix_vectors > p->info.bar_size[p->msix_bar]) {
+        vio_logf(p->log, p->log_opaque, VIO_LOG_WARN, "pci-driver",
+                 "MSI-X table of %u entries beyond BAR %u", p->info.msix_vectors, p->msix_bar);
+        r = -EPROTO;
+        goto fail;
+    }
+    p->info.device_cfg_len = p->dev.present ? p->dev.len : 0;
+    uint64_t nq;
+    if ((r = cr(p, CC(num_queues), 2, &nq)) < 0)
+        goto fail;
+    p->nq = (uint16_t)nq;
+    p->q = calloc(p->nq ? p->nq : 1, sizeof(*p->q));
+    if (!p->q) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    forget_queues(p);
+    vio_logf(p->log, p->log_opaque, VIO_LOG_INFO, "pci-driver",
+             "virtio device %u (%04x:%04x), %u queues, notify multiplier %u, %u MSI-X vectors",
+             p->info.virtio_id, p->info.vendor_id, p->info.device_id, p->nq,
+             p->info.notify_off_multiplier, p->info.msix_vectors);
+    *out = p;
+    return 0;
+fail:
+    vio_pci_driver_free(p);
+    return r;
+}
+
+int vio_pci_driver_info(const struct vio_pci_driver *p, struct vio_pci_driver_info *out)
+{
+    if (!p || !out)
+        return -EINVAL;
+    *out = p->info;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* generic ops                                                               */
+
+static int p_get_features(void *o, uint64_t *f)
+{
+    struct vio_pci_driver *p = o;
+    if (!f)
+        return -EINVAL;
+    uint64_t lo, hi;
+    int r;
+    if ((r = cw(p, CC(device_feature_select), 4, 0)) < 0 || (r = cr(p, CC(device_feature), 4, &lo)) < 0 ||
+        (r = cw(p, CC(device_feature_select), 4, 1)) < 0 || (r = cr(p, CC(device_feature), 4, &hi)) < 0)
+        return r;
+    *f = (hi << 32) | (lo & 0xffffffffu);
+    return 0;
+}
+
+static int p_set_features(void *o, uint64_t f)
+{
+    struct vio_pci_driver *p = o;
+    int r;
+    if ((r = cw(p, CC(guest_feature_select), 4, 0)) < 0 || (r = cw(p, CC(guest_feature), 4, (uint32_t)f)) < 0 ||
+        (r = cw(p, CC(guest_feature_select), 4, 1)) < 0 || (r = cw(p, CC(guest_feature), 4, f >> 32)) < 0)
+        return r;
+    return 0;
+}
+
+static int p_get_status(void *o, uint8_t *st)
+{
+    uint64_t v;
+    if (!st)
+        return -EINVAL;
+    int r = cr(o, CC(device_status), 1, &v);
+    if (r == 0)
+        *st = (uint8_t)v;
+    return r;
+}
+
+static int p_set_status(void *o, uint8_t st)
+{
+    return st ? cw(o, CC(device_status), 1, st) : -EINVAL;
+}
+
+static int p_reset(void *o)
+{
+    struct vio_pci_driver *p = o;
+    int r = cw(p, CC(device_status), 1, 0);
+    if (r < 0)
+        return r;
+    forget_queues(p);
+    /* 4.1.4.3.2: the driver waits until device_status reads 0 */
+    for (int i = 0; i < RESET_POLLS; i++) {
+        uint64_t v;
+        if ((r = cr(p, CC(device_status), 1, &v)) < 0)
+            return r;
+        if ((v & 0xff) == 0)
+            return 0;
+    }
+    return -ETIMEDOUT;
+}
+
+/* Configuration bytes with naturally aligned accesses of at most 4 bytes. */
+static int cfg_rw(struct vio_pci_driver *p, unsigned off, uint8_t *buf, unsigned len, bool wr)
+{
+    if (!buf)
+        return -EINVAL;
+    if (!p->dev.present)
+        return -ENOTSUP;
+    if ((uint64_t)off + len > p->dev.len)
+        return -ERANGE;
+    while (len) {
+        unsigned n = 4;
+        while (n > 1 && ((off & (n - 1)) || n > len))
+            n >>= 1;
+        uint64_t v = 0;
+        int r;
+        if (wr) {
+            for (unsigned i = 0; i < n; i++)
+                v |= (uint64_t)buf[i] << (8 * i);
+            r = winw(p, &p->dev, off, n, v);
+        } else {
+            r = winr(p, &p->dev, off, n, &v);
+            for (unsigned i = 0; r == 0 && i < n; i++)
+                buf[i] = (uint8_t)(v >> (8 * i));
+        }
+        if (r < 0)
+            return r;
+        off += n;
+        buf += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int p_config_read(void *o, unsigned off, void *buf, unsigned len)
+{
+    return cfg_rw(o, off, buf, len, false);
+}
+
+static int p_config_write(void *o, unsigned off, const void *buf, unsigned len)
+{
+    return cfg_rw(o, off, (uint8_t *)(uintptr_t)buf, len, true);
+}
+
+static int p_config_generation(void *o, uint32_t *gen)
+{
+    uint64_t v;
+    if (!gen)
+        return -EINVAL;
+    int r = cr(o, CC(config_generation), 1, &v);
+    if (r == 0)
+        *gen = (uint8_t)v;
+    return r;
+}
+
+static int p_num_queues(void *o)
+{
+    return ((struct vio_pci_driver *)o)->nq;
+}
+
+static int p_select(struct vio_pci_driver *p, unsigned idx)
+{
+    if (idx >= p->nq)
+        return -ERANGE;
+    return cw(p, CC(queue_select), 2, idx);
+}
+
+static int p_queue_max_size(void *o, unsigned idx)
+{
+    struct vio_pci_driver *p = o;
+    int r = p_select(p, idx);
+    if (r < 0)
+        return r;
+    if (p->q[idx].max == UINT32_MAX) {
+        /* before the driver writes queue_size it holds the maximum (4.1.4.3) */
+        uint64_t v;
+        if ((r = cr(p, CC(queue_size), 2, &v)) < 0)
+            return r;
+        p->q[idx].max = (uint16_t)v;
+    }
+    return (int)p->q[idx].max;
+}
+
+static bool ring_ok(const struct vio_driver_queue *q)
+{
+    return q && q->size && !(q->size & (q->size - 1)) && !(q->desc & 15) && !(q->driver & 1) &&
+           !(q->device & 3);
+}
+
+static int p_queue_setup(void *o, unsigned idx, const struct vio_driver_queue *q)
+{
+    struct vio_pci_driver *p = o;
+    if (!ring_ok(q))
+        return -EINVAL;
+    int max = p_queue_max_size(p, idx); /* also selects */
+    if (max < 0)
+        return max;
+    if (q->size > (unsigned)max)
+        return -ERANGE;
+    uint64_t en;
+    int r;
+    if ((r = cr(p, CC(queue_enable), 2, &en)) < 0)
+        return r;
+    if (en & 1)
+        return -EBUSY;
+    const struct {
+        size_t lo;
+        uint64_t v;
+    } a[] = {{CC(queue_desc_lo), q->desc}, {CC(queue_avail_lo), q->driver}, {CC(queue_used_lo), q->device}};
+    if ((r = cw(p, CC(queue_size), 2, q->size)) < 0)
+        return r;
+    for (unsigned i = 0; i < 3; i++)
+        if ((r = cw(p, a[i].lo, 4, (uint32_t)a[i].v)) < 0 || (r = cw(p, a[i].lo + 4, 4, a[i].v >> 32)) < 0)
+            return r;
+    p->q[idx].setup = true;
+    return 0;
+}
+
+static int p_queue_enable(void *o, unsigned idx)
+{
+    struct vio_pci_driver *p = o;
+    int r = p_select(p, idx);
+    if (r < 0)
+        return r;
+    if (!p->q[idx].setup)
+        return -EINVAL; /* not set up since the last reset */
+    uint64_t noff;
+    if ((r = cr(p, CC(queue_notify_off), 2, &noff)) < 0)
+        return r;
+    uint64_t at = (noff & 0xffff) * p->info.notify_off_multiplier;
+    /* 4.1.4.4: the address must lie inside the notify window (2 bytes written) */
+    if (at + 2 > p->notify.len) {
+        vio_logf(p->log, p->log_opaque, VIO_LOG_WARN, "pci-driver",
+                 "queue %u: notify offset %llu x %u outside the %u-byte notify window", idx,
+                 (unsigned long long)(noff & 0xffff), p->info.notify_off_multiplier, p->notify.len);
+        return -EPROTO;
+    }
+    if ((r = cw(p, CC(queue_enable), 2, 1)) < 0)
+        return r;
+    p->q[idx].notify = at;
+    return 0;
+}
+
+static int p_notify(void *o, unsigned idx)
+{
+    struct vio_pci_driver *p = o;
+    if (idx >= p->nq)
+        return -ERANGE;
+    uint64_t at = p->q[idx].notify;
+    if (at == UINT64_MAX)
+        return -EINVAL;
+    return winw(p, &p->notify, (uint32_t)at, 2, idx);
+}
+
+static int p_ack_interrupt(void *o)
+{
+    struct vio_pci_driver *p = o;
+    if (!p->isr.present)
+        return -ENOTSUP;
+    uint64_t v;
+    int r = winr(p, &p->isr, 0, 1, &v);
+    return r < 0 ? r : (int)(v & (VIO_DRIVER_INT_VRING | VIO_DRIVER_INT_CONFIG));
+}
+
+static int vec_result(uint16_t want, uint64_t got)
+{
+    if ((got & 0xffff) == want)
+        return 0;
+    return (got & 0xffff) == VIO_DRIVER_NO_VECTOR ? -ENOSPC : -EPROTO;
+}
+
+static int p_set_config_vector(void *o, uint16_t vec)
+{
+    struct vio_pci_driver *p = o;
+    if (!p->msix_cap)
+        return -ENOTSUP;
+    uint64_t v;
+    int r;
+    if ((r = cw(p, CC(msix_config), 2, vec)) < 0 || (r = cr(p, CC(msix_config), 2, &v)) < 0)
+        return r;
+    return vec_result(vec, v);
+}
+
+static int p_set_queue_vector(void *o, unsigned idx, uint16_t vec)
+{
+    struct vio_pci_driver *p = o;
+    if (!p->msix_cap)
+        return -ENOTSUP;
+    uint64_t v;
+    int r = p_select(p, idx);
+    if (r < 0 || (r = cw(p, CC(queue_msix_vector), 2, vec)) < 0 ||
+        (r = cr(p, CC(queue_msix_vector), 2, &v)) < 0)
+        return r;
+    return vec_result(vec, v);
+}
+
+static const struct vio_driver_ops pci_ops = {
+    .get_features = p_get_features,
+    .set_features = p_set_features,
+    .get_status = p_get_status,
+    .set_status = p_set_status,
+    .reset = p_reset,
+    .config_read = p_config_read,
+    .config_write = p_config_write,
+    .config_generation = p_config_generation,
+    .num_queues = p_num_queues,
+    .queue_max_size = p_queue_max_size,
+    .queue_setup = p_queue_setup,
+    .queue_enable = p_queue_enable,
+    .notify = p_notify,
+    .ack_interrupt = p_ack_interrupt,
+    .set_config_vector = p_set_config_vector,
+    .set_queue_vector = p_set_queue_vector,
+};
+
+struct vio_driver vio_pci_driver_get(struct vio_pci_driver *p)
+{
+    return (struct vio_driver){.ops = p ? &pci_ops : NULL, .opaque = p};
+}
+
+int vio_pci_driver_msix_set_entry(struct vio_pci_driver *p, uint16_t vec, uint64_t addr,
+                                  uint32_t data, bool masked)
+{
+    if (!p)
+        return -EINVAL;
+    if (!p->msix_cap)
+        return -ENOTSUP;
+    if (vec >= p->info.msix_vectors)
+        return -ERANGE;
+    struct win t = {.present = true, .bar = p->msix_bar, .off = p->msix_off + 16u * vec, .len = 16};
+    int r;
+    if ((r = winw(p, &t, PCI_MSIX_ENTRY_LOWER_ADDR, 4, (uint32_t)addr)) < 0 ||
+        (r = winw(p, &t, PCI_MSIX_ENTRY_UPPER_ADDR, 4, addr >> 32)) < 0 ||
+        (r = winw(p, &t, PCI_MSIX_ENTRY_DATA, 4, data)) < 0 ||
+        (r = winw(p, &t, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, masked ? PCI_MSIX_ENTRY_CTRL_MASKBIT : 0)) < 0)
+        return r;
+    return 0;
+}
+
+int vio_pci_driver_msix_enable(struct vio_pci_driver *p, bool enable)
+{
+    if (!p)
+        return -EINVAL;
+    if (!p->msix_cap)
+        return -ENOTSUP;
+    uint32_t ctrl;
+    int r = cfgr(p, p->msix_cap + PCI_MSIX_FLAGS, 2, &ctrl);
+    if (r < 0)
+        return r;
+    ctrl &= ~(uint32_t)(PCI_MSIX_FLAGS_MASKALL | PCI_MSIX_FLAGS_ENABLE);
+    if (enable)
+        ctrl |= PCI_MSIX_FLAGS_ENABLE;
+    return cfgw(p, p->msix_cap + PCI_MSIX_FLAGS, 2, ctrl);
+}
