@@ -21,7 +21,6 @@ struct vio_mmio {
     struct vio_vqr r;
     uint32_t vendor;
     bool legacy;
-    _Atomic uint32_t isr;
     void (*raise_irq)(void *opaque, uint32_t bits);
     void (*lower_irq)(void *opaque);
     void *irq_opaque;
@@ -34,7 +33,7 @@ struct vio_mmio {
 
 static void irq(struct vio_mmio *m, uint32_t bits)
 {
-    atomic_fetch_or_explicit(&m->isr, bits, memory_order_acq_rel);
+    vio_vqr_isr_raise(&m->r, bits);
     if (m->raise_irq)
         m->raise_irq(m->irq_opaque, bits);
 }
@@ -103,9 +102,7 @@ void vio_mmio_free(struct vio_mmio *m)
 
 static int bad(struct vio_mmio *m, const char *what, uint64_t off, unsigned size)
 {
-    vio_vqr_warn(&m->r, VIO_LOG_WARN, "%s at offset 0x%llx (%u bytes) ignored", what,
-                 (unsigned long long)off, size);
-    return -EPROTO;
+    return vio_vqr_bad_access(&m->r, what, off, size);
 }
 
 /* Device config window: 1, 2 or 4 bytes, naturally aligned (spec: 8-bit fields with 8-bit
@@ -149,7 +146,6 @@ int vio_mmio_read(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t *
     if (size != 4 || (offset & 3) || offset >= VIRTIO_MMIO_CONFIG)
         return bad(m, "register read of a width or alignment other than 32 bits", offset, size);
     struct vio_vqr *r = &m->r;
-    struct vio_vqr_queue *q;
     uint32_t v = 0;
     switch (offset) {
     case VIRTIO_MMIO_MAGIC_VALUE:
@@ -173,8 +169,7 @@ int vio_mmio_read(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t *
     case VIRTIO_MMIO_QUEUE_READY:
         if (m->legacy)
             return bad(m, "QueueReady read on a legacy device", offset, size);
-        q = vio_vqr_cur(r);
-        v = q && q->enabled;
+        v = vio_vqr_reg_queue_enabled(r);
         break;
     case VIRTIO_MMIO_QUEUE_PFN:
         if (!m->legacy)
@@ -182,7 +177,7 @@ int vio_mmio_read(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t *
         v = vio_vqr_cur(r) ? m->pfn[r->sel] : 0;
         break;
     case VIRTIO_MMIO_INTERRUPT_STATUS:
-        v = atomic_load_explicit(&m->isr, memory_order_acquire);
+        v = vio_vqr_isr(r);
         break;
     case VIRTIO_MMIO_STATUS:
         v = vio_vqr_status(r);
@@ -199,7 +194,7 @@ int vio_mmio_read(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t *
     case VIRTIO_MMIO_CONFIG_GENERATION:
         if (m->legacy)
             return bad(m, "ConfigGeneration read on a legacy device", offset, size);
-        v = vio_device_config_generation(r->dev);
+        v = vio_vqr_reg_config_generation(r);
         break;
     case VIRTIO_MMIO_QUEUE_DESC_LOW:
     case VIRTIO_MMIO_QUEUE_DESC_HIGH:
@@ -216,31 +211,20 @@ int vio_mmio_read(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t *
     return 0;
 }
 
-static int queue_bad(struct vio_mmio *m, int rc, const char *reg, uint32_t val)
-{
-    const char *why = rc == -ENOENT ? "no such queue selected"
-                      : rc == -EBUSY ? "the queue is ready (live): it may not change"
-                      : rc == -EINVAL ? "size zero, not a power of two or above QueueNumMax"
-                                      : "refused";
-    vio_vqr_warn(&m->r, VIO_LOG_WARN, "%s = 0x%x for queue %u ignored: %s", reg, val, m->r.sel,
-                 why);
-    return -EPROTO;
-}
-
 /* Legacy: QueuePFN != 0 places and enables the rings; 0 disables the queue. */
 static int legacy_pfn(struct vio_mmio *m, uint32_t pfn)
 {
     struct vio_vqr *r = &m->r;
     struct vio_vqr_queue *q = vio_vqr_cur(r);
     if (!q)
-        return queue_bad(m, -ENOENT, "QueuePFN", pfn);
+        return vio_vqr_queue_refused(r, -ENOENT, "QueuePFN", pfn);
     if (pfn == 0) {
         vio_vqr_disable(r);
         m->pfn[r->sel] = 0;
         return 0;
     }
     if (q->enabled)
-        return queue_bad(m, -EBUSY, "QueuePFN", pfn);
+        return vio_vqr_queue_refused(r, -EBUSY, "QueuePFN", pfn);
     uint32_t align = m->align[r->sel];
     uint64_t desc = (uint64_t)pfn * m->page_size;
     uint64_t avail = desc + 16ull * q->size;
@@ -256,7 +240,7 @@ static int legacy_pfn(struct vio_mmio *m, uint32_t pfn)
         return -EPROTO;
     }
     if (rc < 0)
-        return queue_bad(m, rc, "QueuePFN", pfn);
+        return vio_vqr_queue_refused(r, rc, "QueuePFN", pfn);
     m->pfn[r->sel] = pfn;
     return 0;
 }
@@ -274,21 +258,11 @@ int vio_mmio_write(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t 
     int rc;
     switch (offset) {
     case VIRTIO_MMIO_DEVICE_FEATURES_SEL:
-        r->dev_feat_sel = v;
-        return 0;
+        return vio_vqr_reg_device_features_sel(r, v);
     case VIRTIO_MMIO_DRIVER_FEATURES_SEL:
-        r->drv_feat_sel = v;
-        return 0;
+        return vio_vqr_reg_driver_features_sel(r, v);
     case VIRTIO_MMIO_DRIVER_FEATURES:
-        rc = vio_vqr_driver_features_word(r, r->drv_feat_sel, v);
-        if (rc < 0) {
-            vio_vqr_warn(r, VIO_LOG_WARN, "DriverFeatures[%u] = 0x%x ignored: %s",
-                         r->drv_feat_sel, v,
-                         rc == -EINVAL ? "no feature bits beyond 63"
-                                       : "features are fixed (FEATURES_OK) or DRIVER not set");
-            return -EPROTO;
-        }
-        return 0;
+        return vio_vqr_reg_driver_features(r, "DriverFeatures", v);
     case VIRTIO_MMIO_GUEST_PAGE_SIZE:
         if (!m->legacy)
             break;
@@ -299,23 +273,21 @@ int vio_mmio_write(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t 
         m->page_size = v;
         return 0;
     case VIRTIO_MMIO_QUEUE_SEL:
-        vio_vqr_select(r, v);
-        return 0;
+        return vio_vqr_select(r, v);
     case VIRTIO_MMIO_QUEUE_NUM:
-        rc = vio_vqr_set_size(r, v);
-        return rc < 0 ? queue_bad(m, rc, "QueueNum", v) : 0;
+        return vio_vqr_reg_queue_size(r, "QueueNum", v);
     case VIRTIO_MMIO_QUEUE_ALIGN:
         if (!m->legacy)
             break;
         if (!vio_vqr_cur(r))
-            return queue_bad(m, -ENOENT, "QueueAlign", v);
+            return vio_vqr_queue_refused(r, -ENOENT, "QueueAlign", v);
         if (v == 0 || (v & (v - 1)) != 0 || v > (1u << 16)) {
             vio_vqr_warn(r, VIO_LOG_WARN, "QueueAlign 0x%x is not a power of two <= 64 KiB; "
                          "ignored", v);
             return -EPROTO;
         }
         if (vio_vqr_cur(r)->enabled)
-            return queue_bad(m, -EBUSY, "QueueAlign", v);
+            return vio_vqr_queue_refused(r, -EBUSY, "QueueAlign", v);
         m->align[r->sel] = v;
         return 0;
     case VIRTIO_MMIO_QUEUE_PFN:
@@ -327,23 +299,9 @@ int vio_mmio_write(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t 
             break;
         if (v == 0) {
             rc = vio_vqr_disable(r);
-            return rc < 0 ? queue_bad(m, rc, "QueueReady", v) : 0;
+            return rc < 0 ? vio_vqr_queue_refused(r, rc, "QueueReady", v) : 0;
         }
-        if (v != 1)
-            return queue_bad(m, -EINVAL, "QueueReady", v);
-        if (vio_vqr_cur(r) && vio_vqr_cur(r)->enabled)
-            return 0; /* writing 1 again changes nothing */
-        rc = vio_vqr_enable(r);
-        if (rc == -EFAULT) {
-            struct vio_vqr_queue *q = vio_vqr_cur(r);
-            vio_vqr_warn(r, VIO_LOG_ERROR, "queue %u: rings desc 0x%llx driver 0x%llx device "
-                         "0x%llx (size %u) are misaligned or not inside guest memory; device "
-                         "needs reset", r->sel, (unsigned long long)q->desc,
-                         (unsigned long long)q->driver, (unsigned long long)q->device, q->size);
-            vio_vqr_needs_reset(r);
-            return -EPROTO;
-        }
-        return rc < 0 ? queue_bad(m, rc, "QueueReady", v) : 0;
+        return vio_vqr_reg_queue_enable(r, "QueueReady", v);
     case VIRTIO_MMIO_QUEUE_NOTIFY:
         rc = vio_vqr_notify(r, v);
         if (rc == -ERANGE)
@@ -351,20 +309,13 @@ int vio_mmio_write(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t 
         if (rc == -EIO)
             vio_vqr_warn(r, VIO_LOG_DEBUG, "QueueNotify %u: the queue is not running", v);
         return 0;
-    case VIRTIO_MMIO_INTERRUPT_ACK: {
-        uint32_t left = atomic_fetch_and_explicit(&m->isr, ~v, memory_order_acq_rel) & ~v;
-        if (left == 0 && m->lower_irq)
+    case VIRTIO_MMIO_INTERRUPT_ACK:
+        if (vio_vqr_isr_ack(r, v) == 0 && m->lower_irq)
             m->lower_irq(m->irq_opaque);
         return 0;
-    }
     case VIRTIO_MMIO_STATUS:
-        if (v > 0xff) {
-            vio_vqr_warn(r, VIO_LOG_WARN, "Status 0x%x has bits above 7; ignored", v);
-            return -EPROTO;
-        }
-        rc = vio_vqr_status_write(r, (uint8_t)v);
+        rc = vio_vqr_reg_status(r, v);
         if (v == 0) {
-            atomic_store_explicit(&m->isr, 0, memory_order_release);
             if (m->lower_irq)
                 m->lower_irq(m->irq_opaque);
             for (unsigned i = 0; i < r->nq; i++) {
@@ -373,7 +324,7 @@ int vio_mmio_write(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t 
             }
             m->shm_sel = 0;
         }
-        return rc == -ENOTSUP ? -ENOTSUP : rc < 0 ? -EPROTO : 0;
+        return rc;
     case VIRTIO_MMIO_QUEUE_DESC_LOW:
     case VIRTIO_MMIO_QUEUE_DESC_HIGH:
     case VIRTIO_MMIO_QUEUE_AVAIL_LOW:
@@ -384,8 +335,7 @@ int vio_mmio_write(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t 
             break;
         unsigned which = (unsigned)((offset - VIRTIO_MMIO_QUEUE_DESC_LOW) >> 4);
         unsigned half = (unsigned)((offset >> 2) & 1);
-        rc = vio_vqr_set_addr(r, which, half, v);
-        return rc < 0 ? queue_bad(m, rc, "queue address", v) : 0;
+        return vio_vqr_reg_queue_addr(r, which, half, v);
     }
     case VIRTIO_MMIO_SHM_SEL:
         if (m->legacy)
@@ -425,7 +375,7 @@ uint8_t vio_mmio_status(const struct vio_mmio *m)
 
 uint32_t vio_mmio_interrupt_status(const struct vio_mmio *m)
 {
-    return m ? atomic_load_explicit(&((struct vio_mmio *)m)->isr, memory_order_acquire) : 0;
+    return m ? vio_vqr_isr(&m->r) : 0;
 }
 
 void vio_mmio_set_needs_reset(struct vio_mmio *m)

@@ -40,7 +40,6 @@ struct vio_pci {
     uint16_t nvec;
     struct msix_entry *tab;
     _Atomic uint64_t *pba;
-    _Atomic uint32_t isr;
     _Atomic uint16_t config_vector;
     _Atomic uint32_t msix_ctl; /* PCI_MSIX_FLAGS_* copy readable from any thread */
     _Atomic uint32_t intx_disabled;
@@ -109,7 +108,7 @@ static void fire_vector(struct vio_pci *p, uint16_t v)
 
 static void intx(struct vio_pci *p, uint32_t bits)
 {
-    atomic_fetch_or_explicit(&p->isr, bits, memory_order_acq_rel);
+    vio_vqr_isr_raise(&p->r, bits);
     if (p->set_intx && !atomic_load_explicit(&p->intx_disabled, memory_order_acquire))
         p->set_intx(p->irq_opaque, 1);
 }
@@ -130,7 +129,7 @@ static void irq_config(void *opaque)
     struct vio_pci *p = opaque;
     /* the ISR config bit is set in MSI-X mode too (the spec lets the driver read it) */
     if (msix_on(p)) {
-        atomic_fetch_or_explicit(&p->isr, VIO_PCI_ISR_CONFIG, memory_order_acq_rel);
+        vio_vqr_isr_raise(&p->r, VIO_PCI_ISR_CONFIG);
         fire_vector(p, atomic_load_explicit(&p->config_vector, memory_order_acquire));
         return;
     }
@@ -382,9 +381,7 @@ void vio_pci_free(struct vio_pci *p)
 
 static int bad(struct vio_pci *p, const char *what, uint64_t off, unsigned size)
 {
-    vio_vqr_warn(&p->r, VIO_LOG_WARN, "%s at 0x%llx (%u bytes) ignored", what,
-                 (unsigned long long)off, size);
-    return -EPROTO;
+    return vio_vqr_bad_access(&p->r, what, off, size);
 }
 
 static unsigned common_width(uint64_t off)
@@ -436,7 +433,7 @@ static int common_read(struct vio_pci *p, uint64_t off, unsigned size, uint64_t 
         v = vio_vqr_status(r);
         break;
     case VIRTIO_PCI_COMMON_CFGGENERATION:
-        v = vio_device_config_generation(r->dev) & 0xff;
+        v = vio_vqr_reg_config_generation(r) & 0xff;
         break;
     case VIRTIO_PCI_COMMON_Q_SELECT:
         v = r->sel & 0xffff;
@@ -448,7 +445,7 @@ static int common_read(struct vio_pci *p, uint64_t off, unsigned size, uint64_t 
         v = q ? q->vector : VIO_PCI_NO_VECTOR;
         break;
     case VIRTIO_PCI_COMMON_Q_ENABLE:
-        v = q && q->enabled;
+        v = vio_vqr_reg_queue_enabled(r);
         break;
     case VIRTIO_PCI_COMMON_Q_NOFF:
         v = q ? r->sel : 0; /* queue i notifies at notify_off + i * multiplier */
@@ -478,17 +475,6 @@ static int common_read(struct vio_pci *p, uint64_t off, unsigned size, uint64_t 
     return 0;
 }
 
-static int queue_bad(struct vio_pci *p, int rc, const char *reg, uint64_t val)
-{
-    const char *why = rc == -ENOENT ? "no such queue selected"
-                      : rc == -EBUSY ? "the queue is enabled: it may not change"
-                      : rc == -EINVAL ? "size zero, not a power of two or above the maximum"
-                                      : "refused";
-    vio_vqr_warn(&p->r, VIO_LOG_WARN, "%s = 0x%llx for queue %u ignored: %s", reg,
-                 (unsigned long long)val, p->r.sel, why);
-    return -EPROTO;
-}
-
 static uint16_t vector_or_none(const struct vio_pci *p, uint64_t v)
 {
     /* spec: a vector the device cannot map reads back as NO_VECTOR */
@@ -498,7 +484,6 @@ static uint16_t vector_or_none(const struct vio_pci *p, uint64_t v)
 static void reset_transport(struct vio_pci *p)
 {
     atomic_store_explicit(&p->config_vector, VIO_PCI_NO_VECTOR, memory_order_release);
-    atomic_store_explicit(&p->isr, 0, memory_order_release);
     if (p->set_intx)
         p->set_intx(p->irq_opaque, 0);
 }
@@ -512,58 +497,31 @@ static int common_write(struct vio_pci *p, uint64_t off, unsigned size, uint64_t
     int rc;
     switch (off) {
     case VIRTIO_PCI_COMMON_DFSELECT:
-        r->dev_feat_sel = v;
-        return 0;
+        return vio_vqr_reg_device_features_sel(r, v);
     case VIRTIO_PCI_COMMON_GFSELECT:
-        r->drv_feat_sel = v;
-        return 0;
+        return vio_vqr_reg_driver_features_sel(r, v);
     case VIRTIO_PCI_COMMON_GF:
-        rc = vio_vqr_driver_features_word(r, r->drv_feat_sel, v);
-        if (rc < 0) {
-            vio_vqr_warn(r, VIO_LOG_WARN, "driver_feature[%u] = 0x%x ignored: %s",
-                         r->drv_feat_sel, v,
-                         rc == -EINVAL ? "no feature bits beyond 63"
-                                       : "features are fixed (FEATURES_OK) or DRIVER not set");
-            return -EPROTO;
-        }
-        return 0;
+        return vio_vqr_reg_driver_features(r, "driver_feature", v);
     case VIRTIO_PCI_COMMON_MSIX:
         atomic_store_explicit(&p->config_vector, vector_or_none(p, v), memory_order_release);
         return 0;
     case VIRTIO_PCI_COMMON_STATUS:
-        rc = vio_vqr_status_write(r, (uint8_t)v);
+        rc = vio_vqr_reg_status(r, v); /* one byte wide: never above 0xff */
         if (v == 0)
             reset_transport(p);
-        return rc == -ENOTSUP ? -ENOTSUP : rc < 0 ? -EPROTO : 0;
+        return rc;
     case VIRTIO_PCI_COMMON_Q_SELECT:
-        vio_vqr_select(r, v);
-        return 0;
+        return vio_vqr_select(r, v);
     case VIRTIO_PCI_COMMON_Q_SIZE:
-        rc = vio_vqr_set_size(r, v);
-        return rc < 0 ? queue_bad(p, rc, "queue_size", v) : 0;
+        return vio_vqr_reg_queue_size(r, "queue_size", v);
     case VIRTIO_PCI_COMMON_Q_MSIX:
         if (!vio_vqr_cur(r))
-            return queue_bad(p, -ENOENT, "queue_msix_vector", v);
+            return vio_vqr_queue_refused(r, -ENOENT, "queue_msix_vector", v);
         vio_vqr_set_vector(r, vector_or_none(p, v));
         return 0;
     case VIRTIO_PCI_COMMON_Q_ENABLE:
-        if (v != 1) {
-            /* spec: the driver MUST NOT write 0 (queue reset is not offered) */
-            return queue_bad(p, -EINVAL, "queue_enable", v);
-        }
-        if (vio_vqr_cur(r) && vio_vqr_cur(r)->enabled)
-            return 0;
-        rc = vio_vqr_enable(r);
-        if (rc == -EFAULT) {
-            struct vio_vqr_queue *q = vio_vqr_cur(r);
-            vio_vqr_warn(r, VIO_LOG_ERROR, "queue %u: rings desc 0x%llx driver 0x%llx device "
-                         "0x%llx (size %u) are misaligned or not inside guest memory; device "
-                         "needs reset", r->sel, (unsigned long long)q->desc,
-                         (unsigned long long)q->driver, (unsigned long long)q->device, q->size);
-            vio_vqr_needs_reset(r);
-            return -EPROTO;
-        }
-        return rc < 0 ? queue_bad(p, rc, "queue_enable", v) : 0;
+        /* spec: the driver MUST NOT write 0 (queue reset is not offered): refused */
+        return vio_vqr_reg_queue_enable(r, "queue_enable", v);
     case VIRTIO_PCI_COMMON_Q_DESCLO:
     case VIRTIO_PCI_COMMON_Q_DESCHI:
     case VIRTIO_PCI_COMMON_Q_AVAILLO:
@@ -572,8 +530,7 @@ static int common_write(struct vio_pci *p, uint64_t off, unsigned size, uint64_t
     case VIRTIO_PCI_COMMON_Q_USEDHI: {
         unsigned which = (unsigned)((off - VIRTIO_PCI_COMMON_Q_DESCLO) / 8);
         unsigned half = (unsigned)((off / 4) & 1);
-        rc = vio_vqr_set_addr(r, which, half, v);
-        return rc < 0 ? queue_bad(p, rc, "queue address", v) : 0;
+        return vio_vqr_reg_queue_addr(r, which, half, v);
     }
     default:
         return bad(p, "write to a read-only common config field", off, size);
@@ -673,7 +630,7 @@ static int bar_access(struct vio_pci *p, unsigned bar, uint64_t off, unsigned si
         if (write)
             return bad(p, "write to the read-only ISR", off, size);
         /* reading the ISR acknowledges it and deasserts INTx */
-        *value = atomic_exchange_explicit(&p->isr, 0, memory_order_acq_rel);
+        *value = vio_vqr_isr_take(&p->r);
         if (p->set_intx)
             p->set_intx(p->irq_opaque, 0);
         return 0;
@@ -751,7 +708,7 @@ int vio_pci_config_read(struct vio_pci *p, uint32_t offset, unsigned size, uint3
     uint32_t v = get(p, offset, size);
     /* live bits: INTx status */
     if (offset <= PCI_STATUS && offset + size > PCI_STATUS &&
-        atomic_load_explicit(&p->isr, memory_order_acquire) && !msix_on(p))
+        vio_vqr_isr(&p->r) && !msix_on(p))
         v |= (uint32_t)PCI_STATUS_INTERRUPT << (8 * (PCI_STATUS - offset));
     *value = v;
     return 0;
@@ -776,7 +733,7 @@ int vio_pci_config_write(struct vio_pci *p, uint32_t offset, unsigned size, uint
     uint32_t was = atomic_exchange_explicit(&p->intx_disabled, dis, memory_order_acq_rel);
     /* INTx disable masks the line, not the cause: follow the ISR when it toggles */
     if (was != dis && p->set_intx && !msix_on(p) &&
-        atomic_load_explicit(&p->isr, memory_order_acquire))
+        vio_vqr_isr(&p->r))
         p->set_intx(p->irq_opaque, !dis);
     if (p->nvec) {
         uint32_t ctl = get(p, CAP_MSIX + PCI_MSIX_FLAGS, 2);

@@ -91,6 +91,7 @@ int vio_vqr_init(struct vio_vqr *r, const struct vio_vqr_config *cfg)
     if (!r || !cfg || !cfg->dev || !cfg->dev->ops || !cfg->mem)
         return -EINVAL;
     memset(r, 0, sizeof(*r));
+    atomic_init(&r->isr, 0);
     r->dev = cfg->dev;
     r->mem = cfg->mem;
     r->log = cfg->log;
@@ -190,9 +191,10 @@ uint16_t vio_vqr_size(struct vio_vqr *r, unsigned idx)
     return r->init_to_max ? vio_vqr_max(r, idx) : 0;
 }
 
-void vio_vqr_select(struct vio_vqr *r, uint32_t idx)
+int vio_vqr_select(struct vio_vqr *r, uint32_t idx)
 {
     r->sel = idx;
+    return 0;
 }
 
 struct vio_vqr_queue *vio_vqr_cur(struct vio_vqr *r)
@@ -409,4 +411,121 @@ int vio_vqr_notify(struct vio_vqr *r, uint32_t idx)
     if (!r->qs[idx].running)
         return -EIO;
     return vio_device_queue_notify(r->dev, idx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Register-level rules shared by the decoders                               */
+
+int vio_vqr_bad_access(struct vio_vqr *r, const char *what, uint64_t off, unsigned size)
+{
+    vio_vqr_warn(r, VIO_LOG_WARN, "%s at 0x%llx (%u bytes) ignored", what,
+                 (unsigned long long)off, size);
+    return -EPROTO;
+}
+
+int vio_vqr_reg_device_features_sel(struct vio_vqr *r, uint32_t val)
+{
+    r->dev_feat_sel = val;
+    return 0;
+}
+
+int vio_vqr_reg_driver_features_sel(struct vio_vqr *r, uint32_t val)
+{
+    r->drv_feat_sel = val;
+    return 0;
+}
+
+int vio_vqr_reg_driver_features(struct vio_vqr *r, const char *reg, uint32_t val)
+{
+    int rc = vio_vqr_driver_features_word(r, r->drv_feat_sel, val);
+    if (rc == 0)
+        return 0;
+    vio_vqr_warn(r, VIO_LOG_WARN, "%s[%u] = 0x%x ignored: %s", reg, r->drv_feat_sel, val,
+                 rc == -EINVAL ? "no feature bits beyond 63"
+                               : "features are fixed (FEATURES_OK) or DRIVER not set");
+    return -EPROTO;
+}
+
+int vio_vqr_queue_refused(struct vio_vqr *r, int rc, const char *reg, uint32_t val)
+{
+    const char *why = rc == -ENOENT ? "no such queue selected"
+                      : rc == -EBUSY ? "the queue is enabled (ready): it may not change"
+                      : rc == -EINVAL ? "size zero, not a power of two or above the maximum"
+                                      : "refused";
+    vio_vqr_warn(r, VIO_LOG_WARN, "%s = 0x%x for queue %u ignored: %s", reg, val, r->sel, why);
+    return -EPROTO;
+}
+
+int vio_vqr_reg_queue_size(struct vio_vqr *r, const char *reg, uint32_t val)
+{
+    int rc = vio_vqr_set_size(r, val);
+    return rc < 0 ? vio_vqr_queue_refused(r, rc, reg, val) : 0;
+}
+
+int vio_vqr_reg_queue_addr(struct vio_vqr *r, unsigned which, unsigned half, uint32_t val)
+{
+    int rc = vio_vqr_set_addr(r, which, half, val);
+    return rc < 0 ? vio_vqr_queue_refused(r, rc, "queue address", val) : 0;
+}
+
+int vio_vqr_reg_queue_enable(struct vio_vqr *r, const char *reg, uint32_t val)
+{
+    if (val != 1)
+        return vio_vqr_queue_refused(r, -EINVAL, reg, val);
+    struct vio_vqr_queue *q = vio_vqr_cur(r);
+    if (q && q->enabled)
+        return 0; /* writing 1 again changes nothing */
+    int rc = vio_vqr_enable(r);
+    if (rc == -EFAULT) {
+        vio_vqr_warn(r, VIO_LOG_ERROR, "queue %u: rings desc 0x%llx driver 0x%llx device "
+                     "0x%llx (size %u) are misaligned or not inside guest memory; device "
+                     "needs reset", r->sel, (unsigned long long)q->desc,
+                     (unsigned long long)q->driver, (unsigned long long)q->device, q->size);
+        vio_vqr_needs_reset(r);
+        return -EPROTO;
+    }
+    return rc < 0 ? vio_vqr_queue_refused(r, rc, reg, val) : 0;
+}
+
+uint32_t vio_vqr_reg_queue_enabled(struct vio_vqr *r)
+{
+    struct vio_vqr_queue *q = vio_vqr_cur(r);
+    return q && q->enabled;
+}
+
+uint32_t vio_vqr_reg_config_generation(struct vio_vqr *r)
+{
+    return vio_device_config_generation(r->dev);
+}
+
+int vio_vqr_reg_status(struct vio_vqr *r, uint32_t val)
+{
+    if (val > 0xff) {
+        vio_vqr_warn(r, VIO_LOG_WARN, "Status 0x%x has bits above 7; ignored", val);
+        return -EPROTO;
+    }
+    int rc = vio_vqr_status_write(r, (uint8_t)val);
+    if (val == 0)
+        atomic_store_explicit(&r->isr, 0, memory_order_release);
+    return rc == -ENOTSUP ? -ENOTSUP : rc < 0 ? -EPROTO : 0;
+}
+
+void vio_vqr_isr_raise(struct vio_vqr *r, uint32_t bits)
+{
+    atomic_fetch_or_explicit(&r->isr, bits, memory_order_acq_rel);
+}
+
+uint32_t vio_vqr_isr(const struct vio_vqr *r)
+{
+    return atomic_load_explicit(&((struct vio_vqr *)r)->isr, memory_order_acquire);
+}
+
+uint32_t vio_vqr_isr_ack(struct vio_vqr *r, uint32_t bits)
+{
+    return atomic_fetch_and_explicit(&r->isr, ~bits, memory_order_acq_rel) & ~bits;
+}
+
+uint32_t vio_vqr_isr_take(struct vio_vqr *r)
+{
+    return atomic_exchange_explicit(&r->isr, 0, memory_order_acq_rel);
 }

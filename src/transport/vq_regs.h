@@ -77,6 +77,8 @@ struct vio_vqr {
     uint32_t dev_feat_sel, drv_feat_sel;
     unsigned log_budget;      /* rate limit: warnings left until the next reset */
     bool features_applied;    /* vio_device_set_features() accepted the set */
+    _Atomic uint32_t isr;     /* interrupt status bits (MMIO InterruptStatus / PCI ISR); set
+                                 on device threads, read and acknowledged by the decoder */
 };
 
 /* Rules a driver write broke (returned negative from the setters, for tests and logs). */
@@ -89,8 +91,8 @@ __attribute__((format(printf, 3, 4))) void vio_vqr_warn(struct vio_vqr *r, int l
                                                          const char *fmt, ...);
 
 /* Queue select: any value is stored (the spec lets the driver write any); the selected queue
- * is NULL when the index is out of range or the device has no such queue. */
-void vio_vqr_select(struct vio_vqr *r, uint32_t idx);
+ * is NULL when the index is out of range or the device has no such queue. Always 0. */
+int vio_vqr_select(struct vio_vqr *r, uint32_t idx);
 struct vio_vqr_queue *vio_vqr_cur(struct vio_vqr *r);
 /* The size queue @p idx has now: what the driver wrote, else (PCI) its current maximum. */
 uint16_t vio_vqr_size(struct vio_vqr *r, unsigned idx);
@@ -122,6 +124,45 @@ int vio_vqr_status_write(struct vio_vqr *r, uint8_t val);
 /* Device-side NEEDS_RESET (a guest broke a register rule): sets it, stops the queues and
  * raises the config interrupt once. */
 void vio_vqr_needs_reset(struct vio_vqr *r);
+
+/* Register-level rules both decoders share. Each applies one driver write and, when the write
+ * breaks a rule, logs why (naming the transport's register @p reg, e.g. "QueueNum" or
+ * "queue_size") and returns -EPROTO; the write is then ignored. 0 when accepted. */
+
+/* A bad access (width, alignment, direction, reserved offset) at @p off: logged as "@p what
+ * at @p off (@p size bytes) ignored". Always -EPROTO. */
+int vio_vqr_bad_access(struct vio_vqr *r, const char *what, uint64_t off, unsigned size);
+/* Device/driver feature select: any value is stored (the windows read 0 beyond word 1).
+ * Always 0. */
+int vio_vqr_reg_device_features_sel(struct vio_vqr *r, uint32_t val);
+int vio_vqr_reg_driver_features_sel(struct vio_vqr *r, uint32_t val);
+/* One 32-bit word of driver features at the current driver select. */
+int vio_vqr_reg_driver_features(struct vio_vqr *r, const char *reg, uint32_t val);
+/* The warning for a refused write to a queue register; @p rc is the setter's error
+ * (-ENOENT, -EBUSY, -EINVAL). Always -EPROTO. */
+int vio_vqr_queue_refused(struct vio_vqr *r, int rc, const char *reg, uint32_t val);
+/* Queue size of the selected queue. */
+int vio_vqr_reg_queue_size(struct vio_vqr *r, const char *reg, uint32_t val);
+/* One 32-bit half (half 0 low, 1 high) of ring address @p which (0 desc, 1 driver, 2 device). */
+int vio_vqr_reg_queue_addr(struct vio_vqr *r, unsigned which, unsigned half, uint32_t val);
+/* Enable (ready = 1) of the selected queue: any other value is refused; 1 again changes
+ * nothing; rings outside guest memory or misaligned set NEEDS_RESET (logged as an error). */
+int vio_vqr_reg_queue_enable(struct vio_vqr *r, const char *reg, uint32_t val);
+/* Whether the selected queue is enabled (reads of QueueReady / queue_enable). */
+uint32_t vio_vqr_reg_queue_enabled(struct vio_vqr *r);
+/* The device's configuration generation, as the registers carry it. */
+uint32_t vio_vqr_reg_config_generation(struct vio_vqr *r);
+/* Status write: a value above 0xff is refused (-EPROTO); otherwise vio_vqr_status_write(),
+ * with -ENOTSUP passed through and other errors turned into -EPROTO. Writing 0 (reset) also
+ * clears the interrupt status; the transport then lowers its interrupt line. */
+int vio_vqr_reg_status(struct vio_vqr *r, uint32_t val);
+
+/* Interrupt status bookkeeping (any thread). raise: sets @p bits; ack: clears @p bits and
+ * returns those left; take: returns and clears them all (a read that acknowledges). */
+void vio_vqr_isr_raise(struct vio_vqr *r, uint32_t bits);
+uint32_t vio_vqr_isr(const struct vio_vqr *r);
+uint32_t vio_vqr_isr_ack(struct vio_vqr *r, uint32_t bits);
+uint32_t vio_vqr_isr_take(struct vio_vqr *r);
 
 /* A trapped notify of queue @p idx: -ERANGE no such queue, -EIO not running, else the
  * device's result. */
