@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 
+#include "transport/driver_internal.h"
 #include "virtio/driver.h"
 #include "virtio/status.h"
 
@@ -79,5 +80,87 @@ int vio_driver_negotiate(const struct vio_driver *d, uint64_t wanted, uint64_t *
         return fail(d, st, -EPROTO);
     if (out)
         *out = acc;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Register sequences shared by the driver seats (driver_internal.h)         */
+
+int vio_drv_features_get(const struct vio_drv_regs *io, uint32_t sel, uint32_t win,
+                         uint64_t *f)
+{
+    if (!f)
+        return -EINVAL;
+    uint32_t w[2];
+    for (uint32_t i = 0; i < 2; i++) {
+        int r;
+        if ((r = io->wr(io->o, sel, 4, i)) < 0 || (r = io->rd(io->o, win, 4, &w[i])) < 0)
+            return r;
+    }
+    *f = ((uint64_t)w[1] << 32) | w[0];
+    return 0;
+}
+
+int vio_drv_features_set(const struct vio_drv_regs *io, uint32_t sel, uint32_t win, uint64_t f)
+{
+    for (uint32_t i = 0; i < 2; i++) {
+        int r;
+        if ((r = io->wr(io->o, sel, 4, i)) < 0 ||
+            (r = io->wr(io->o, win, 4, (uint32_t)(f >> (32 * i)))) < 0)
+            return r;
+    }
+    return 0;
+}
+
+bool vio_drv_ring_ok(const struct vio_driver_queue *q)
+{
+    return q && q->size && !(q->size & (q->size - 1)) && !(q->desc & 15) && !(q->driver & 1) &&
+           !(q->device & 3);
+}
+
+int vio_drv_queue_program(const struct vio_drv_regs *io, uint32_t enable, uint32_t size_reg,
+                          unsigned width, const uint32_t lo[3],
+                          const struct vio_driver_queue *q)
+{
+    uint32_t en;
+    int r;
+    if ((r = io->rd(io->o, enable, width, &en)) < 0)
+        return r;
+    if (en & 1)
+        return -EBUSY;
+    if ((r = io->wr(io->o, size_reg, width, q->size)) < 0)
+        return r;
+    const uint64_t a[3] = {q->desc, q->driver, q->device};
+    for (unsigned i = 0; i < 3; i++)
+        if ((r = io->wr(io->o, lo[i], 4, (uint32_t)a[i])) < 0 ||
+            (r = io->wr(io->o, lo[i] + 4, 4, (uint32_t)(a[i] >> 32))) < 0)
+            return r;
+    return 0;
+}
+
+int vio_drv_config_rw(const struct vio_drv_regs *io, uint32_t base, unsigned off, uint8_t *buf,
+                      unsigned len, bool write)
+{
+    while (len) {
+        unsigned n = 4;
+        while (n > 1 && ((off & (n - 1)) || n > len))
+            n >>= 1;
+        uint32_t v = 0;
+        int r;
+        if (write) {
+            for (unsigned i = 0; i < n; i++)
+                v |= (uint32_t)buf[i] << (8 * i);
+            r = io->wr(io->o, base + off, n, v);
+        } else {
+            r = io->rd(io->o, base + off, n, &v);
+            for (unsigned i = 0; r == 0 && i < n; i++)
+                buf[i] = (uint8_t)(v >> (8 * i));
+        }
+        if (r < 0)
+            return r;
+        off += n;
+        buf += n;
+        len -= n;
+    }
     return 0;
 }

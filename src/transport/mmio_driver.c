@@ -14,6 +14,7 @@
 #include <linux/virtio_mmio.h>
 
 #include "core/log.h"
+#include "transport/driver_internal.h"
 #include "virtio/driver.h"
 
 #define MMIO_MAGIC 0x74726976u /* "virt" */
@@ -42,6 +43,24 @@ static int rd(struct vio_mmio_driver *m, uint64_t off, uint32_t *v)
 static int wr(struct vio_mmio_driver *m, uint64_t off, uint32_t v)
 {
     return m->io->write(m->opaque, off, 4, v);
+}
+
+static int regs_rd(void *o, uint32_t off, unsigned size, uint32_t *v)
+{
+    struct vio_mmio_driver *m = o;
+    return m->io->read(m->opaque, off, size, v);
+}
+
+static int regs_wr(void *o, uint32_t off, unsigned size, uint32_t v)
+{
+    struct vio_mmio_driver *m = o;
+    return m->io->write(m->opaque, off, size, v);
+}
+
+/* the register window as the shared driver sequences see it */
+static struct vio_drv_regs regs(struct vio_mmio_driver *m)
+{
+    return (struct vio_drv_regs){.rd = regs_rd, .wr = regs_wr, .o = m};
 }
 
 void vio_mmio_driver_free(struct vio_mmio_driver *m)
@@ -107,27 +126,16 @@ uint32_t vio_mmio_driver_device_id(const struct vio_mmio_driver *m)
 
 static int m_get_features(void *o, uint64_t *f)
 {
-    struct vio_mmio_driver *m = o;
-    if (!f)
-        return -EINVAL;
-    uint32_t lo, hi;
-    int r;
-    if ((r = wr(m, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0)) < 0 || (r = rd(m, VIRTIO_MMIO_DEVICE_FEATURES, &lo)) < 0 ||
-        (r = wr(m, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1)) < 0 || (r = rd(m, VIRTIO_MMIO_DEVICE_FEATURES, &hi)) < 0)
-        return r;
-    *f = ((uint64_t)hi << 32) | lo;
-    return 0;
+    struct vio_drv_regs io = regs(o);
+    return vio_drv_features_get(&io, VIRTIO_MMIO_DEVICE_FEATURES_SEL, VIRTIO_MMIO_DEVICE_FEATURES,
+                                f);
 }
 
 static int m_set_features(void *o, uint64_t f)
 {
-    struct vio_mmio_driver *m = o;
-    int r;
-    if ((r = wr(m, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0)) < 0 || (r = wr(m, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)f)) < 0 ||
-        (r = wr(m, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1)) < 0 ||
-        (r = wr(m, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(f >> 32))) < 0)
-        return r;
-    return 0;
+    struct vio_drv_regs io = regs(o);
+    return vio_drv_features_set(&io, VIRTIO_MMIO_DRIVER_FEATURES_SEL, VIRTIO_MMIO_DRIVER_FEATURES,
+                                f);
 }
 
 static int m_get_status(void *o, uint8_t *st)
@@ -176,28 +184,8 @@ static int cfg_rw(struct vio_mmio_driver *m, unsigned off, uint8_t *buf, unsigne
         return -EINVAL;
     if ((uint64_t)off + len > m->window - VIRTIO_MMIO_CONFIG)
         return -ERANGE;
-    while (len) {
-        unsigned n = 4;
-        while (n > 1 && ((off & (n - 1)) || n > len))
-            n >>= 1;
-        uint32_t v = 0;
-        int r;
-        if (w) {
-            for (unsigned i = 0; i < n; i++)
-                v |= (uint32_t)buf[i] << (8 * i);
-            r = m->io->write(m->opaque, VIRTIO_MMIO_CONFIG + off, n, v);
-        } else {
-            r = m->io->read(m->opaque, VIRTIO_MMIO_CONFIG + off, n, &v);
-            for (unsigned i = 0; r == 0 && i < n; i++)
-                buf[i] = (uint8_t)(v >> (8 * i));
-        }
-        if (r < 0)
-            return r;
-        off += n;
-        buf += n;
-        len -= n;
-    }
-    return 0;
+    struct vio_drv_regs io = regs(m);
+    return vio_drv_config_rw(&io, VIRTIO_MMIO_CONFIG, off, buf, len, w);
 }
 
 static int m_config_read(void *o, unsigned off, void *buf, unsigned len)
@@ -301,30 +289,19 @@ static int legacy_setup(struct vio_mmio_driver *m, unsigned idx, const struct vi
 static int m_queue_setup(void *o, unsigned idx, const struct vio_driver_queue *q)
 {
     struct vio_mmio_driver *m = o;
-    if (!q || !q->size || (q->size & (q->size - 1)) || (q->desc & 15) || (q->driver & 1) || (q->device & 3))
+    if (!vio_drv_ring_ok(q))
         return -EINVAL;
     int max = m_queue_max_size(m, idx); /* selects */
     if (max < 0)
         return max;
     if (q->size > (unsigned)max)
         return -ERANGE;
-    uint32_t ready;
-    int r;
     if (m->version == 1)
         return legacy_setup(m, idx, q);
-    if ((r = rd(m, VIRTIO_MMIO_QUEUE_READY, &ready)) < 0)
-        return r;
-    if (ready & 1)
-        return -EBUSY;
-    if ((r = wr(m, VIRTIO_MMIO_QUEUE_NUM, q->size)) < 0 ||
-        (r = wr(m, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)q->desc)) < 0 ||
-        (r = wr(m, VIRTIO_MMIO_QUEUE_DESC_HIGH, (uint32_t)(q->desc >> 32))) < 0 ||
-        (r = wr(m, VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)q->driver)) < 0 ||
-        (r = wr(m, VIRTIO_MMIO_QUEUE_AVAIL_HIGH, (uint32_t)(q->driver >> 32))) < 0 ||
-        (r = wr(m, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)q->device)) < 0 ||
-        (r = wr(m, VIRTIO_MMIO_QUEUE_USED_HIGH, (uint32_t)(q->device >> 32))) < 0)
-        return r;
-    return 0;
+    static const uint32_t lo[3] = {VIRTIO_MMIO_QUEUE_DESC_LOW, VIRTIO_MMIO_QUEUE_AVAIL_LOW,
+                                   VIRTIO_MMIO_QUEUE_USED_LOW};
+    struct vio_drv_regs io = regs(m);
+    return vio_drv_queue_program(&io, VIRTIO_MMIO_QUEUE_READY, VIRTIO_MMIO_QUEUE_NUM, 4, lo, q);
 }
 
 static int m_queue_enable(void *o, unsigned idx)
@@ -365,39 +342,19 @@ static int m_ack_interrupt(void *o)
     return (int)v;
 }
 
-static const struct vio_driver_ops mmio_legacy_ops = {
-    .flags = VIO_DRIVER_LEGACY,
-    .get_features = m_get_features,
-    .set_features = m_set_features,
-    .get_status = m_get_status,
-    .set_status = m_set_status,
-    .reset = m_reset,
-    .config_read = m_config_read,
-    .config_write = m_config_write,
-    .num_queues = m_num_queues,
-    .queue_max_size = m_queue_max_size,
-    .queue_setup = m_queue_setup,
-    .queue_enable = m_queue_enable,
-    .notify = m_notify,
-    .ack_interrupt = m_ack_interrupt,
-};
+/* The ops both register versions share; legacy has no ConfigGeneration. */
+#define MMIO_OPS_COMMON                                                                    \
+    .get_features = m_get_features, .set_features = m_set_features,                        \
+    .get_status = m_get_status, .set_status = m_set_status, .reset = m_reset,              \
+    .config_read = m_config_read, .config_write = m_config_write,                          \
+    .num_queues = m_num_queues, .queue_max_size = m_queue_max_size,                        \
+    .queue_setup = m_queue_setup, .queue_enable = m_queue_enable, .notify = m_notify,      \
+    .ack_interrupt = m_ack_interrupt
 
-static const struct vio_driver_ops mmio_ops = {
-    .get_features = m_get_features,
-    .set_features = m_set_features,
-    .get_status = m_get_status,
-    .set_status = m_set_status,
-    .reset = m_reset,
-    .config_read = m_config_read,
-    .config_write = m_config_write,
-    .config_generation = m_config_generation,
-    .num_queues = m_num_queues,
-    .queue_max_size = m_queue_max_size,
-    .queue_setup = m_queue_setup,
-    .queue_enable = m_queue_enable,
-    .notify = m_notify,
-    .ack_interrupt = m_ack_interrupt,
-};
+static const struct vio_driver_ops mmio_legacy_ops = {.flags = VIO_DRIVER_LEGACY, MMIO_OPS_COMMON};
+
+static const struct vio_driver_ops mmio_ops = {MMIO_OPS_COMMON,
+                                               .config_generation = m_config_generation};
 
 struct vio_driver vio_mmio_driver_get(struct vio_mmio_driver *m)
 {

@@ -20,6 +20,7 @@
 #include <linux/virtio_pci.h>
 
 #include "core/log.h"
+#include "transport/driver_internal.h"
 #include "virtio/driver.h"
 
 #define PCI_VENDOR_VIRTIO 0x1af4u
@@ -89,6 +90,33 @@ static int cr(struct vio_pci_driver *p, size_t off, unsigned size, uint64_t *v)
 static int cw(struct vio_pci_driver *p, size_t off, unsigned size, uint64_t v)
 {
     return winw(p, &p->common, (uint32_t)off, size, v);
+}
+
+/* A window as the shared driver sequences see it: 32-bit-or-narrower accesses. */
+struct wregs {
+    struct vio_pci_driver *p;
+    const struct win *w;
+};
+
+static int wregs_rd(void *o, uint32_t off, unsigned size, uint32_t *v)
+{
+    struct wregs *x = o;
+    uint64_t got = 0;
+    int r = winr(x->p, x->w, off, size, &got);
+    if (r == 0)
+        *v = (uint32_t)got;
+    return r;
+}
+
+static int wregs_wr(void *o, uint32_t off, unsigned size, uint32_t v)
+{
+    struct wregs *x = o;
+    return winw(x->p, x->w, off, size, v);
+}
+
+static struct vio_drv_regs regs(struct wregs *x)
+{
+    return (struct vio_drv_regs){.rd = wregs_rd, .wr = wregs_wr, .o = x};
 }
 
 static uint32_t le(const uint8_t *c, unsigned off, unsigned n)
@@ -386,26 +414,16 @@ int vio_pci_driver_info(const struct vio_pci_driver *p, struct vio_pci_driver_in
 
 static int p_get_features(void *o, uint64_t *f)
 {
-    struct vio_pci_driver *p = o;
-    if (!f)
-        return -EINVAL;
-    uint64_t lo, hi;
-    int r;
-    if ((r = cw(p, CC(device_feature_select), 4, 0)) < 0 || (r = cr(p, CC(device_feature), 4, &lo)) < 0 ||
-        (r = cw(p, CC(device_feature_select), 4, 1)) < 0 || (r = cr(p, CC(device_feature), 4, &hi)) < 0)
-        return r;
-    *f = (hi << 32) | (lo & 0xffffffffu);
-    return 0;
+    struct wregs x = {o, &((struct vio_pci_driver *)o)->common};
+    struct vio_drv_regs io = regs(&x);
+    return vio_drv_features_get(&io, CC(device_feature_select), CC(device_feature), f);
 }
 
 static int p_set_features(void *o, uint64_t f)
 {
-    struct vio_pci_driver *p = o;
-    int r;
-    if ((r = cw(p, CC(guest_feature_select), 4, 0)) < 0 || (r = cw(p, CC(guest_feature), 4, (uint32_t)f)) < 0 ||
-        (r = cw(p, CC(guest_feature_select), 4, 1)) < 0 || (r = cw(p, CC(guest_feature), 4, f >> 32)) < 0)
-        return r;
-    return 0;
+    struct wregs x = {o, &((struct vio_pci_driver *)o)->common};
+    struct vio_drv_regs io = regs(&x);
+    return vio_drv_features_set(&io, CC(guest_feature_select), CC(guest_feature), f);
 }
 
 static int p_get_status(void *o, uint8_t *st)
@@ -451,28 +469,9 @@ static int cfg_rw(struct vio_pci_driver *p, unsigned off, uint8_t *buf, unsigned
         return -ENOTSUP;
     if ((uint64_t)off + len > p->dev.len)
         return -ERANGE;
-    while (len) {
-        unsigned n = 4;
-        while (n > 1 && ((off & (n - 1)) || n > len))
-            n >>= 1;
-        uint64_t v = 0;
-        int r;
-        if (wr) {
-            for (unsigned i = 0; i < n; i++)
-                v |= (uint64_t)buf[i] << (8 * i);
-            r = winw(p, &p->dev, off, n, v);
-        } else {
-            r = winr(p, &p->dev, off, n, &v);
-            for (unsigned i = 0; r == 0 && i < n; i++)
-                buf[i] = (uint8_t)(v >> (8 * i));
-        }
-        if (r < 0)
-            return r;
-        off += n;
-        buf += n;
-        len -= n;
-    }
-    return 0;
+    struct wregs x = {p, &p->dev};
+    struct vio_drv_regs io = regs(&x);
+    return vio_drv_config_rw(&io, 0, off, buf, len, wr);
 }
 
 static int p_config_read(void *o, unsigned off, void *buf, unsigned len)
@@ -524,37 +523,22 @@ static int p_queue_max_size(void *o, unsigned idx)
     return (int)p->q[idx].max;
 }
 
-static bool ring_ok(const struct vio_driver_queue *q)
-{
-    return q && q->size && !(q->size & (q->size - 1)) && !(q->desc & 15) && !(q->driver & 1) &&
-           !(q->device & 3);
-}
-
 static int p_queue_setup(void *o, unsigned idx, const struct vio_driver_queue *q)
 {
     struct vio_pci_driver *p = o;
-    if (!ring_ok(q))
+    if (!vio_drv_ring_ok(q))
         return -EINVAL;
     int max = p_queue_max_size(p, idx); /* also selects */
     if (max < 0)
         return max;
     if (q->size > (unsigned)max)
         return -ERANGE;
-    uint64_t en;
-    int r;
-    if ((r = cr(p, CC(queue_enable), 2, &en)) < 0)
+    static const uint32_t lo[3] = {CC(queue_desc_lo), CC(queue_avail_lo), CC(queue_used_lo)};
+    struct wregs x = {p, &p->common};
+    struct vio_drv_regs io = regs(&x);
+    int r = vio_drv_queue_program(&io, CC(queue_enable), CC(queue_size), 2, lo, q);
+    if (r < 0)
         return r;
-    if (en & 1)
-        return -EBUSY;
-    const struct {
-        size_t lo;
-        uint64_t v;
-    } a[] = {{CC(queue_desc_lo), q->desc}, {CC(queue_avail_lo), q->driver}, {CC(queue_used_lo), q->device}};
-    if ((r = cw(p, CC(queue_size), 2, q->size)) < 0)
-        return r;
-    for (unsigned i = 0; i < 3; i++)
-        if ((r = cw(p, a[i].lo, 4, (uint32_t)a[i].v)) < 0 || (r = cw(p, a[i].lo + 4, 4, a[i].v >> 32)) < 0)
-            return r;
     p->q[idx].setup = true;
     return 0;
 }
