@@ -246,7 +246,7 @@ fi
 
 # --- data path --------------------------------------------------------------------------
 [[ $do_data -eq 1 ]] || exit 0
-declare -A A B R M IC
+declare -A A=() B=() R=() M=() IC=()
 cases=()
 for pg in $pages; do
     if [[ $pg == huge ]]; then
