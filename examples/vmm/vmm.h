@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vio-vmm: a small reference VMM on KVM built from libvirtio's public API. This header is the
+ * VMM's own glue between its parts (machine, boot, legacy devices, virtio devices); nothing
+ * here is library API.
+ */
+#ifndef VIO_VMM_H
+#define VIO_VMM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VMM_MAX_CPUS 8u
+
+/* Guest-physical layout (below 1 MiB: the boot structures; the PCI/MMIO hole below 4 GiB). */
+#define VMM_START_INFO 0x6000u   /* PVH start info + module list */
+#define VMM_MEMMAP 0x7000u       /* PVH memory map (e820-like) */
+#define VMM_BOOT_PARAMS 0x7000u  /* bzImage zero page (the two boot paths are exclusive) */
+#define VMM_PML4 0x9000u         /* bzImage: identity page tables (PML4, PDPT, 4 PDs) */
+#define VMM_GDT 0x500u
+#define VMM_CMDLINE 0x20000u
+#define VMM_CMDLINE_MAX 4096u
+#define VMM_EBDA 0x9fc00u
+#define VMM_BIOS_START 0xe0000u  /* ACPI tables / MP table live here */
+#define VMM_HIMEM 0x100000u
+#define VMM_MMIO_HOLE 0xc0000000u /* RAM above this goes above 4 GiB */
+#define VMM_IOAPIC 0xfec00000u
+#define VMM_LAPIC 0xfee00000u
+
+enum vmm_exit_kind {
+    VMM_EXIT_IO,
+    VMM_EXIT_MMIO,
+    VMM_EXIT_HLT,
+    VMM_EXIT_SHUTDOWN,
+    VMM_EXIT_SYSTEM_EVENT,
+    VMM_EXIT_INTR,
+    VMM_EXIT_OTHER,
+    VMM_EXIT_KINDS
+};
+
+struct vmm;
+
+/* A port-I/O or MMIO handler: @size 1/2/4/8, @data the bytes (read fills it). */
+typedef void (*vmm_io_fn)(void *opaque, uint64_t addr, uint8_t *data, unsigned size, bool write);
+
+struct vmm_range {
+    uint64_t base, len;
+    vmm_io_fn fn;
+    void *opaque;
+    _Atomic uint64_t hits;
+    const char *name;
+};
+
+#define VMM_MAX_RANGES 32u
+
+struct vmm_cpu {
+    struct vmm *vm;
+    int fd;
+    unsigned id;
+    struct kvm_run *run;
+    pthread_t thread;
+    uint64_t exits[VMM_EXIT_KINDS];
+};
+
+struct vmm {
+    int kvm, vm;
+    uint8_t *ram;         /* host mapping of guest RAM */
+    uint64_t ram_size;
+    int ram_fd;           /* memfd of guest RAM (shareable with vhost backends) */
+    unsigned ncpus;
+    struct vmm_cpu cpu[VMM_MAX_CPUS];
+    struct vmm_range pio[VMM_MAX_RANGES];
+    unsigned npio;
+    struct vmm_range mmio[VMM_MAX_RANGES];
+    unsigned nmmio;
+    atomic_int stop;      /* 0 running; else VMM_STOP_* */
+    bool verbose;
+    /* boot */
+    uint64_t entry;       /* PVH 32-bit entry or bzImage 64-bit entry */
+    bool pvh;
+    uint64_t start_info;  /* PVH: %ebx; bzImage: %rsi */
+};
+
+enum { VMM_STOP_POWEROFF = 1, VMM_STOP_REBOOT = 2, VMM_STOP_ERROR = 3 };
+
+/* machine.c */
+int vmm_init(struct vmm *vm, uint64_t ram_mib, unsigned ncpus);
+void vmm_destroy(struct vmm *vm);
+void *vmm_gpa(struct vmm *vm, uint64_t gpa, uint64_t len);
+int vmm_add_pio(struct vmm *vm, uint64_t base, uint64_t len, vmm_io_fn fn, void *opaque,
+                const char *name);
+int vmm_add_mmio(struct vmm *vm, uint64_t base, uint64_t len, vmm_io_fn fn, void *opaque,
+                 const char *name);
+int vmm_irq_line(struct vmm *vm, unsigned gsi, int level);
+int vmm_run(struct vmm *vm);
+void vmm_request_stop(struct vmm *vm, int why);
+void vmm_print_counters(struct vmm *vm);
+
+/* boot.c: load the kernel and initrd, write the boot structures, set vm->entry. */
+int vmm_load_kernel(struct vmm *vm, const char *kernel, const char *initrd, const char *cmdline);
+int vmm_setup_cpu_regs(struct vmm *vm, struct vmm_cpu *c);
+
+/* tables.c: MP table (ISA irqs, CPUs, IOAPIC). */
+int vmm_write_mptable(struct vmm *vm);
+
+/* legacy.c: 16550 on 0x3f8 / irq 4, CMOS RTC on 0x70, i8042 reset on 0x64, 0xcf9 reset. */
+int vmm_legacy_init(struct vmm *vm);
+void vmm_legacy_fini(struct vmm *vm);
+
+#endif

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# tests/integration/vmm/nested.sh VIO_VMM_STATIC [CASE...]
+#
+# vio-vmm on real KVM, one level down: QEMU TCG with -cpu max gives its guest ("L1") AMD SVM with
+# nested paging, L1 loads kvm-amd, and vio-vmm runs there on /dev/kvm, booting Debian's
+# unmodified kernel as "L2" (../shared/PEERS.md, "Real KVM"). Each CASE boots L1 once and runs
+# one vio-vmm boot inside it:
+#   pvh       ELF vmlinux through its PVH entry, 1 vCPU
+#   bzimage   the same kernel's bzImage through the 64-bit boot protocol
+#   smp       PVH with --cpus 2: L2 must see 2 CPUs online
+# Default: all of them. L2's /init prints what it saw and reboots; vio-vmm must exit 0 on that.
+# Exit: 0 all pass, 1 a failure, 77 SKIP (no QEMU / kernel / busybox).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+guest=$(cd "$here/../../support/guest" && pwd -P)
+vmm=${1:?usage: nested.sh VIO_VMM_STATIC [CASE...]}
+shift
+cases=("$@")
+[[ ${#cases[@]} -gt 0 ]] || cases=(pvh bzimage smp)
+command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
+[[ -x /bin/busybox ]] || { echo "SKIP: busybox-static not installed"; exit 77; }
+[[ -x $vmm ]] || { echo "FAIL: $vmm is not an executable"; exit 1; }
+
+eval "$("$guest/fetch-kernel.sh")" || { echo "SKIP: no guest kernel (fetch-kernel.sh failed)"; exit 77; }
+kdir=$(dirname "$VIO_VMLINUX")
+bzimage=$kdir/vmlinuz
+work=$(mktemp -d /tmp/vio-vmm-nested.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+# L2: no modules needed yet; /init reports and reboots (reboot=k: the i8042 reset line).
+cat > "$work/l2init" <<'L2'
+#!/bin/sh
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+echo "L2-INIT-REACHED cpus=$(grep -c ^processor /proc/cpuinfo) uptime=$(cut -d' ' -f1 /proc/uptime) mem=$(sed -n 's/^MemTotal: *//p' /proc/meminfo)"
+echo "L2-RTC $(cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null || echo none)"
+reboot -f
+L2
+"$guest/mkinitramfs.sh" "$work/l2.cpio.gz" --no-modules --init "$work/l2init" >/dev/null
+
+# L1: loads kvm-amd, runs vio-vmm per vio.vmm_case, prints what it saw.
+cat > "$work/vmmboot" <<'L1'
+#!/bin/sh
+. /lib/vio/lib.sh
+[ -c /dev/kvm ] || vio_fail "no /dev/kvm in L1 (kvm_amd: $(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null))"
+case "$VIO_VMM_CASE" in
+    pvh) set -- --kernel /l2/vmlinux ;;
+    bzimage) set -- --kernel /l2/bzImage ;;
+    smp) set -- --kernel /l2/vmlinux --cpus 2 ;;
+    *) vio_fail "unknown case $VIO_VMM_CASE" ;;
+esac
+start=$(cut -d' ' -f1 /proc/uptime)
+/bin/vio-vmm "$@" --initrd /l2/initrd --mem 128 --counters \
+    --params "console=ttyS0 reboot=k panic=-1 quiet" > /tmp/l2.log 2>&1 </dev/null
+rc=$?
+end=$(cut -d' ' -f1 /proc/uptime)
+sed 's/^/L2| /' /tmp/l2.log
+echo "vio-vmm exit $rc after $start -> $end s"
+[ "$rc" = 0 ] || vio_fail "vio-vmm exited $rc"
+grep -q L2-INIT-REACHED /tmp/l2.log || vio_fail "L2 never reached /init"
+want=1; [ "$VIO_VMM_CASE" = smp ] && want=2
+grep -q "L2-INIT-REACHED cpus=$want " /tmp/l2.log || vio_fail "L2 did not see $want CPU(s)"
+grep -q "L2-RTC [0-9]" /tmp/l2.log || vio_fail "L2 has no working RTC"
+exit 0
+L1
+"$guest/mkinitramfs.sh" "$work/l1.cpio.gz" --module kvm_amd \
+    --add "$vmm:/bin/vio-vmm" --add "$VIO_VMLINUX:/l2/vmlinux" --add "$bzimage:/l2/bzImage" \
+    --add "$work/l2.cpio.gz:/l2/initrd" --test "vmmboot=$work/vmmboot" >/dev/null
+
+fail=0
+for c in "${cases[@]}"; do
+    log=$work/l1-$c.log
+    set +e
+    "$guest/run-guest.sh" --kernel "$VIO_VMLINUX" --initrd "$work/l1.cpio.gz" --mem 1024 \
+        --test vmmboot --vio "vmm_case=$c" --timeout 240 --log "$log" -- -cpu max >/dev/null 2>&1
+    rc=$?
+    set -e
+    grep -a 'L2|\|vio-vmm exit\|FAIL' "$log" | grep -av 'VIO-GUEST-RESULT' | tail -n 40 | sed "s/^/[$c] /"
+    if [[ $rc == 0 ]]; then
+        echo "PASS $c"
+    else
+        echo "FAIL $c (run-guest exit $rc, log kept: $log)"
+        cp "$log" "/tmp/vio-vmm-nested-$c.log" 2>/dev/null || true
+        fail=1
+    fi
+done
+exit $fail
