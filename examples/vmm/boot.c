@@ -194,6 +194,7 @@ static int load_pvh(struct vmm *vm, const uint8_t *img, size_t len, const char *
     si->magic = PVH_MAGIC;
     si->version = 1;
     si->cmdline_paddr = VMM_CMDLINE;
+    si->rsdp_paddr = vm->rsdp;
     si->memmap_paddr = VMM_MEMMAP;
     si->memmap_entries = memmap(vm, mm);
     if (rd_size) {
@@ -258,6 +259,7 @@ static int load_bzimage(struct vmm *vm, const uint8_t *img, size_t len, const ch
     bp->hdr.cmdline_size = (uint32_t)strlen(cmdline);
     bp->hdr.ramdisk_image = (uint32_t)rd_addr;
     bp->hdr.ramdisk_size = (uint32_t)rd_size;
+    bp->acpi_rsdp_addr = vm->rsdp;
     struct pvh_memmap mm[8];
     unsigned n = memmap(vm, mm);
     for (unsigned i = 0; i < n; i++) {

@@ -241,8 +241,23 @@ void vmm_request_stop(struct vmm *vm, int why)
     }
 }
 
-static void dispatch(struct vmm_range *t, unsigned n, uint64_t addr, uint8_t *data, unsigned size,
-                     bool write)
+static void note_miss(struct vmm *vm, uint64_t addr)
+{
+    for (unsigned i = 0; i < 16; i++) {
+        if (vm->miss[i].hits && vm->miss[i].addr == addr) {
+            vm->miss[i].hits++;
+            return;
+        }
+        if (!vm->miss[i].hits) {
+            vm->miss[i].addr = addr;
+            vm->miss[i].hits = 1;
+            return;
+        }
+    }
+}
+
+static void dispatch(struct vmm *vm, struct vmm_range *t, unsigned n, uint64_t addr, uint8_t *data,
+                     unsigned size, bool write)
 {
     for (unsigned i = 0; i < n; i++) {
         if (addr >= t[i].base && addr - t[i].base < t[i].len) {
@@ -251,6 +266,7 @@ static void dispatch(struct vmm_range *t, unsigned n, uint64_t addr, uint8_t *da
             return;
         }
     }
+    note_miss(vm, addr);
     if (!write)
         memset(data, 0xff, size); /* nothing there: the bus floats */
 }
@@ -276,13 +292,13 @@ static void *cpu_thread(void *arg)
             c->exits[VMM_EXIT_IO]++;
             uint8_t *p = (uint8_t *)r + r->io.data_offset;
             for (uint32_t k = 0; k < r->io.count; k++, p += r->io.size)
-                dispatch(vm->pio, vm->npio, r->io.port, p, r->io.size,
+                dispatch(vm, vm->pio, vm->npio, r->io.port, p, r->io.size,
                          r->io.direction == KVM_EXIT_IO_OUT);
             break;
         }
         case KVM_EXIT_MMIO:
             c->exits[VMM_EXIT_MMIO]++;
-            dispatch(vm->mmio, vm->nmmio, r->mmio.phys_addr, r->mmio.data, r->mmio.len,
+            dispatch(vm, vm->mmio, vm->nmmio, r->mmio.phys_addr, r->mmio.data, r->mmio.len,
                      r->mmio.is_write);
             break;
         case KVM_EXIT_HLT:
@@ -363,4 +379,7 @@ void vmm_print_counters(struct vmm *vm)
         fprintf(stderr, "vio-vmm:   mmio %#llx %-12s %llu\n",
                 (unsigned long long)vm->mmio[i].base, vm->mmio[i].name,
                 (unsigned long long)vm->mmio[i].hits);
+    for (unsigned i = 0; i < 16 && vm->miss[i].hits; i++)
+        fprintf(stderr, "vio-vmm:   unclaimed %#llx %llu\n", (unsigned long long)vm->miss[i].addr,
+                (unsigned long long)vm->miss[i].hits);
 }

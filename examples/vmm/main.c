@@ -18,7 +18,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vio-vmm --kernel FILE [--initrd FILE] [--params \"CMDLINE\"] [--mem MiB]\n"
-            "               [--cpus N] [--counters] [--verbose]\n"
+            "               [--cpus N] [--no-acpi] [--counters] [--verbose]\n"
             "\n"
             "Boot a Linux guest on KVM (/dev/kvm) with a serial console on stdio.\n"
             "\n"
@@ -27,6 +27,7 @@ static void usage(FILE *f)
             "  --params STR     kernel command line (default \"console=ttyS0 reboot=k panic=-1\")\n"
             "  --mem MiB        guest RAM, 64..65536 (default 256)\n"
             "  --cpus N         vCPUs, 1..%u (default 1)\n"
+"  --no-acpi        no ACPI tables (the MP table alone; no power-off, no MMIO devices)\n"
             "  --counters       print exits by reason and trapped accesses per device at exit\n"
             "  --verbose        say what the VMM does\n"
             "  -h, --help       this text\n"
@@ -55,12 +56,13 @@ int main(int argc, char **argv)
     const char *kernel = NULL, *initrd = NULL;
     const char *params = "console=ttyS0 reboot=k panic=-1";
     unsigned long mem = 256, cpus = 1;
-    bool counters = false, verbose = false;
+    bool counters = false, verbose = false, no_acpi = false;
     static const struct option opts[] = {
         { "kernel", required_argument, NULL, 'k' }, { "initrd", required_argument, NULL, 'i' },
         { "params", required_argument, NULL, 'p' }, { "mem", required_argument, NULL, 'm' },
         { "cpus", required_argument, NULL, 'c' },   { "counters", no_argument, NULL, 'C' },
         { "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
+        { "no-acpi", no_argument, NULL, 'A' },
         { NULL, 0, NULL, 0 }
     };
     opterr = 0;
@@ -74,6 +76,7 @@ int main(int argc, char **argv)
         case 'c': if (parse_uint("--cpus", optarg, 1, VMM_MAX_CPUS, &cpus)) return 2; break;
         case 'C': counters = true; break;
         case 'v': verbose = true; break;
+        case 'A': no_acpi = true; break;
         case 'h': usage(stdout); return 0;
         default:
             fprintf(stderr, "vio-vmm: unknown or incomplete option '%s' (see --help)\n",
@@ -97,8 +100,8 @@ int main(int argc, char **argv)
         return 1;
     }
     vm.verbose = verbose;
-    if ((r = vmm_load_kernel(&vm, kernel, initrd, params)) || (r = vmm_write_mptable(&vm)) ||
-        (r = vmm_legacy_init(&vm))) {
+    if ((r = vmm_legacy_init(&vm)) || (!no_acpi && (r = vmm_write_acpi(&vm))) ||
+        (r = vmm_write_mptable(&vm)) || (r = vmm_load_kernel(&vm, kernel, initrd, params))) {
         vmm_destroy(&vm);
         return 1;
     }

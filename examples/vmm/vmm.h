@@ -43,6 +43,14 @@ enum vmm_exit_kind {
 
 struct vmm;
 
+/* A virtio-MMIO window the DSDT describes (LNRO0005). */
+struct vmm_mmio_dev {
+    uint64_t base, len;
+    uint32_t gsi;
+    uint32_t uid;
+};
+#define VMM_MAX_MMIO_DEVS 8u
+
 /* A port-I/O or MMIO handler: @size 1/2/4/8, @data the bytes (read fills it). */
 typedef void (*vmm_io_fn)(void *opaque, uint64_t addr, uint8_t *data, unsigned size, bool write);
 
@@ -76,12 +84,16 @@ struct vmm {
     unsigned npio;
     struct vmm_range mmio[VMM_MAX_RANGES];
     unsigned nmmio;
+    struct { uint64_t addr; _Atomic uint64_t hits; } miss[16]; /* unclaimed ports / MMIO */
     atomic_int stop;      /* 0 running; else VMM_STOP_* */
     bool verbose;
     /* boot */
     uint64_t entry;       /* PVH 32-bit entry or bzImage 64-bit entry */
     bool pvh;
     uint64_t start_info;  /* PVH: %ebx; bzImage: %rsi */
+    uint64_t rsdp;        /* ACPI RSDP (0: no ACPI) */
+    struct vmm_mmio_dev mmio_devs[VMM_MAX_MMIO_DEVS];
+    unsigned nmmio_devs;
 };
 
 enum { VMM_STOP_POWEROFF = 1, VMM_STOP_REBOOT = 2, VMM_STOP_ERROR = 3 };
@@ -105,6 +117,10 @@ int vmm_setup_cpu_regs(struct vmm *vm, struct vmm_cpu *c);
 
 /* tables.c: MP table (ISA irqs, CPUs, IOAPIC). */
 int vmm_write_mptable(struct vmm *vm);
+
+/* acpi.c: RSDP, XSDT, FACS, FADT (PM1a at 0x600, reset on 0xcf9), MADT, DSDT (\\_S5, COM1,
+ * RTC, virtio-MMIO devices). Call after the devices are known, before vmm_load_kernel(). */
+int vmm_write_acpi(struct vmm *vm);
 
 /* legacy.c: 16550 on 0x3f8 / irq 4, CMOS RTC on 0x70, i8042 reset on 0x64, 0xcf9 reset. */
 int vmm_legacy_init(struct vmm *vm);

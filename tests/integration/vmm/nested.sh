@@ -5,10 +5,12 @@
 # nested paging, L1 loads kvm-amd, and vio-vmm runs there on /dev/kvm, booting Debian's
 # unmodified kernel as "L2" (../shared/PEERS.md, "Real KVM"). Each CASE boots L1 once and runs
 # one vio-vmm boot inside it:
-#   pvh       ELF vmlinux through its PVH entry, 1 vCPU
-#   bzimage   the same kernel's bzImage through the 64-bit boot protocol
-#   smp       PVH with --cpus 2: L2 must see 2 CPUs online
-# Default: all of them. L2's /init prints what it saw and reboots; vio-vmm must exit 0 on that.
+#   pvh       ELF vmlinux through its PVH entry, 1 vCPU, ACPI; L2 powers off (ACPI S5)
+#   bzimage   the same kernel's bzImage through the 64-bit boot protocol; L2 reboots (ACPI reset)
+#   smp       PVH with --cpus 2: L2 must see 2 CPUs online; L2 powers off
+#   noacpi    PVH with --no-acpi (MP table only); L2 reboots through the i8042 reset line
+# Default: all of them. L2's /init prints what it saw and powers off or reboots; vio-vmm must
+# say so and exit 0, the RTC must work and ACPI must raise no firmware error.
 # Exit: 0 all pass, 1 a failure, 77 SKIP (no QEMU / kernel / busybox).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -16,7 +18,7 @@ guest=$(cd "$here/../../support/guest" && pwd -P)
 vmm=${1:?usage: nested.sh VIO_VMM_STATIC [CASE...]}
 shift
 cases=("$@")
-[[ ${#cases[@]} -gt 0 ]] || cases=(pvh bzimage smp)
+[[ ${#cases[@]} -gt 0 ]] || cases=(pvh bzimage smp noacpi)
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
 [[ -x /bin/busybox ]] || { echo "SKIP: busybox-static not installed"; exit 77; }
 [[ -x $vmm ]] || { echo "FAIL: $vmm is not an executable"; exit 1; }
@@ -35,7 +37,10 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 echo "L2-INIT-REACHED cpus=$(grep -c ^processor /proc/cpuinfo) uptime=$(cut -d' ' -f1 /proc/uptime) mem=$(sed -n 's/^MemTotal: *//p' /proc/meminfo)"
 echo "L2-RTC $(cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null || echo none)"
-reboot -f
+if grep -q l2_exit=reboot /proc/cmdline; then reboot -f; else poweroff -f; fi
+sleep 10
+echo "L2-STILL-RUNNING"
+
 L2
 "$guest/mkinitramfs.sh" "$work/l2.cpio.gz" --no-modules --init "$work/l2init" >/dev/null
 
@@ -44,15 +49,17 @@ cat > "$work/vmmboot" <<'L1'
 #!/bin/sh
 . /lib/vio/lib.sh
 [ -c /dev/kvm ] || vio_fail "no /dev/kvm in L1 (kvm_amd: $(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null))"
+exit_how=poweroff
 case "$VIO_VMM_CASE" in
     pvh) set -- --kernel /l2/vmlinux ;;
-    bzimage) set -- --kernel /l2/bzImage ;;
+    bzimage) set -- --kernel /l2/bzImage; exit_how=reboot ;;
     smp) set -- --kernel /l2/vmlinux --cpus 2 ;;
+    noacpi) set -- --kernel /l2/vmlinux --no-acpi; exit_how=reboot ;;
     *) vio_fail "unknown case $VIO_VMM_CASE" ;;
 esac
 start=$(cut -d' ' -f1 /proc/uptime)
-/bin/vio-vmm "$@" --initrd /l2/initrd --mem 128 --counters \
-    --params "console=ttyS0 reboot=k panic=-1 quiet" > /tmp/l2.log 2>&1 </dev/null
+/bin/vio-vmm "$@" --initrd /l2/initrd --mem 128 --counters --verbose \
+    --params "console=ttyS0 panic=-1 quiet l2_exit=$exit_how" > /tmp/l2.log 2>&1 </dev/null
 rc=$?
 end=$(cut -d' ' -f1 /proc/uptime)
 sed 's/^/L2| /' /tmp/l2.log
@@ -62,6 +69,11 @@ grep -q L2-INIT-REACHED /tmp/l2.log || vio_fail "L2 never reached /init"
 want=1; [ "$VIO_VMM_CASE" = smp ] && want=2
 grep -q "L2-INIT-REACHED cpus=$want " /tmp/l2.log || vio_fail "L2 did not see $want CPU(s)"
 grep -q "L2-RTC [0-9]" /tmp/l2.log || vio_fail "L2 has no working RTC"
+case $exit_how in
+    poweroff) grep -q "vio-vmm: guest powered off" /tmp/l2.log || vio_fail "vio-vmm did not see the power-off" ;;
+    reboot) grep -q "vio-vmm: guest rebooted" /tmp/l2.log || vio_fail "vio-vmm did not see the reboot" ;;
+esac
+if [ "$VIO_VMM_CASE" != noacpi ] && grep -q "ACPI.*\(Error\|BIOS bug\|FW_BUG\)" /tmp/l2.log; then vio_fail "ACPI complained about our tables"; fi
 exit 0
 L1
 "$guest/mkinitramfs.sh" "$work/l1.cpio.gz" --module kvm_amd \
