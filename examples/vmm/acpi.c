@@ -268,6 +268,69 @@ static void rtc_body(struct aml *a, const void *arg)
     name_crs(a, r, n);
 }
 
+/* Word / DWord address space descriptors of a root bridge's windows (producer, fixed). */
+static size_t res_word(uint8_t *r, uint8_t type, uint8_t tflags, uint16_t min, uint16_t max)
+{
+    uint16_t v[5] = { 0, min, max, 0, (uint16_t)(max - min + 1) };
+    r[0] = 0x88;
+    r[1] = 13;
+    r[2] = 0;
+    r[3] = type;
+    r[4] = 0x0c;
+    r[5] = tflags;
+    memcpy(r + 6, v, 10);
+    return 16;
+}
+
+static size_t res_dword_mem(uint8_t *r, uint32_t min, uint32_t max)
+{
+    uint32_t v[5] = { 0, min, max, 0, max - min + 1 };
+    r[0] = 0x87;
+    r[1] = 23;
+    r[2] = 0;
+    r[3] = 0;    /* memory */
+    r[4] = 0x0c;
+    r[5] = 0x01; /* read/write, non-cacheable */
+    memcpy(r + 6, v, 20);
+    return 26;
+}
+
+static void pci_body(struct aml *a, const void *arg)
+{
+    (void)arg;
+    uint8_t r[128];
+    size_t n = res_word(r, 2, 0, 0, 0);                /* bus 0 */
+    n += res_io(r + n, 0xcf8, 8);                      /* conf1 */
+    n += res_word(r + n, 1, 3, 0x0000, 0x0cf7);        /* I/O below and above it */
+    n += res_word(r + n, 1, 3, 0x0d00, 0xffff);
+    n += res_dword_mem(r + n, (uint32_t)VMM_PCI_HOLE_BASE, (uint32_t)(VMM_PCI_HOLE_END - 1));
+    name_eisa(a, "_HID", "PNP0A03");
+    name_int(a, "_ADR", 0);
+    name_int(a, "_SEG", 0);
+    name_int(a, "_BBN", 0);
+    name_int(a, "_UID", 0);
+    name_crs(a, r, n);
+    /* _PRT: INTA of slot s -> GSI 16 + s % 8 (what vmm_pci_intx_gsi() drives) */
+    emit1(a, 0x08);
+    name_seg(a, "_PRT");
+    emit1(a, 0x12);
+    size_t p = open_pkg(a);
+    emit1(a, (uint8_t)(VMM_PCI_SLOTS - 1));
+    for (unsigned s = 1; s < VMM_PCI_SLOTS; s++) {
+        emit1(a, 0x12);
+        size_t q = open_pkg(a);
+        emit1(a, 4);
+        emit1(a, 0x0c);
+        uint32_t adr = (s << 16) | 0xffffu;
+        emit(a, &adr, 4);
+        aml_int(a, 0);
+        aml_int(a, 0);
+        aml_int(a, vmm_pci_intx_gsi(s));
+        close_pkg(a, q);
+    }
+    close_pkg(a, p);
+}
+
 static void mmio_body(struct aml *a, const void *arg)
 {
     const struct vmm_mmio_dev *d = arg;
@@ -301,6 +364,7 @@ static int build_dsdt(struct vmm *vm, uint8_t *out, size_t cap, size_t *len)
     name_seg(&a, "_SB");
     device(&a, "COM1", com1_body, NULL);
     device(&a, "RTC", rtc_body, NULL);
+    device(&a, "PCI0", pci_body, NULL);
     for (unsigned i = 0; i < vm->nmmio_devs; i++) {
         char nm[5];
         snprintf(nm, sizeof(nm), "VR%02u", i);

@@ -100,6 +100,7 @@ int vmm_init(struct vmm *vm, uint64_t ram_mib, unsigned ncpus)
     memset(vm, 0, sizeof(*vm));
     vm->kvm = vm->vm = vm->ram_fd = -1;
     vm->ncpus = ncpus;
+    pthread_mutex_init(&vm->route_lock, NULL);
     vm->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (vm->kvm < 0) {
         int e = -errno;
@@ -220,6 +221,58 @@ int vmm_add_mmio(struct vmm *vm, uint64_t base, uint64_t len, vmm_io_fn fn, void
                  const char *name)
 {
     return add_range(vm->mmio, &vm->nmmio, base, len, fn, opaque, name);
+}
+
+#define MSI_GSI_BASE 24u
+
+unsigned vmm_msi_alloc(struct vmm *vm)
+{
+    pthread_mutex_lock(&vm->route_lock);
+    unsigned g = vm->nmsi < 64 ? MSI_GSI_BASE + vm->nmsi++ : 0;
+    pthread_mutex_unlock(&vm->route_lock);
+    return g;
+}
+
+int vmm_msi_route(struct vmm *vm, unsigned gsi, uint64_t addr, uint32_t data)
+{
+    if (gsi < MSI_GSI_BASE || gsi >= MSI_GSI_BASE + 64)
+        return -EINVAL;
+    pthread_mutex_lock(&vm->route_lock);
+    vm->msi[gsi - MSI_GSI_BASE].addr = addr;
+    vm->msi[gsi - MSI_GSI_BASE].data = data;
+    vm->msi[gsi - MSI_GSI_BASE].set = true;
+    unsigned max = 16 * 2 + 8 + 64;
+    struct kvm_irq_routing *rt = calloc(1, sizeof(*rt) + max * sizeof(struct kvm_irq_routing_entry));
+    if (!rt) {
+        pthread_mutex_unlock(&vm->route_lock);
+        return -ENOMEM;
+    }
+    unsigned n = 0;
+    for (unsigned i = 0; i < 24; i++) { /* KVM's defaults: PIC for 0..15, I/O APIC for 0..23 */
+        if (i < 16)
+            rt->entries[n++] = (struct kvm_irq_routing_entry){
+                .gsi = i, .type = KVM_IRQ_ROUTING_IRQCHIP,
+                .u.irqchip = { .irqchip = i < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+                               .pin = i % 8 } };
+        rt->entries[n++] = (struct kvm_irq_routing_entry){
+            .gsi = i, .type = KVM_IRQ_ROUTING_IRQCHIP,
+            .u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = i } };
+    }
+    for (unsigned i = 0; i < vm->nmsi; i++) {
+        if (!vm->msi[i].set)
+            continue;
+        rt->entries[n++] = (struct kvm_irq_routing_entry){
+            .gsi = MSI_GSI_BASE + i, .type = KVM_IRQ_ROUTING_MSI,
+            .u.msi = { .address_lo = (uint32_t)vm->msi[i].addr,
+                       .address_hi = (uint32_t)(vm->msi[i].addr >> 32), .data = vm->msi[i].data } };
+    }
+    rt->nr = n;
+    int r = ioctl(vm->vm, KVM_SET_GSI_ROUTING, rt) < 0 ? -errno : 0;
+    if (r)
+        fprintf(stderr, "vio-vmm: KVM_SET_GSI_ROUTING: %s\n", strerror(-r));
+    free(rt);
+    pthread_mutex_unlock(&vm->route_lock);
+    return r;
 }
 
 int vmm_irq_line(struct vmm *vm, unsigned gsi, int level)

@@ -27,6 +27,8 @@
 #define VMM_BIOS_START 0xe0000u  /* ACPI tables / MP table live here */
 #define VMM_HIMEM 0x100000u
 #define VMM_MMIO_HOLE 0xc0000000u /* RAM above this goes above 4 GiB */
+#define VMM_PCI_HOLE_BASE 0xd0000000ull /* BARs the VMM places (32-bit memory window) */
+#define VMM_PCI_HOLE_END 0xfec00000ull
 #define VMM_IOAPIC 0xfec00000u
 #define VMM_LAPIC 0xfee00000u
 
@@ -94,6 +96,10 @@ struct vmm {
     uint64_t rsdp;        /* ACPI RSDP (0: no ACPI) */
     struct vmm_mmio_dev mmio_devs[VMM_MAX_MMIO_DEVS];
     unsigned nmmio_devs;
+    /* MSI routes (GSI 24 + i) */
+    pthread_mutex_t route_lock;
+    unsigned nmsi;
+    struct { uint64_t addr; uint32_t data; bool set; } msi[64];
 };
 
 enum { VMM_STOP_POWEROFF = 1, VMM_STOP_REBOOT = 2, VMM_STOP_ERROR = 3 };
@@ -121,6 +127,48 @@ int vmm_write_mptable(struct vmm *vm);
 /* acpi.c: RSDP, XSDT, FACS, FADT (PM1a at 0x600, reset on 0xcf9), MADT, DSDT (\\_S5, COM1,
  * RTC, virtio-MMIO devices). Call after the devices are known, before vmm_load_kernel(). */
 int vmm_write_acpi(struct vmm *vm);
+
+/* machine.c: MSI routes. vmm_msi_alloc() hands out a GSI (24 and up) for an irqfd;
+ * vmm_msi_route() points it at an MSI address/data pair (the whole routing table, the default
+ * PIC / I/O APIC routes included, is sent again). */
+unsigned vmm_msi_alloc(struct vmm *vm);
+int vmm_msi_route(struct vmm *vm, unsigned gsi, uint64_t addr, uint32_t data);
+
+/* pci.c: host bridge, conf1, BAR routing. */
+#define VMM_PCI_SLOTS 32u
+struct vmm_pci_fn {
+    unsigned slot;
+    void (*config_read)(struct vmm_pci_fn *f, uint32_t off, unsigned size, uint32_t *v);
+    void (*config_write)(struct vmm_pci_fn *f, uint32_t off, unsigned size, uint32_t v);
+    /* true when @addr is inside one of its BARs (and the access was handled) */
+    bool (*bar_access)(struct vmm_pci_fn *f, uint64_t addr, uint8_t *data, unsigned size, bool wr);
+};
+int vmm_pci_init(struct vmm *vm);
+int vmm_pci_add(struct vmm *vm, struct vmm_pci_fn *f);
+uint64_t vmm_pci_alloc_bar(uint64_t size);
+/* INTx of slot s: I/O APIC pins 16..23 */
+static inline unsigned vmm_pci_intx_gsi(unsigned slot)
+{
+    return 16u + slot % 8u;
+}
+
+/* virtio_net.c: network cards. */
+#define VMM_MAX_NETS 4u
+#define VMM_NET_MAX_PAIRS 8u
+struct vmm_net_opts {
+    unsigned index;
+    const char *tap;   /* tap=NAME */
+    const char *vhost_user; /* vhost-user=SOCKET */
+    bool pci;          /* transport=pci (else mmio) */
+    bool vhost;        /* vhost=on: the kernel's vhost-net runs the queues */
+    bool ioeventfd;    /* false with --no-ioeventfd */
+    uint8_t mac[6];
+    unsigned queues;   /* queue pairs */
+};
+int vmm_net_pci_add(struct vmm *vm, const struct vmm_net_opts *o);
+void vmm_net_stop(void);
+void vmm_net_print_counters(void);
+void vmm_net_fini(void);
 
 /* legacy.c: 16550 on 0x3f8 / irq 4, CMOS RTC on 0x70, i8042 reset on 0x64, 0xcf9 reset. */
 int vmm_legacy_init(struct vmm *vm);

@@ -9,6 +9,10 @@
 #   bzimage   the same kernel's bzImage through the 64-bit boot protocol; L2 reboots (ACPI reset)
 #   smp       PVH with --cpus 2: L2 must see 2 CPUs online; L2 powers off
 #   noacpi    PVH with --no-acpi (MP table only); L2 reboots through the i8042 reset line
+#   pci       --network tap=vmtap0,transport=pci,vhost=off: L2's own virtio_pci + virtio_net
+#             get a link, ping L1's tap address and move 8 MiB each way over TCP byte-identical
+#             (sha256 compared); with ioeventfd at most one trapped notify per queue
+#   pci-trap  the same with --no-ioeventfd: every notify traps, the data still arrives intact
 # Default: all of them. L2's /init prints what it saw and powers off or reboots; vio-vmm must
 # say so and exit 0, the RTC must work and ACPI must raise no firmware error.
 # Exit: 0 all pass, 1 a failure, 77 SKIP (no QEMU / kernel / busybox).
@@ -18,7 +22,7 @@ guest=$(cd "$here/../../support/guest" && pwd -P)
 vmm=${1:?usage: nested.sh VIO_VMM_STATIC [CASE...]}
 shift
 cases=("$@")
-[[ ${#cases[@]} -gt 0 ]] || cases=(pvh bzimage smp noacpi)
+[[ ${#cases[@]} -gt 0 ]] || cases=(pvh bzimage smp noacpi pci pci-trap)
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
 [[ -x /bin/busybox ]] || { echo "SKIP: busybox-static not installed"; exit 77; }
 [[ -x $vmm ]] || { echo "FAIL: $vmm is not an executable"; exit 1; }
@@ -44,11 +48,81 @@ echo "L2-STILL-RUNNING"
 L2
 "$guest/mkinitramfs.sh" "$work/l2.cpio.gz" --no-modules --init "$work/l2init" >/dev/null
 
+# L2 for the network cases: the harness's default /init (modules, vio.ip, vio.test) with a
+# test that pings L1 and moves a blob each way over TCP.
+head -c 8M /dev/urandom > "$work/blob"
+blob_sum=$(sha256sum "$work/blob" | cut -c1-64)
+cat > "$work/l2net" <<'L2NET'
+#!/bin/sh
+. /lib/vio/lib.sh
+ping -c 3 -W 3 10.0.0.1 >/dev/null || vio_fail "no ping reply from L1's tap"
+echo "L2-PING-OK"
+nc 10.0.0.1 5001 < /data/blob || vio_fail "sending to L1 failed"
+echo "L2-SENT"
+mkfifo /tmp/hold
+nc -l -p 5002 <>/tmp/hold >/tmp/got &
+pid=$!
+sleep 0.5
+echo "L2-LISTENING"
+wait $pid
+echo "L2-GOT $(sha256sum /tmp/got | cut -c1-64) $(wc -c < /tmp/got)"
+L2NET
+"$guest/mkinitramfs.sh" "$work/l2net.cpio.gz" --add "$work/blob:/data/blob" \
+    --test "l2net=$work/l2net" >/dev/null
+
 # L1: loads kvm-amd, runs vio-vmm per vio.vmm_case, prints what it saw.
 cat > "$work/vmmboot" <<'L1'
 #!/bin/sh
 . /lib/vio/lib.sh
 [ -c /dev/kvm ] || vio_fail "no /dev/kvm in L1 (kvm_amd: $(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null))"
+if [ "$VIO_VMM_CASE" = pci ] || [ "$VIO_VMM_CASE" = pci-trap ]; then
+    extra=
+    [ "$VIO_VMM_CASE" = pci-trap ] && extra=--no-ioeventfd
+    mkfifo /tmp/hold
+    nc -l -p 5001 <>/tmp/hold >/tmp/from_l2 &
+    /bin/vio-vmm --kernel /l2/vmlinux --initrd /l2/initrd-net --mem 256 --counters --verbose $extra \
+        --network tap=vmtap0,transport=pci,vhost=off,mac=52:54:00:00:00:02 \
+        --params "console=ttyS0 panic=-1 vio.ip=10.0.0.2/24 vio.test=l2net" \
+        > /tmp/l2.log 2>&1 </dev/null &
+    vmm=$!
+    i=0
+    while [ ! -e /sys/class/net/vmtap0 ]; do
+        i=$((i + 1)); [ $i -gt 100 ] && { cat /tmp/l2.log; vio_fail "vio-vmm made no tap"; }
+        sleep 0.1
+    done
+    ip addr add 10.0.0.1/24 dev vmtap0 && ip link set vmtap0 up || vio_fail "cannot configure vmtap0"
+    i=0
+    while ! grep -q L2-LISTENING /tmp/l2.log; do
+        i=$((i + 1)); [ $i -gt 1800 ] && break
+        kill -0 $vmm 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q L2-LISTENING /tmp/l2.log && nc 10.0.0.2 5002 < /data/blob
+    echo "L1 tap: rx_packets=$(cat /sys/class/net/vmtap0/statistics/rx_packets) tx_packets=$(cat /sys/class/net/vmtap0/statistics/tx_packets)"
+    wait $vmm
+    rc=$?
+    sed 's/^/L2| /' /tmp/l2.log
+    [ "$rc" = 0 ] || vio_fail "vio-vmm exited $rc"
+    grep -q "VIO-GUEST-RESULT: PASS" /tmp/l2.log || vio_fail "L2's test failed: $(grep VIO-GUEST-RESULT /tmp/l2.log)"
+    grep -q L2-PING-OK /tmp/l2.log || vio_fail "L2 could not ping L1"
+    want=$(sha256sum /data/blob | cut -c1-64)
+    got=$(sha256sum /tmp/from_l2 | cut -c1-64)
+    [ "$got" = "$want" ] || vio_fail "L2->L1: $(wc -c < /tmp/from_l2) bytes, sha256 differs"
+    echo "L2->L1 8 MiB intact"
+    grep -q "L2-GOT $want 8388608" /tmp/l2.log || vio_fail "L1->L2: $(grep L2-GOT /tmp/l2.log)"
+    echo "L1->L2 8 MiB intact"
+    trapped=$(sed -n 's/.*net0: notify trapped=\([0-9]*\) ioeventfd=\([0-9]*\).*/\1/p' /tmp/l2.log)
+    evfd=$(sed -n 's/.*net0: notify trapped=\([0-9]*\) ioeventfd=\([0-9]*\).*/\2/p' /tmp/l2.log)
+    echo "notifies: trapped=$trapped ioeventfd=$evfd"
+    if [ "$VIO_VMM_CASE" = pci ]; then
+        [ -n "$trapped" ] && [ "$trapped" -le 3 ] || vio_fail "ioeventfd mode trapped $trapped notifies (want at most the first one of each of the 3 queues)"
+        [ -n "$evfd" ] && [ "$evfd" -gt 0 ] || vio_fail "no notify reached the device through the ioeventfd"
+    else
+        [ -n "$evfd" ] && [ "$evfd" = 0 ] || vio_fail "--no-ioeventfd still used an ioeventfd ($evfd)"
+        [ -n "$trapped" ] && [ "$trapped" -gt 10 ] || vio_fail "--no-ioeventfd trapped only $trapped notifies"
+    fi
+    exit 0
+fi
 exit_how=poweroff
 case "$VIO_VMM_CASE" in
     pvh) set -- --kernel /l2/vmlinux ;;
@@ -78,17 +152,19 @@ exit 0
 L1
 "$guest/mkinitramfs.sh" "$work/l1.cpio.gz" --module kvm_amd \
     --add "$vmm:/bin/vio-vmm" --add "$VIO_VMLINUX:/l2/vmlinux" --add "$bzimage:/l2/bzImage" \
-    --add "$work/l2.cpio.gz:/l2/initrd" --test "vmmboot=$work/vmmboot" >/dev/null
+    --add "$work/l2.cpio.gz:/l2/initrd" --add "$work/l2net.cpio.gz:/l2/initrd-net" \
+    --add "$work/blob:/data/blob" --test "vmmboot=$work/vmmboot" >/dev/null
 
 fail=0
 for c in "${cases[@]}"; do
     log=$work/l1-$c.log
     set +e
-    "$guest/run-guest.sh" --kernel "$VIO_VMLINUX" --initrd "$work/l1.cpio.gz" --mem 1024 \
+    "$guest/run-guest.sh" --kernel "$VIO_VMLINUX" --initrd "$work/l1.cpio.gz" --mem 1536 \
         --test vmmboot --vio "vmm_case=$c" --timeout 240 --log "$log" -- -cpu max >/dev/null 2>&1
     rc=$?
     set -e
-    grep -a 'L2|\|vio-vmm exit\|FAIL' "$log" | grep -av 'VIO-GUEST-RESULT' | tail -n 40 | sed "s/^/[$c] /"
+    grep -a 'L2|\|vio-vmm exit\|FAIL\|intact\|notifies:\|L1 tap' "$log" | grep -av '^VIO-GUEST-RESULT\|L2| \[ ' |
+        tail -n 40 | sed "s/^/[$c] /"
     if [[ $rc == 0 ]]; then
         echo "PASS $c"
     else

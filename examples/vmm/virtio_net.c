@@ -1,0 +1,415 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vio-vmm virtio-net on PCI, data path in the VMM: libvirtio's virtio-net device model on a tap
+ * backend, behind libvirtio's virtio-PCI device side, on one device thread per card.
+ *
+ * Notifications as the article describes them:
+ * - guest -> device: each queue's notify address (vio_pci_notify_info()) gets a KVM ioeventfd
+ *   the first time the guest writes it (the first write traps and is handled in the exit, the
+ *   rest go straight to the device thread's eventfd with no exit to the VMM); --no-ioeventfd
+ *   keeps every write trapped.
+ * - device -> guest: each MSI-X vector the guest programs becomes a KVM GSI route with an
+ *   irqfd; the device thread's used-buffer interrupt is an eventfd write. Without MSI-X the
+ *   INTx line of the slot is driven through the I/O APIC.
+ */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <virtio/device.h>
+#include <virtio/mem.h>
+#include <virtio/net.h>
+#include <virtio/net_backend.h>
+#include <virtio/pci.h>
+
+#include "vmm.h"
+
+#define VNET_MAX_QUEUES (2u * VMM_NET_MAX_PAIRS + 1u)
+#define VNET_MAX_VECTORS (VNET_MAX_QUEUES + 1u)
+
+struct vnet {
+    struct vmm_pci_fn fn; /* first: the bus hands this pointer back */
+    struct vmm *vm;
+    struct vmm_net_opts opts;
+    pthread_mutex_t lock;
+    struct vio_net_backend backend;
+    bool backend_open;
+    struct vio_net_dev *nd;
+    struct vio_device *dev;
+    struct vio_pci *pci;
+    struct vio_mem *mem;
+    struct vio_pci_layout layout;
+    unsigned nq;
+    int wake;
+    pthread_t thread;
+    bool thread_on;
+    struct {
+        int efd;
+        uint64_t addr; /* where it is bound (0: not bound) */
+        uint32_t len, value;
+        bool datamatch;
+    } ioev[VNET_MAX_QUEUES];
+    struct {
+        int efd;
+        unsigned gsi;
+    } vec[VNET_MAX_VECTORS];
+    unsigned nvec;
+    _Atomic uint64_t notify_trapped, notify_eventfd, irq_msix, irq_intx;
+};
+
+/* ---- interrupts ----------------------------------------------------------------------------- */
+
+static void msix_fire(void *opaque, uint16_t vector)
+{
+    struct vnet *n = opaque;
+    if (vector >= n->nvec)
+        return;
+    n->irq_msix++;
+    uint64_t one = 1;
+    ssize_t w = write(n->vec[vector].efd, &one, sizeof(one));
+    (void)w;
+}
+
+static void msix_update(void *opaque, uint16_t vector, uint64_t addr, uint32_t data, bool masked)
+{
+    struct vnet *n = opaque;
+    (void)masked; /* the transport never fires a masked vector: it sets the PBA bit instead */
+    if (vector >= n->nvec)
+        return;
+    vmm_msi_route(n->vm, n->vec[vector].gsi, addr, data);
+}
+
+static void set_intx(void *opaque, int level)
+{
+    struct vnet *n = opaque;
+    if (level)
+        n->irq_intx++;
+    vmm_irq_line(n->vm, vmm_pci_intx_gsi(n->fn.slot), level);
+}
+
+/* ---- notifications ------------------------------------------------------------------------- */
+
+/* Bind queue q's notify address to its eventfd (the BAR may have moved since last time). */
+static void bind_ioeventfd(struct vnet *n, unsigned q)
+{
+    struct vio_pci_notify_info ni;
+    if (!n->opts.ioeventfd || vio_pci_notify_info(n->pci, q, &ni) < 0)
+        return;
+    uint64_t base = vio_pci_bar_address(n->pci, ni.bar);
+    if (!base)
+        return;
+    uint64_t addr = base + ni.offset;
+    if (n->ioev[q].addr == addr)
+        return;
+    bool datamatch = n->layout.notify_mult == 0;
+    struct kvm_ioeventfd io = { .fd = n->ioev[q].efd };
+    if (n->ioev[q].addr) { /* unbind the old place */
+        io.addr = n->ioev[q].addr;
+        io.len = n->ioev[q].len;
+        io.datamatch = n->ioev[q].value;
+        io.flags = KVM_IOEVENTFD_FLAG_DEASSIGN | (n->ioev[q].datamatch ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0);
+        ioctl(n->vm->vm, KVM_IOEVENTFD, &io);
+        n->ioev[q].addr = 0;
+    }
+    io = (struct kvm_ioeventfd){ .fd = n->ioev[q].efd, .addr = addr, .len = ni.size,
+                                 .datamatch = ni.value,
+                                 .flags = datamatch ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0 };
+    if (ioctl(n->vm->vm, KVM_IOEVENTFD, &io) < 0) {
+        fprintf(stderr, "vio-vmm: net%u: KVM_IOEVENTFD for queue %u at %#llx: %s (trapping)\n",
+                n->opts.index, q, (unsigned long long)addr, strerror(errno));
+        return;
+    }
+    n->ioev[q].addr = addr;
+    n->ioev[q].len = ni.size;
+    n->ioev[q].value = ni.value;
+    n->ioev[q].datamatch = datamatch;
+    uint64_t one = 1;
+    ssize_t w = write(n->wake, &one, sizeof(one)); /* the device thread polls the new fd */
+    (void)w;
+}
+
+/* ---- PCI function -------------------------------------------------------------------------- */
+
+static void cfg_read(struct vmm_pci_fn *f, uint32_t off, unsigned size, uint32_t *v)
+{
+    struct vnet *n = (struct vnet *)f;
+    pthread_mutex_lock(&n->lock);
+    if (vio_pci_config_read(n->pci, off, size, v) < 0)
+        *v = 0xffffffffu;
+    pthread_mutex_unlock(&n->lock);
+}
+
+static void cfg_write(struct vmm_pci_fn *f, uint32_t off, unsigned size, uint32_t v)
+{
+    struct vnet *n = (struct vnet *)f;
+    pthread_mutex_lock(&n->lock);
+    vio_pci_config_write(n->pci, off, size, v);
+    pthread_mutex_unlock(&n->lock);
+}
+
+static bool in_bar(struct vnet *n, unsigned bar, uint64_t size, uint64_t addr, uint64_t *off)
+{
+    uint64_t base = vio_pci_bar_address(n->pci, bar);
+    if (!base || addr < base || addr - base >= size)
+        return false;
+    *off = addr - base;
+    return true;
+}
+
+static bool bar_access(struct vmm_pci_fn *f, uint64_t addr, uint8_t *data, unsigned size, bool wr)
+{
+    struct vnet *n = (struct vnet *)f;
+    uint64_t off;
+    unsigned bar;
+    pthread_mutex_lock(&n->lock);
+    if (in_bar(n, n->layout.bar, n->layout.bar_size, addr, &off)) {
+        bar = n->layout.bar;
+    } else if (n->layout.msix_bar != n->layout.bar &&
+               in_bar(n, n->layout.msix_bar, n->layout.msix_bar_size, addr, &off)) {
+        bar = n->layout.msix_bar;
+    } else {
+        pthread_mutex_unlock(&n->lock);
+        return false;
+    }
+    uint64_t v = 0;
+    if (wr) {
+        memcpy(&v, data, size);
+        vio_pci_bar_write(n->pci, bar, off, size, v);
+        if (bar == n->layout.bar && off >= n->layout.notify_off &&
+            off < n->layout.notify_off + (uint64_t)n->nq * (n->layout.notify_mult ? n->layout.notify_mult : 1) + 4) {
+            n->notify_trapped++;
+            unsigned q = n->layout.notify_mult ? (unsigned)((off - n->layout.notify_off) / n->layout.notify_mult)
+                                               : (unsigned)v;
+            if (q < n->nq)
+                bind_ioeventfd(n, q);
+        }
+    } else {
+        if (vio_pci_bar_read(n->pci, bar, off, size, &v) < 0)
+            v = ~0ull;
+        memcpy(data, &v, size);
+    }
+    pthread_mutex_unlock(&n->lock);
+    return true;
+}
+
+/* ---- the device thread --------------------------------------------------------------------- */
+
+static void *device_thread(void *arg)
+{
+    struct vnet *n = arg;
+    struct pollfd pfd[1 + VNET_MAX_QUEUES + 16];
+    uint32_t ids[16];
+    unsigned qof[VNET_MAX_QUEUES];
+    while (!atomic_load(&n->vm->stop)) {
+        unsigned k = 0, nq = 0;
+        pfd[k++] = (struct pollfd){ .fd = n->wake, .events = POLLIN };
+        pthread_mutex_lock(&n->lock);
+        for (unsigned q = 0; q < n->nq; q++) {
+            if (n->ioev[q].addr) {
+                qof[nq++] = q;
+                pfd[k++] = (struct pollfd){ .fd = n->ioev[q].efd, .events = POLLIN };
+            }
+        }
+        struct vio_device_watch w[16];
+        int nw = vio_device_watches(n->dev, w, 16);
+        pthread_mutex_unlock(&n->lock);
+        unsigned wbase = k;
+        for (int i = 0; i < nw && i < 16; i++) {
+            ids[i] = w[i].id;
+            pfd[k++] = (struct pollfd){ .fd = w[i].fd, .events = (short)w[i].events };
+        }
+        int r = poll(pfd, k, 200);
+        if (r <= 0)
+            continue;
+        uint64_t cnt;
+        if (pfd[0].revents & POLLIN) {
+            ssize_t rd = read(n->wake, &cnt, sizeof(cnt));
+            (void)rd;
+        }
+        pthread_mutex_lock(&n->lock);
+        for (unsigned i = 0; i < nq; i++) {
+            if (!(pfd[1 + i].revents & POLLIN))
+                continue;
+            if (read(pfd[1 + i].fd, &cnt, sizeof(cnt)) == sizeof(cnt)) {
+                n->notify_eventfd++;
+                vio_pci_queue_notify(n->pci, qof[i]);
+            }
+        }
+        for (unsigned i = wbase; i < k; i++)
+            if (pfd[i].revents)
+                vio_device_handle(n->dev, ids[i - wbase], (unsigned)pfd[i].revents);
+        pthread_mutex_unlock(&n->lock);
+    }
+    return NULL;
+}
+
+/* ---- creation ------------------------------------------------------------------------------ */
+
+static struct vnet *cards[VMM_MAX_NETS];
+static unsigned ncards;
+
+int vmm_net_pci_add(struct vmm *vm, const struct vmm_net_opts *o)
+{
+    if (ncards >= VMM_MAX_NETS)
+        return -ENOSPC;
+    struct vnet *n = calloc(1, sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    n->vm = vm;
+    n->opts = *o;
+    n->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pthread_mutex_init(&n->lock, NULL);
+    for (unsigned q = 0; q < VNET_MAX_QUEUES; q++)
+        n->ioev[q].efd = -1;
+    for (unsigned v = 0; v < VNET_MAX_VECTORS; v++)
+        n->vec[v].efd = -1;
+    cards[ncards++] = n; /* freed by vmm_net_fini() whatever happens below */
+
+    int r = vio_mem_new(4, &n->mem);
+    if (r)
+        return r;
+    uint64_t low = vm->ram_size < VMM_MMIO_HOLE ? vm->ram_size : VMM_MMIO_HOLE;
+    struct vio_mem_region reg = { .guest_addr = 0, .size = low, .host_ptr = vm->ram };
+    if ((r = vio_mem_add(n->mem, &reg)))
+        return r;
+    if (vm->ram_size > low) {
+        reg = (struct vio_mem_region){ .guest_addr = 1ull << 32, .size = vm->ram_size - low,
+                                       .host_ptr = vm->ram + low };
+        if ((r = vio_mem_add(n->mem, &reg)))
+            return r;
+    }
+
+    struct vio_net_backend_config bc = { .struct_size = sizeof(bc), .ifname = o->tap,
+                                         .queue_pairs = o->queues, .log = vio_log_stderr };
+    if ((r = vio_net_tap_open(&bc, &n->backend))) {
+        fprintf(stderr, "vio-vmm: net%u: tap '%s': %s\n", o->index, o->tap, strerror(-r));
+        return r;
+    }
+    n->backend_open = true;
+    struct vio_net_dev_config nc = { .struct_size = sizeof(nc), .backend = &n->backend,
+                                     .mac_valid = true, .max_queue_pairs = (uint16_t)o->queues,
+                                     .log = vio_log_stderr };
+    memcpy(nc.mac, o->mac, 6);
+    if ((r = vio_net_dev_new(&nc, &n->nd))) {
+        fprintf(stderr, "vio-vmm: net%u: device: %s\n", o->index, strerror(-r));
+        return r;
+    }
+    n->dev = vio_net_dev_device(n->nd);
+    n->nq = vio_device_num_queues(n->dev);
+    if (n->nq > VNET_MAX_QUEUES)
+        return -E2BIG;
+    n->nvec = n->nq + 1;
+    for (unsigned q = 0; q < n->nq; q++)
+        if ((n->ioev[q].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+            return -errno;
+    for (unsigned v = 0; v < n->nvec; v++) {
+        if ((n->vec[v].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+            return -errno;
+        n->vec[v].gsi = vmm_msi_alloc(vm);
+        if (!n->vec[v].gsi)
+            return -ENOSPC;
+        struct kvm_irqfd irqfd = { .fd = (uint32_t)n->vec[v].efd, .gsi = n->vec[v].gsi };
+        if (ioctl(vm->vm, KVM_IRQFD, &irqfd) < 0) {
+            fprintf(stderr, "vio-vmm: KVM_IRQFD: %s\n", strerror(errno));
+            return -errno;
+        }
+    }
+
+    vio_pci_layout_default(&n->layout);
+    struct vio_pci_config pc = { .struct_size = sizeof(pc), .dev = n->dev, .mem = n->mem,
+                                 .layout = n->layout, .msix_vectors = (uint16_t)n->nvec,
+                                 .log = vio_log_stderr, .msix_fire = msix_fire,
+                                 .msix_update = msix_update, .set_intx = set_intx,
+                                 .irq_opaque = n };
+    if ((r = vio_pci_new(&pc, &n->pci))) {
+        fprintf(stderr, "vio-vmm: net%u: virtio-pci: %s\n", o->index, strerror(-r));
+        return r;
+    }
+    n->fn.config_read = cfg_read;
+    n->fn.config_write = cfg_write;
+    n->fn.bar_access = bar_access;
+    if ((r = vmm_pci_add(vm, &n->fn)) < 0)
+        return r;
+
+    /* Firmware's job: place the BARs and turn on memory decoding and bus mastering. */
+    uint64_t a = vmm_pci_alloc_bar(n->layout.bar_size);
+    uint64_t m = n->layout.msix_bar != n->layout.bar ? vmm_pci_alloc_bar(n->layout.msix_bar_size) : 0;
+    if (!a || (n->layout.msix_bar != n->layout.bar && !m))
+        return -ENOSPC;
+    vio_pci_config_write(n->pci, 0x10 + 4u * n->layout.bar, 4, (uint32_t)a);
+    if (n->layout.bar64)
+        vio_pci_config_write(n->pci, 0x10 + 4u * (n->layout.bar + 1u), 4, (uint32_t)(a >> 32));
+    if (m)
+        vio_pci_config_write(n->pci, 0x10 + 4u * n->layout.msix_bar, 4, (uint32_t)m);
+    vio_pci_config_write(n->pci, 0x3c, 1, vmm_pci_intx_gsi(n->fn.slot)); /* interrupt line */
+    vio_pci_config_write(n->pci, 0x04, 2, 0x0006); /* memory space, bus master */
+
+    if ((r = pthread_create(&n->thread, NULL, device_thread, n)))
+        return -r;
+    n->thread_on = true;
+    if (vm->verbose)
+        fprintf(stderr, "vio-vmm: net%u: virtio-net-pci in slot %u on tap %s, %u queue(s), BAR%u at %#llx%s\n",
+                o->index, n->fn.slot, vio_net_tap_ifname(&n->backend), n->nq, n->layout.bar,
+                (unsigned long long)a, o->ioeventfd ? ", ioeventfd + irqfd" : ", trapped notify + irqfd");
+    return 0;
+}
+
+void vmm_net_stop(void)
+{
+    for (unsigned i = 0; i < ncards; i++) {
+        struct vnet *n = cards[i];
+        if (n->thread_on) {
+            uint64_t one = 1;
+            ssize_t w = write(n->wake, &one, sizeof(one));
+            (void)w;
+            pthread_join(n->thread, NULL);
+            n->thread_on = false;
+        }
+    }
+}
+
+void vmm_net_print_counters(void)
+{
+    for (unsigned i = 0; i < ncards; i++) {
+        struct vnet *n = cards[i];
+        fprintf(stderr, "vio-vmm: net%u: notify trapped=%llu ioeventfd=%llu; interrupts msix=%llu intx=%llu\n",
+                n->opts.index, (unsigned long long)n->notify_trapped,
+                (unsigned long long)n->notify_eventfd, (unsigned long long)n->irq_msix,
+                (unsigned long long)n->irq_intx);
+        for (unsigned q = 0; q < n->nq; q++) {
+            struct vio_net_queue_stats st;
+            if (vio_net_dev_get_stats(n->nd, q, &st) == 0)
+                fprintf(stderr, "vio-vmm: net%u:   queue %u packets=%llu bytes=%llu\n", n->opts.index,
+                        q, (unsigned long long)st.packets, (unsigned long long)st.bytes);
+        }
+    }
+}
+
+void vmm_net_fini(void)
+{
+    vmm_net_stop();
+    for (unsigned i = 0; i < ncards; i++) {
+        struct vnet *n = cards[i];
+        vio_pci_free(n->pci);
+        vio_net_dev_free(n->nd);
+        if (n->backend_open)
+            vio_net_backend_destroy(&n->backend);
+        vio_mem_free(n->mem);
+        for (unsigned q = 0; q < VNET_MAX_QUEUES; q++)
+            if (n->ioev[q].efd >= 0)
+                close(n->ioev[q].efd);
+        for (unsigned v = 0; v < VNET_MAX_VECTORS; v++)
+            if (n->vec[v].efd >= 0)
+                close(n->vec[v].efd);
+        if (n->wake >= 0)
+            close(n->wake);
+        free(n);
+    }
+    ncards = 0;
+}
