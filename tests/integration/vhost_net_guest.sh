@@ -57,14 +57,21 @@ trap 'failed=1; exit 143' TERM
 # --- the static guest program ------------------------------------------------------------
 if ! "$cc" -static -O2 -std=c11 -Wall -I"$inc" -o "$dir/vkfe" "$here/vhost_net_guest_tool.c" \
         "$lib" -lpthread 2>"$dir/cc.err"; then
-    if grep -q '__asan\|__ubsan\|__tsan' "$dir/cc.err"; then
-        skip "the library was built with sanitizers; a static guest program cannot link it (use a plain build)"
-    fi
     if grep -q 'cannot find -lc\|cannot find -lpthread' "$dir/cc.err"; then
         skip "no static C library ($(head -n 1 "$dir/cc.err")); install libc6-dev"
     fi
-    cat "$dir/cc.err" >&2
-    fail "cannot build the guest program"
+    if ! grep -q '__asan\|__ubsan\|__tsan' "$dir/cc.err"; then
+        cat "$dir/cc.err" >&2
+        fail "cannot build the guest program"
+    fi
+    # A sanitizer build's library cannot be linked statically: build the library's sources
+    # into the program without the sanitizers instead (same code, plain flags).
+    log "the library was built with sanitizers: compiling its sources into the guest program"
+    srcs=()
+    for d in core transport device backend; do srcs+=("$here/../../src/$d"/*.c); done
+    "$cc" -static -O2 -std=c11 -D_GNU_SOURCE -I"$inc" -I"$here/../../src" -o "$dir/vkfe" \
+        "$here/vhost_net_guest_tool.c" "${srcs[@]}" -lpthread 2>"$dir/cc.err" ||
+        { cat "$dir/cc.err" >&2; fail "cannot build the guest program from the library's sources"; }
 fi
 
 # --- image: the default harness + vkfe (+ the extra programs) --------------------------

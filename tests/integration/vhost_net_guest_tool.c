@@ -29,7 +29,9 @@
  * Prints "PASS: what" / "FAIL: what" lines; exits 0 when no FAIL (the reason of the first FAIL
  * goes to /run/vio-reason for the guest's /init).
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
