@@ -17,7 +17,10 @@
 #   VIO_VHOST_NET_GUEST_ADD="SRC:DEST ..."     more files for the image (mkinitramfs --add)
 #   VIO_VHOST_NET_GUEST_VIO="KEY=VALUE ..."    more vio.KEY=VALUE kernel parameters (the guest's
 #                                              tests see them as VIO_KEY in their environment)
+#   VIO_VHOST_NET_GUEST_CONSOLE=PATH           copy the guest's console (escapes and CRs removed)
+#                                              there, e.g. to parse a program's JSON summary
 #   VIO_VHOST_NET_GUEST_KEEP=1                 keep the work directory (log, image) on success
+# The extra programs' output is printed with an "extra:" prefix.
 # Exit: 0 pass, 1 fail, 77 skip (no QEMU, no Debian kernel, no static busybox, no static libc).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -101,6 +104,10 @@ wait "$qpid" || rc=$?
 sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\r//g' "$dir/guest.log" >"$dir/console.txt" 2>/dev/null || true
 console() { cat "$dir/console.txt"; }
 console | grep -a -E '^(PASS|FAIL|INFO): ' | sed "s/^/$name: guest: /" >&2 || true
+# the extra programs' whole output (e.g. vio-pktgen's summary), and the console for a caller
+console | awk '/^vio-guest: running test / { on = ($4 != "vkfe") } /^VIO-GUEST-RESULT: / { on = 0 }
+               on' | sed "s/^/$name: extra: /" >&2 || true
+[[ -z ${VIO_VHOST_NET_GUEST_CONSOLE:-} ]] || cp "$dir/console.txt" "$VIO_VHOST_NET_GUEST_CONSOLE"
 npass=$(console | grep -a -c '^PASS: ' || true)
 nfail=$(console | grep -a -c '^FAIL: ' || true)
 if [[ $rc -ne 0 ]]; then
