@@ -336,7 +336,7 @@ static void mmio_body(struct aml *a, const void *arg)
     const struct vmm_mmio_dev *d = arg;
     uint8_t r[32];
     size_t n = res_mem32(r, (uint32_t)d->base, (uint32_t)d->len);
-    n += res_ext_irq(r + n, d->gsi, false);
+    n += res_ext_irq(r + n, d->gsi, true);
     name_str(a, "_HID", "LNRO0005");
     name_int(a, "_UID", d->uid);
     name_crs(a, r, n);

@@ -72,10 +72,10 @@ static int parse_network(char *arg, unsigned index, struct vmm_net_opts *o)
         fprintf(stderr, "vio-vmm: --network: give exactly one of tap=NAME or vhost-user=SOCKET\n");
         return -1;
     }
-    if (o->vhost_user || o->vhost || !o->pci) {
+    if (o->vhost_user || o->vhost) {
         fprintf(stderr, "vio-vmm: --network: %s is not available in this version "
-                        "(tap=NAME,transport=pci,vhost=off is)\n",
-                o->vhost_user ? "vhost-user=" : o->vhost ? "vhost=on" : "transport=mmio");
+                        "(tap=NAME,vhost=off is)\n",
+                o->vhost_user ? "vhost-user=" : "vhost=on");
         return -1;
     }
     return 0;
@@ -97,7 +97,8 @@ static void usage(FILE *f)
             "  --cpus N         vCPUs, 1..%u (default 1)\n"
 "  --network OPTS   a virtio-net card; OPTS is a comma list:\n"
             "                     tap=NAME          host side: this tap (created if missing)\n"
-            "                     transport=pci     virtio-PCI (modern, MSI-X)\n"
+            "                     transport=pci     virtio-PCI (modern, MSI-X), the default\n"
+            "                     transport=mmio    virtio-MMIO (version 2), described in ACPI\n"
             "                     vhost=off         data path in the VMM (libvirtio's device model)\n"
             "                     mac=XX:..:XX      the card's MAC (default 52:54:00:12:34:56+N)\n"
             "                     queues=N          queue pairs (1..%u)\n"
@@ -194,7 +195,12 @@ int main(int argc, char **argv)
     }
     for (unsigned i = 0; i < nnets; i++) {
         nets[i].ioeventfd = !no_ioeventfd;
-        if ((r = vmm_net_pci_add(&vm, &nets[i]))) {
+        if (!nets[i].pci && no_acpi) {
+            fprintf(stderr, "vio-vmm: transport=mmio needs ACPI (the guest finds MMIO devices in the DSDT)\n");
+            vmm_destroy(&vm);
+            return 2;
+        }
+        if ((r = vmm_net_add(&vm, &nets[i]))) {
             vmm_net_fini();
             vmm_destroy(&vm);
             return 1;

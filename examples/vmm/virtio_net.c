@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vio-vmm virtio-net on PCI, data path in the VMM: libvirtio's virtio-net device model on a tap
- * backend, behind libvirtio's virtio-PCI device side, on one device thread per card.
+ * vio-vmm virtio-net, data path in the VMM: libvirtio's virtio-net device model on a tap
+ * backend, behind libvirtio's virtio-PCI or virtio-MMIO device side, on one device thread per
+ * card.
  *
  * Notifications as the article describes them:
  * - guest -> device: each queue's notify address (vio_pci_notify_info()) gets a KVM ioeventfd
@@ -11,6 +12,10 @@
  * - device -> guest: each MSI-X vector the guest programs becomes a KVM GSI route with an
  *   irqfd; the device thread's used-buffer interrupt is an eventfd write. Without MSI-X the
  *   INTx line of the slot is driven through the I/O APIC.
+ * - virtio-MMIO: the QueueNotify register is one address for every queue, so each queue's
+ *   ioeventfd matches its index (datamatch). The interrupt is a level-triggered line: an irqfd
+ *   with a resample eventfd; at the guest's EOI KVM lowers the line and signals the resample
+ *   fd, and the device thread raises it again while InterruptStatus is not 0.
  */
 #include <errno.h>
 #include <linux/kvm.h>
@@ -24,6 +29,7 @@
 
 #include <virtio/device.h>
 #include <virtio/mem.h>
+#include <virtio/mmio.h>
 #include <virtio/net.h>
 #include <virtio/net_backend.h>
 #include <virtio/pci.h>
@@ -42,7 +48,11 @@ struct vnet {
     bool backend_open;
     struct vio_net_dev *nd;
     struct vio_device *dev;
-    struct vio_pci *pci;
+    struct vio_pci *pci;   /* transport=pci */
+    struct vio_mmio *mmio; /* transport=mmio */
+    uint64_t mmio_base;
+    unsigned mmio_gsi;
+    int mmio_irqfd, mmio_resample;
     struct vio_mem *mem;
     struct vio_pci_layout layout;
     unsigned nq;
@@ -95,19 +105,61 @@ static void set_intx(void *opaque, int level)
 
 /* ---- notifications ------------------------------------------------------------------------- */
 
-/* Bind queue q's notify address to its eventfd (the BAR may have moved since last time). */
-static void bind_ioeventfd(struct vnet *n, unsigned q)
+static void mmio_raise(void *opaque, uint32_t bits)
 {
+    struct vnet *n = opaque;
+    (void)bits;
+    n->irq_intx++;
+    uint64_t one = 1;
+    ssize_t w = write(n->mmio_irqfd, &one, sizeof(one));
+    (void)w;
+}
+
+/* Where queue q's notify write lands (guest-physical), its width and value; false if nowhere. */
+static bool notify_where(struct vnet *n, unsigned q, uint64_t *addr, uint32_t *len,
+                         uint32_t *value, bool *datamatch)
+{
+    if (n->mmio) {
+        struct vio_mmio_notify_info mi;
+        if (vio_mmio_notify_info(n->mmio, q, &mi) < 0)
+            return false;
+        *addr = n->mmio_base + mi.offset;
+        *len = mi.size;
+        *value = mi.value;
+        *datamatch = true; /* one register for every queue */
+        return true;
+    }
     struct vio_pci_notify_info ni;
-    if (!n->opts.ioeventfd || vio_pci_notify_info(n->pci, q, &ni) < 0)
-        return;
+    if (vio_pci_notify_info(n->pci, q, &ni) < 0)
+        return false;
     uint64_t base = vio_pci_bar_address(n->pci, ni.bar);
     if (!base)
+        return false;
+    *addr = base + ni.offset;
+    *len = ni.size;
+    *value = ni.value;
+    *datamatch = n->layout.notify_mult == 0;
+    return true;
+}
+
+static void queue_notify(struct vnet *n, unsigned q)
+{
+    if (n->mmio)
+        vio_mmio_queue_notify(n->mmio, q);
+    else
+        vio_pci_queue_notify(n->pci, q);
+}
+
+/* Bind queue q's notify address to its eventfd (a BAR may have moved since last time). */
+static void bind_ioeventfd(struct vnet *n, unsigned q)
+{
+    uint64_t addr;
+    uint32_t len, value;
+    bool datamatch;
+    if (!n->opts.ioeventfd || !notify_where(n, q, &addr, &len, &value, &datamatch))
         return;
-    uint64_t addr = base + ni.offset;
     if (n->ioev[q].addr == addr)
         return;
-    bool datamatch = n->layout.notify_mult == 0;
     struct kvm_ioeventfd io = { .fd = n->ioev[q].efd };
     if (n->ioev[q].addr) { /* unbind the old place */
         io.addr = n->ioev[q].addr;
@@ -117,8 +169,8 @@ static void bind_ioeventfd(struct vnet *n, unsigned q)
         ioctl(n->vm->vm, KVM_IOEVENTFD, &io);
         n->ioev[q].addr = 0;
     }
-    io = (struct kvm_ioeventfd){ .fd = n->ioev[q].efd, .addr = addr, .len = ni.size,
-                                 .datamatch = ni.value,
+    io = (struct kvm_ioeventfd){ .fd = n->ioev[q].efd, .addr = addr, .len = len,
+                                 .datamatch = value,
                                  .flags = datamatch ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0 };
     if (ioctl(n->vm->vm, KVM_IOEVENTFD, &io) < 0) {
         fprintf(stderr, "vio-vmm: net%u: KVM_IOEVENTFD for queue %u at %#llx: %s (trapping)\n",
@@ -126,8 +178,8 @@ static void bind_ioeventfd(struct vnet *n, unsigned q)
         return;
     }
     n->ioev[q].addr = addr;
-    n->ioev[q].len = ni.size;
-    n->ioev[q].value = ni.value;
+    n->ioev[q].len = len;
+    n->ioev[q].value = value;
     n->ioev[q].datamatch = datamatch;
     uint64_t one = 1;
     ssize_t w = write(n->wake, &one, sizeof(one)); /* the device thread polls the new fd */
@@ -198,17 +250,40 @@ static bool bar_access(struct vmm_pci_fn *f, uint64_t addr, uint8_t *data, unsig
     return true;
 }
 
+static void mmio_access(void *opaque, uint64_t addr, uint8_t *data, unsigned size, bool wr)
+{
+    struct vnet *n = opaque;
+    uint64_t off = addr - n->mmio_base, v = 0;
+    pthread_mutex_lock(&n->lock);
+    if (wr) {
+        memcpy(&v, data, size);
+        vio_mmio_write(n->mmio, off, size, v);
+        struct vio_mmio_notify_info mi;
+        if (vio_mmio_notify_info(n->mmio, 0, &mi) == 0 && off == mi.offset) {
+            n->notify_trapped++;
+            if (v < n->nq)
+                bind_ioeventfd(n, (unsigned)v);
+        }
+    } else {
+        if (vio_mmio_read(n->mmio, off, size, &v) < 0)
+            v = ~0ull;
+        memcpy(data, &v, size);
+    }
+    pthread_mutex_unlock(&n->lock);
+}
+
 /* ---- the device thread --------------------------------------------------------------------- */
 
 static void *device_thread(void *arg)
 {
     struct vnet *n = arg;
-    struct pollfd pfd[1 + VNET_MAX_QUEUES + 16];
+    struct pollfd pfd[2 + VNET_MAX_QUEUES + 16];
     uint32_t ids[16];
     unsigned qof[VNET_MAX_QUEUES];
     while (!atomic_load(&n->vm->stop)) {
         unsigned k = 0, nq = 0;
         pfd[k++] = (struct pollfd){ .fd = n->wake, .events = POLLIN };
+        pfd[k++] = (struct pollfd){ .fd = n->mmio ? n->mmio_resample : -1, .events = POLLIN };
         pthread_mutex_lock(&n->lock);
         for (unsigned q = 0; q < n->nq; q++) {
             if (n->ioev[q].addr) {
@@ -233,12 +308,15 @@ static void *device_thread(void *arg)
             (void)rd;
         }
         pthread_mutex_lock(&n->lock);
+        if ((pfd[1].revents & POLLIN) && read(n->mmio_resample, &cnt, sizeof(cnt)) > 0 &&
+            vio_mmio_interrupt_status(n->mmio))
+            mmio_raise(n, 0); /* still pending after the EOI: assert again */
         for (unsigned i = 0; i < nq; i++) {
-            if (!(pfd[1 + i].revents & POLLIN))
+            if (!(pfd[2 + i].revents & POLLIN))
                 continue;
-            if (read(pfd[1 + i].fd, &cnt, sizeof(cnt)) == sizeof(cnt)) {
+            if (read(pfd[2 + i].fd, &cnt, sizeof(cnt)) == sizeof(cnt)) {
                 n->notify_eventfd++;
-                vio_pci_queue_notify(n->pci, qof[i]);
+                queue_notify(n, qof[i]);
             }
         }
         for (unsigned i = wbase; i < k; i++)
@@ -249,65 +327,11 @@ static void *device_thread(void *arg)
     return NULL;
 }
 
-/* ---- creation ------------------------------------------------------------------------------ */
-
-static struct vnet *cards[VMM_MAX_NETS];
-static unsigned ncards;
-
-int vmm_net_pci_add(struct vmm *vm, const struct vmm_net_opts *o)
+static int add_pci(struct vmm *vm, struct vnet *n)
 {
-    if (ncards >= VMM_MAX_NETS)
-        return -ENOSPC;
-    struct vnet *n = calloc(1, sizeof(*n));
-    if (!n)
-        return -ENOMEM;
-    n->vm = vm;
-    n->opts = *o;
-    n->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    pthread_mutex_init(&n->lock, NULL);
-    for (unsigned q = 0; q < VNET_MAX_QUEUES; q++)
-        n->ioev[q].efd = -1;
-    for (unsigned v = 0; v < VNET_MAX_VECTORS; v++)
-        n->vec[v].efd = -1;
-    cards[ncards++] = n; /* freed by vmm_net_fini() whatever happens below */
-
-    int r = vio_mem_new(4, &n->mem);
-    if (r)
-        return r;
-    uint64_t low = vm->ram_size < VMM_MMIO_HOLE ? vm->ram_size : VMM_MMIO_HOLE;
-    struct vio_mem_region reg = { .guest_addr = 0, .size = low, .host_ptr = vm->ram };
-    if ((r = vio_mem_add(n->mem, &reg)))
-        return r;
-    if (vm->ram_size > low) {
-        reg = (struct vio_mem_region){ .guest_addr = 1ull << 32, .size = vm->ram_size - low,
-                                       .host_ptr = vm->ram + low };
-        if ((r = vio_mem_add(n->mem, &reg)))
-            return r;
-    }
-
-    struct vio_net_backend_config bc = { .struct_size = sizeof(bc), .ifname = o->tap,
-                                         .queue_pairs = o->queues, .log = vio_log_stderr };
-    if ((r = vio_net_tap_open(&bc, &n->backend))) {
-        fprintf(stderr, "vio-vmm: net%u: tap '%s': %s\n", o->index, o->tap, strerror(-r));
-        return r;
-    }
-    n->backend_open = true;
-    struct vio_net_dev_config nc = { .struct_size = sizeof(nc), .backend = &n->backend,
-                                     .mac_valid = true, .max_queue_pairs = (uint16_t)o->queues,
-                                     .log = vio_log_stderr };
-    memcpy(nc.mac, o->mac, 6);
-    if ((r = vio_net_dev_new(&nc, &n->nd))) {
-        fprintf(stderr, "vio-vmm: net%u: device: %s\n", o->index, strerror(-r));
-        return r;
-    }
-    n->dev = vio_net_dev_device(n->nd);
-    n->nq = vio_device_num_queues(n->dev);
-    if (n->nq > VNET_MAX_QUEUES)
-        return -E2BIG;
+    int r;
+    const struct vmm_net_opts *o = &n->opts;
     n->nvec = n->nq + 1;
-    for (unsigned q = 0; q < n->nq; q++)
-        if ((n->ioev[q].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
-            return -errno;
     for (unsigned v = 0; v < n->nvec; v++) {
         if ((n->vec[v].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
             return -errno;
@@ -350,13 +374,125 @@ int vmm_net_pci_add(struct vmm *vm, const struct vmm_net_opts *o)
     vio_pci_config_write(n->pci, 0x3c, 1, vmm_pci_intx_gsi(n->fn.slot)); /* interrupt line */
     vio_pci_config_write(n->pci, 0x04, 2, 0x0006); /* memory space, bus master */
 
+    if (vm->verbose)
+        fprintf(stderr, "vio-vmm: net%u: BAR%u at %#llx\n", n->opts.index, n->layout.bar,
+                (unsigned long long)a);
+    return 0;
+}
+
+static int add_mmio(struct vmm *vm, struct vnet *n)
+{
+    if (vm->nmmio_devs >= VMM_MAX_MMIO_DEVS)
+        return -ENOSPC;
+    unsigned i = vm->nmmio_devs;
+    n->mmio_base = VMM_MMIO_DEV_BASE + (uint64_t)i * 0x1000u;
+    n->mmio_gsi = VMM_MMIO_DEV_GSI + i;
+    n->mmio_irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    n->mmio_resample = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (n->mmio_irqfd < 0 || n->mmio_resample < 0)
+        return -errno;
+    struct kvm_irqfd irqfd = { .fd = (uint32_t)n->mmio_irqfd, .gsi = n->mmio_gsi,
+                               .flags = KVM_IRQFD_FLAG_RESAMPLE,
+                               .resamplefd = (uint32_t)n->mmio_resample };
+    if (ioctl(vm->vm, KVM_IRQFD, &irqfd) < 0) {
+        fprintf(stderr, "vio-vmm: KVM_IRQFD (resample) for GSI %u: %s\n", n->mmio_gsi, strerror(errno));
+        return -errno;
+    }
+    struct vio_mmio_config mc = { .struct_size = sizeof(mc), .dev = n->dev, .mem = n->mem,
+                                  .log = vio_log_stderr, .raise_irq = mmio_raise, .irq_opaque = n };
+    int r = vio_mmio_new(&mc, &n->mmio);
+    if (r) {
+        fprintf(stderr, "vio-vmm: net%u: virtio-mmio: %s\n", n->opts.index, strerror(-r));
+        return r;
+    }
+    if ((r = vmm_add_mmio(vm, n->mmio_base, VIO_MMIO_SIZE, mmio_access, n, "virtio-mmio")))
+        return r;
+    vm->mmio_devs[i] = (struct vmm_mmio_dev){ .base = n->mmio_base, .len = VIO_MMIO_SIZE,
+                                              .gsi = n->mmio_gsi, .uid = i };
+    vm->nmmio_devs++;
+    return 0;
+}
+
+/* ---- creation ------------------------------------------------------------------------------ */
+
+static struct vnet *cards[VMM_MAX_NETS];
+static unsigned ncards;
+
+int vmm_net_add(struct vmm *vm, const struct vmm_net_opts *o)
+{
+    if (ncards >= VMM_MAX_NETS)
+        return -ENOSPC;
+    struct vnet *n = calloc(1, sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    n->vm = vm;
+    n->opts = *o;
+    n->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    n->mmio_irqfd = n->mmio_resample = -1;
+    pthread_mutex_init(&n->lock, NULL);
+    for (unsigned q = 0; q < VNET_MAX_QUEUES; q++)
+        n->ioev[q].efd = -1;
+    for (unsigned v = 0; v < VNET_MAX_VECTORS; v++)
+        n->vec[v].efd = -1;
+    cards[ncards++] = n; /* freed by vmm_net_fini() whatever happens below */
+
+    int r = vio_mem_new(4, &n->mem);
+    if (r)
+        return r;
+    uint64_t low = vm->ram_size < VMM_MMIO_HOLE ? vm->ram_size : VMM_MMIO_HOLE;
+    struct vio_mem_region reg = { .guest_addr = 0, .size = low, .host_ptr = vm->ram };
+    if ((r = vio_mem_add(n->mem, &reg)))
+        return r;
+    if (vm->ram_size > low) {
+        reg = (struct vio_mem_region){ .guest_addr = 1ull << 32, .size = vm->ram_size - low,
+                                       .host_ptr = vm->ram + low };
+        if ((r = vio_mem_add(n->mem, &reg)))
+            return r;
+    }
+
+    struct vio_net_backend_config bc = { .struct_size = sizeof(bc), .ifname = o->tap,
+                                         .queue_pairs = o->queues, .log = vio_log_stderr };
+    if ((r = vio_net_tap_open(&bc, &n->backend))) {
+        fprintf(stderr, "vio-vmm: net%u: tap '%s': %s\n", o->index, o->tap, strerror(-r));
+        return r;
+    }
+    n->backend_open = true;
+    struct vio_net_dev_config nc = { .struct_size = sizeof(nc), .backend = &n->backend,
+                                     .mac_valid = true, .max_queue_pairs = (uint16_t)o->queues,
+                                     .log = vio_log_stderr };
+    memcpy(nc.mac, o->mac, 6);
+    if ((r = vio_net_dev_new(&nc, &n->nd))) {
+        fprintf(stderr, "vio-vmm: net%u: device: %s\n", o->index, strerror(-r));
+        return r;
+    }
+    n->dev = vio_net_dev_device(n->nd);
+    n->nq = vio_device_num_queues(n->dev);
+    if (n->nq > VNET_MAX_QUEUES)
+        return -E2BIG;
+    for (unsigned q = 0; q < n->nq; q++)
+        if ((n->ioev[q].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+            return -errno;
+    const char *where;
+    char where_buf[96];
+    if (o->pci) {
+        if ((r = add_pci(vm, n)))
+            return r;
+        snprintf(where_buf, sizeof(where_buf), "virtio-net-pci in slot %u", n->fn.slot);
+    } else {
+        if ((r = add_mmio(vm, n)))
+            return r;
+        snprintf(where_buf, sizeof(where_buf), "virtio-mmio at %#llx, GSI %u",
+                 (unsigned long long)n->mmio_base, n->mmio_gsi);
+    }
+    where = where_buf;
+
     if ((r = pthread_create(&n->thread, NULL, device_thread, n)))
         return -r;
     n->thread_on = true;
     if (vm->verbose)
-        fprintf(stderr, "vio-vmm: net%u: virtio-net-pci in slot %u on tap %s, %u queue(s), BAR%u at %#llx%s\n",
-                o->index, n->fn.slot, vio_net_tap_ifname(&n->backend), n->nq, n->layout.bar,
-                (unsigned long long)a, o->ioeventfd ? ", ioeventfd + irqfd" : ", trapped notify + irqfd");
+        fprintf(stderr, "vio-vmm: net%u: %s on tap %s, %u queue(s)%s\n", o->index, where,
+                vio_net_tap_ifname(&n->backend), n->nq,
+                o->ioeventfd ? ", ioeventfd + irqfd" : ", trapped notify + irqfd");
     return 0;
 }
 
@@ -397,6 +533,11 @@ void vmm_net_fini(void)
     for (unsigned i = 0; i < ncards; i++) {
         struct vnet *n = cards[i];
         vio_pci_free(n->pci);
+        vio_mmio_free(n->mmio);
+        if (n->mmio_irqfd >= 0)
+            close(n->mmio_irqfd);
+        if (n->mmio_resample >= 0)
+            close(n->mmio_resample);
         vio_net_dev_free(n->nd);
         if (n->backend_open)
             vio_net_backend_destroy(&n->backend);

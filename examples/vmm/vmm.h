@@ -51,7 +51,7 @@ struct vmm_mmio_dev {
     uint32_t gsi;
     uint32_t uid;
 };
-#define VMM_MAX_MMIO_DEVS 8u
+#define VMM_MAX_MMIO_DEVS 4u
 
 /* A port-I/O or MMIO handler: @size 1/2/4/8, @data the bytes (read fills it). */
 typedef void (*vmm_io_fn)(void *opaque, uint64_t addr, uint8_t *data, unsigned size, bool write);
@@ -146,11 +146,14 @@ struct vmm_pci_fn {
 int vmm_pci_init(struct vmm *vm);
 int vmm_pci_add(struct vmm *vm, struct vmm_pci_fn *f);
 uint64_t vmm_pci_alloc_bar(uint64_t size);
-/* INTx of slot s: I/O APIC pins 16..23 */
+/* INTx of slot s: I/O APIC pins 16..19 (20..23 are the virtio-MMIO devices') */
 static inline unsigned vmm_pci_intx_gsi(unsigned slot)
 {
-    return 16u + slot % 8u;
+    return 16u + slot % 4u;
 }
+/* virtio-MMIO windows: 4 KiB apart from here, GSI 20 + i (level-triggered) */
+#define VMM_MMIO_DEV_BASE 0xc0000000ull
+#define VMM_MMIO_DEV_GSI 20u
 
 /* virtio_net.c: network cards. */
 #define VMM_MAX_NETS 4u
@@ -165,7 +168,7 @@ struct vmm_net_opts {
     uint8_t mac[6];
     unsigned queues;   /* queue pairs */
 };
-int vmm_net_pci_add(struct vmm *vm, const struct vmm_net_opts *o);
+int vmm_net_add(struct vmm *vm, const struct vmm_net_opts *o);
 void vmm_net_stop(void);
 void vmm_net_print_counters(void);
 void vmm_net_fini(void);
