@@ -1470,7 +1470,8 @@ int vio_vhost_user_connect(const struct vio_vhost_user_frontend_config *cfg,
     else if (f->epfd < 0)
         r = -errno;
     if (r == 0) {
-        record_clear(f);
+        for (unsigned i = 0; i < nrings; i++)
+            f->rings[i] = (struct fe_ring){.enable = -1, .kick = -2, .call = -2, .err = -2};
         if (f->server)
             r = listen_server(f);
     }
