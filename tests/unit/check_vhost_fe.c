@@ -369,8 +369,22 @@ START_TEST(t_server_traffic)
     struct guest g = {0};
     guest_mem(&g);
     struct vio_vhost_user_frontend_config c = fe_cfg(true);
+    c.reconnect = true;
+    memset(ev_count, 0, sizeof(ev_count));
     ck_assert_int_eq(vio_vhost_user_connect(&c, &g.v), 0);
     guest_up(&g, F_V1);
+    traffic(&g, 50);
+    /* the backend goes away; the next request finds out (EPIPE or EOF: never SIGPIPE, which
+     * kills this test process) */
+    be_stop(&b);
+    ck_assert_int_eq(vio_vhost_set_owner(g.v), -ENOTCONN);
+    ck_assert_int_eq(ev_count[VIO_VHOST_EV_DISCONNECTED], 1);
+    ck_assert_int_eq(vio_vhost_set_owner(g.v), -ENOTCONN);
+    ck_assert_int_eq(ev_count[VIO_VHOST_EV_DISCONNECTED], 1);
+    /* a new backend connects to the socket we still listen on */
+    be_start(&b, true);
+    ck_assert_int_eq(vio_vhost_reconnect(g.v), 0);
+    ck_assert_int_eq(ev_count[VIO_VHOST_EV_RECONNECTED], 1);
     traffic(&g, 50);
     guest_down(&g);
     be_stop(&b);
