@@ -183,7 +183,7 @@ VIO_API int vio_vhost_handle(struct vio_vhost *v);
 VIO_API bool vio_vhost_connected(const struct vio_vhost *v);
 
 /**
- * @brief vhost-user with @ref vio_vhost_user_frontend_config::reconnect: connect again and
+ * @brief vhost-user with @ref vio_vhost_user_frontend_config::reconnect set: connect again and
  * re-send everything sent so far (owner, features, protocol features, memory table, every
  * ring's num / addr / base (the last base read or the used index the application passes with
  * vio_vhost_set_vring_base()), kick, call, err and enable).
