@@ -581,6 +581,7 @@ enum mut {
     M_ACK_FAIL,  /* REPLY_ACK status 1 */
     M_EXTRA,     /* answer, then an unsolicited copy of the reply */
     M_EMPTY,     /* answer with an empty payload */
+    M_UNKNOWN,   /* an unknown request code (99) */
 };
 
 struct fake {
@@ -745,6 +746,9 @@ static void *fake_thread(void *arg)
             case M_EMPTY:
                 size = 0;
                 break;
+            case M_UNKNOWN:
+                req = 99;
+                break;
             }
         }
         if (has)
@@ -802,7 +806,7 @@ static void fake_stop(struct fake *fk)
 }
 
 enum op { OP_CONNECT, OP_OWNER, OP_VRING_BASE, OP_STATUS, OP_SLOTS, OP_CONFIG, OP_INFLIGHT,
-          OP_MEM, OP_VRING_NUM, OP_SET_STATUS };
+          OP_MEM, OP_VRING_NUM, OP_SET_STATUS, OP_HANDLE };
 
 static const struct bad {
     const char *name;
@@ -812,6 +816,7 @@ static const struct bad {
     enum op op;
     int err;
     bool dropped; /* the connection is dropped (meaningful for ops after connect) */
+    uint64_t features; /* GET_FEATURES answer; 0 = FEAT_FAKE */
 } bad[] = {
     {"features: size 12", VU_GET_FEATURES, M_SIZE, 0, OP_CONNECT, -EPROTO, true},
     {"features: wrong code", VU_GET_FEATURES, M_CODE, 0, OP_CONNECT, -EPROTO, true},
@@ -822,6 +827,12 @@ static const struct bad {
     {"features: closed mid-reply", VU_GET_FEATURES, M_CLOSE_MID, 0, OP_CONNECT, -EPROTO, true},
     {"features: silent", VU_GET_FEATURES, M_SILENT, 0, OP_CONNECT, -ETIMEDOUT, true},
     {"features: empty", VU_GET_FEATURES, M_EMPTY, 0, OP_CONNECT, -EPROTO, true},
+    {"features: unknown code", VU_GET_FEATURES, M_UNKNOWN, 0, OP_CONNECT, -EPROTO, true},
+    /* no PROTOCOL_FEATURES (so no REPLY_ACK), yet a second features reply follows: the next
+     * reply read is out of step */
+    {"features: no bit 30, then more", VU_GET_FEATURES, M_EXTRA, 0, OP_VRING_BASE, -EPROTO,
+     true, 1ull << VIO_F_VERSION_1},
+    {"owner: unsolicited, seen by handle", VU_SET_OWNER, M_EXTRA, 0, OP_HANDLE, -ENOTCONN, true},
     {"protocol features: size 12", VU_GET_PROTOCOL_FEATURES, M_SIZE, 0, OP_CONNECT, -EPROTO, true},
     {"queue num 0", VU_GET_QUEUE_NUM, M_VALUE, 0, OP_CONNECT, -EPROTO, true},
     {"queue num 2^40", VU_GET_QUEUE_NUM, M_VALUE, 1ull << 40, OP_CONNECT, -EPROTO, true},
@@ -889,6 +900,15 @@ static int do_op(struct vio_vhost *v, enum op op, int memfd)
     }
     case OP_VRING_NUM:
         return vio_vhost_set_vring_num(v, 0, 256);
+    case OP_HANDLE: {
+        int r = vio_vhost_set_owner(v);
+        if (r < 0)
+            return r;
+        struct pollfd p = {.fd = vio_vhost_fd(v), .events = POLLIN};
+        if (poll(&p, 1, 1000) != 1)
+            return -EAGAIN;
+        return vio_vhost_handle(v);
+    }
     }
     return -1;
 }
@@ -903,7 +923,10 @@ START_TEST(t_hostile)
     memset(ev_count, 0, sizeof(ev_count));
     atomic_store(&n_errors, 0);
     struct fake fk;
-    fake_start(&fk, c->target, c->mut, c->value);
+    fake_prepare(&fk, c->target, c->mut, c->value);
+    if (c->features)
+        fk.features = c->features;
+    fake_go(&fk);
     struct vio_vhost_user_frontend_config cfg = fe_cfg(false);
     cfg.timeout_ms = 200;
     struct vio_vhost *v = NULL;
