@@ -598,6 +598,7 @@ struct fake {
     uint64_t value;
     uint64_t features, pf;
     atomic_int breq; /* the channel the frontend gave us (-1 none) */
+    atomic_uint seen[VU_REQUEST_MAX]; /* requests received, by code */
 };
 
 static void fake_send(int s, uint32_t req, uint32_t flags, const void *p, uint32_t size,
@@ -682,6 +683,8 @@ static void *fake_thread(void *arg)
         struct vu_msg m;
         if (vu_msg_recv(s, &m) < 0)
             break;
+        if (m.hdr.request < VU_REQUEST_MAX)
+            atomic_fetch_add(&fk->seen[m.hdr.request], 1);
         if (m.hdr.request == VU_SET_BACKEND_REQ_FD && m.nfds == 1) {
             atomic_store(&fk->breq, m.fds[0]);
             m.fds[0] = -1;
@@ -1003,6 +1006,41 @@ START_TEST(t_no_protocol_features)
 }
 END_TEST
 
+/* The backend refuses SET_FEATURES: negotiation fails with its errno, sent once, and the
+ * memory table never goes out. */
+START_TEST(t_adapter_refused)
+{
+    int fds0 = count_fds();
+    mkpath();
+    struct fake fk;
+    fake_start(&fk, VU_SET_FEATURES, M_ACK_FAIL, 0);
+    struct vio_vhost_user_frontend_config cfg = fe_cfg(false);
+    struct vio_vhost *v;
+    ck_assert_int_eq(vio_vhost_user_connect(&cfg, &v), 0);
+    int memfd = memfd_create("vio-fe-ref", MFD_CLOEXEC);
+    struct vio_vhost_mem_region reg = {.guest_addr = 0, .size = 0x10000, .user_addr = 0x7000000,
+                                       .fd = memfd};
+    struct vio_vhost_driver_config dc = {.struct_size = sizeof(dc), .vhost = v, .regions = &reg,
+                                         .num_regions = 1, .net_backend_fd = -1};
+    struct vio_vhost_driver *d;
+    ck_assert_int_eq(vio_vhost_driver_new(&dc, &d), 0);
+    struct vio_driver drv = vio_vhost_driver_get(d);
+    uint64_t feat;
+    ck_assert_int_eq(vio_driver_negotiate(&drv, 0, &feat), -EIO);
+    ck_assert(vio_vhost_connected(v));
+    vio_vhost_driver_free(d);
+    vio_vhost_free(v);
+    fake_stop(&fk);
+    ck_assert_uint_eq(atomic_load(&fk.seen[VU_SET_OWNER]), 1);
+    ck_assert_uint_eq(atomic_load(&fk.seen[VU_SET_FEATURES]), 1);
+    ck_assert_uint_eq(atomic_load(&fk.seen[VU_SET_MEM_TABLE]), 0);
+    ck_assert_uint_ge(atomic_load(&fk.seen[VU_SET_STATUS]), 3); /* ACK, DRIVER, FAILED */
+    close(memfd);
+    rmpath();
+    ck_assert_int_eq(count_fds(), fds0);
+}
+END_TEST
+
 /* A new backend that negotiates less than the old one is refused on reconnect. */
 START_TEST(t_reconnect_mismatch)
 {
@@ -1190,6 +1228,7 @@ static Suite *suite(void)
     tcase_add_test(t, t_backend_req);
     tcase_add_test(t, t_reconnect_mismatch);
     tcase_add_test(t, t_adapter_args);
+    tcase_add_test(t, t_adapter_refused);
     suite_add_tcase(s, t);
     return s;
 }
