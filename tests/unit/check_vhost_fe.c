@@ -50,13 +50,16 @@
 
 static atomic_int n_errors;
 static char last_error[256];
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void test_log(void *opaque, int level, const char *object, const char *msg)
 {
     (void)opaque;
     if (level == VIO_LOG_ERROR) {
         atomic_fetch_add(&n_errors, 1);
+        pthread_mutex_lock(&log_lock); /* both peers log, from their own threads */
         snprintf(last_error, sizeof(last_error), "%s: %s", object, msg);
+        pthread_mutex_unlock(&log_lock);
     }
     if (getenv("VIO_TEST_VERBOSE"))
         fprintf(stderr, "[%d] %s: %s\n", level, object, msg);
@@ -1105,7 +1108,7 @@ START_TEST(t_backend_req)
     struct vio_vhost_user_frontend_config cfg = fe_cfg(false);
     struct vio_vhost *v;
     ck_assert_int_eq(vio_vhost_user_connect(&cfg, &v), 0);
-    int b = atomic_load(&fk.breq);
+    int b = atomic_exchange(&fk.breq, -1); /* the channel is the test's from here */
     ck_assert_int_ge(b, 0);
     struct vu_msg m;
     /* CONFIG_CHANGE_MSG, no ack wanted */
@@ -1147,6 +1150,7 @@ START_TEST(t_backend_req)
     ck_assert_int_eq(vio_vhost_handle(v), -ENOTCONN);
     vio_vhost_free(v);
     fake_stop(&fk);
+    close(b);
     rmpath();
     ck_assert_int_eq(count_fds(), fds0);
 }
