@@ -75,6 +75,7 @@ struct vu_fe {
     uint64_t features;  /* GET_FEATURES (bit 30 included) */
     uint64_t pf;        /* negotiated protocol features */
     unsigned qnum;      /* GET_QUEUE_NUM (0 without MQ) */
+    uint64_t n_config_change, n_refused; /* backend requests seen (their logs are limited) */
 
     /* recorded state (reconnect) */
     bool owner;
@@ -439,6 +440,12 @@ static int breq_reply(struct vu_fe *f, const struct vu_msg *in, uint64_t status)
     return r;
 }
 
+/* Rate limit for what a backend can repeat at will: the first 8, then every power of 2. */
+static bool log_this(uint64_t n)
+{
+    return n <= 8 || (n & (n - 1)) == 0;
+}
+
 /* One message from the backend request channel: 0 handled, -EAGAIN nothing waiting,
  * -ENOTCONN the channel closed, -EPROTO a malformed message (the connection is dropped). */
 static int breq_one(struct vu_fe *f)
@@ -479,14 +486,18 @@ static int breq_one(struct vu_fe *f)
         }
         if (!has_pf(f, VU_PF_CONFIG))
             LOG(f, VIO_LOG_WARN, "CONFIG_CHANGE_MSG without the CONFIG protocol feature");
-        LOG(f, VIO_LOG_INFO, "the backend's configuration changed");
+        if (log_this(++f->n_config_change))
+            LOG(f, VIO_LOG_INFO, "the backend's configuration changed (%llu times)",
+                (unsigned long long)f->n_config_change);
         emit(f, VIO_VHOST_EV_CONFIG_CHANGED);
         if (need)
             breq_reply(f, &m, 0);
         return 0;
     }
-    LOG(f, VIO_LOG_ERROR, "backend request %u (size %u, %u fds) is not implemented: refused",
-        m.hdr.request, m.hdr.size, m.nfds);
+    if (log_this(++f->n_refused))
+        LOG(f, VIO_LOG_ERROR,
+            "backend request %u (size %u, %u fds) is not implemented: refused (%llu so far)",
+            m.hdr.request, m.hdr.size, m.nfds, (unsigned long long)f->n_refused);
     vu_msg_close_fds(&m);
     if (need)
         breq_reply(f, &m, 1);
