@@ -37,6 +37,7 @@
 #define MAX_MEM_SLOTS 65536u
 #define MAX_RECORDED_REGIONS 4096u
 #define BREQ_BUDGET 64        /* backend requests handled per vio_vhost_handle() */
+#define BREQ_TIMEOUT_MS 100   /* the rest of a backend request once its first byte came */
 
 /* The protocol features this frontend implements. */
 #define FE_PF_ALL                                                                                  \
@@ -562,7 +563,10 @@ static int handshake(struct vu_fe *f)
             return r;
         }
         f->breq = sp[0];
-        if ((r = set_timeouts(f->breq, f->timeout_ms)) < 0 || (r = epoll_add(f, f->breq)) < 0)
+        /* vio_vhost_handle() must not block: a backend request is read whole (a backend
+         * writes one small message at once) and its ack written within a short bound */
+        int bound = f->timeout_ms < BREQ_TIMEOUT_MS ? f->timeout_ms : BREQ_TIMEOUT_MS;
+        if ((r = set_timeouts(f->breq, bound)) < 0 || (r = epoll_add(f, f->breq)) < 0)
             return r;
     }
     return epoll_add(f, f->sock);
