@@ -450,6 +450,85 @@ START_TEST(t_mem_slots)
 }
 END_TEST
 
+/* The rest of the operations against our backend, and a reconnect that replays them. */
+START_TEST(t_more_ops)
+{
+    int fds0 = count_fds();
+    mkpath();
+    memset(ev_count, 0, sizeof(ev_count));
+    struct be b;
+    be_start(&b, false);
+    struct guest g = {0};
+    guest_mem(&g);
+    struct vio_vhost_user_frontend_config c = fe_cfg(false);
+    c.reconnect = true;
+    ck_assert_int_eq(vio_vhost_user_connect(&c, &g.v), 0);
+    ck_assert_int_eq(vio_vhost_set_owner(g.v), 0);
+    ck_assert_int_eq(vio_vhost_set_features(g.v, F_V1), 0);
+    ck_assert_int_eq(vio_vhost_set_mem_table(g.v, &g.reg, 1), 0);
+    int fd2 = memfd_create("vio-fe-more", MFD_CLOEXEC);
+    ck_assert_int_eq(ftruncate(fd2, 1 << 20), 0);
+    void *p2 = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, 0);
+    ck_assert_ptr_ne(p2, MAP_FAILED);
+    struct vio_vhost_mem_region r2 = {.guest_addr = GPA_BASE + 2 * MEM_SIZE, .size = 1 << 20,
+                                      .user_addr = (uint64_t)(uintptr_t)p2, .fd = fd2};
+    ck_assert_int_eq(vio_vhost_add_mem_region(g.v, &r2), 0);
+    /* inflight area from the backend, handed back */
+    int ifd = -1;
+    uint64_t isz = 0;
+    ck_assert_int_eq(vio_vhost_get_inflight(g.v, 2, 256, &ifd, &isz), 0);
+    ck_assert_int_ge(ifd, 0);
+    ck_assert_uint_gt(isz, 0);
+    ck_assert_int_eq(vio_vhost_set_inflight(g.v, ifd, isz, 2, 256), 0);
+    ck_assert_int_eq(vio_vhost_get_inflight(g.v, 0, 256, &ifd, &isz), -EINVAL);
+    ck_assert_int_eq(vio_vhost_get_inflight(g.v, 2, 100, &ifd, &isz), -EINVAL);
+    ck_assert_int_eq(vio_vhost_set_inflight(g.v, -1, isz, 2, 256), -EINVAL);
+    int logev = eventfd(0, EFD_CLOEXEC);
+    ck_assert_int_eq(vio_vhost_set_log_fd(g.v, logev), 0);
+    ck_assert_int_eq(vio_vhost_set_log_fd(g.v, -1), -EINVAL);
+    /* virtio-net's MAC is not writable through SET_CONFIG: refused with the ack, kept */
+    uint8_t mac[6] = {2, 0, 0, 0, 0, 9};
+    int r = vio_vhost_set_config(g.v, 0, mac, 6);
+    ck_assert_msg(r == 0 || r == -EIO, "set_config %d", r);
+    ck_assert(vio_vhost_connected(g.v));
+    ck_assert_int_eq(vio_vhost_set_config(g.v, 250, mac, 7), -EINVAL);
+    ck_assert_int_eq(vio_vhost_get_config(g.v, 0, mac, 0), -EINVAL);
+    /* ring state, including the no-fd flag */
+    ck_assert_int_eq(vio_vhost_set_vring_num(g.v, 0, 64), 0);
+    ck_assert_int_eq(vio_vhost_set_vring_num(g.v, 0, 100), -EINVAL);
+    ck_assert_int_eq(vio_vhost_set_vring_base(g.v, 0, 0x10000), -EINVAL);
+    ck_assert_int_eq(vio_vhost_set_vring_err(g.v, 0, -1), 0);
+    ck_assert_int_eq(vio_vhost_set_vring_call(g.v, 0, logev), 0);
+    ck_assert_int_eq(vio_vhost_set_vring_err(g.v, 0, logev), 0);
+    struct vio_vhost_vring_addr a = {.flags = 2};
+    ck_assert_int_eq(vio_vhost_set_vring_addr(g.v, 0, &a), -EINVAL);
+
+    /* the backend restarts: everything above is replayed to the new one */
+    be_stop(&b);
+    struct pollfd pf = {.fd = vio_vhost_fd(g.v), .events = POLLIN};
+    ck_assert_int_eq(poll(&pf, 1, 2000), 1);
+    ck_assert_int_eq(vio_vhost_handle(g.v), -ENOTCONN);
+    be_start(&b, false);
+    ck_assert_int_eq(vio_vhost_reconnect(g.v), 0);
+    ck_assert_int_eq(ev_count[VIO_VHOST_EV_RECONNECTED], 1);
+    /* the region added is known to the new backend: removing it works */
+    ck_assert_int_eq(vio_vhost_rem_mem_region(g.v, &r2), 0);
+    /* RESET_DEVICE: the recorded state is gone, a reconnect now only sends the owner */
+    ck_assert_int_eq(vio_vhost_reset(g.v), 0);
+    ck_assert(vio_vhost_connected(g.v));
+    ck_assert_int_eq(vio_vhost_get_status(g.v, mac), 0);
+    ck_assert_uint_eq(mac[0], 0);
+    close(ifd);
+    close(logev);
+    munmap(p2, 1 << 20);
+    close(fd2);
+    guest_down(&g);
+    be_stop(&b);
+    rmpath();
+    ck_assert_int_eq(count_fds(), fds0);
+}
+END_TEST
+
 START_TEST(t_queue_num_range)
 {
     int fds0 = count_fds();
@@ -481,6 +560,14 @@ START_TEST(t_connect_errors)
     ck_assert_int_eq(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
     close(s);
     ck_assert_int_eq(vio_vhost_user_connect(&c, &v), -ECONNREFUSED);
+    /* server mode: a file that is not a socket is left alone */
+    unlink(sock_path);
+    int ff = open(sock_path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    ck_assert_int_ge(ff, 0);
+    close(ff);
+    c = fe_cfg(true);
+    ck_assert_int_eq(vio_vhost_user_connect(&c, &v), -EEXIST);
+    unlink(sock_path);
     /* server mode, nobody comes */
     c = fe_cfg(true);
     c.timeout_ms = 100;
@@ -1157,6 +1244,67 @@ START_TEST(t_backend_req)
 }
 END_TEST
 
+/* Malformed backend requests: each drops the connection at vio_vhost_handle(). */
+static const struct bad_breq {
+    const char *name;
+    uint32_t flags;
+    uint32_t size;     /* announced payload size */
+    uint32_t sent;     /* payload bytes really sent */
+    bool fd;
+} bad_breq[] = {
+    {"reply bit", VU_VERSION | VU_FLAG_REPLY, 0, 0, false},
+    {"version 2", 2, 0, 0, false},
+    {"unknown flag", VU_VERSION | 0x100, 0, 0, false},
+    {"config change with 4 bytes", VU_VERSION, 4, 4, false},
+    {"config change with a u64 of 1", VU_VERSION, 8, 8, false},
+    {"config change with an fd", VU_VERSION, 0, 0, true},
+    {"truncated", VU_VERSION, 8, 4, false},
+    {"oversized", VU_VERSION, 4096, 0, false},
+};
+
+START_TEST(t_backend_req_bad)
+{
+    const struct bad_breq *c = &bad_breq[_i];
+    int fds0 = count_fds();
+    mkpath();
+    memset(ev_count, 0, sizeof(ev_count));
+    atomic_store(&n_errors, 0);
+    struct fake fk;
+    fake_start(&fk, 0, M_NONE, 0);
+    struct vio_vhost_user_frontend_config cfg = fe_cfg(false);
+    struct vio_vhost *v;
+    ck_assert_int_eq(vio_vhost_user_connect(&cfg, &v), 0);
+    int b = atomic_exchange(&fk.breq, -1);
+    ck_assert_int_ge(b, 0);
+    struct vu_hdr h = {.request = VU_BACKEND_CONFIG_CHANGE_MSG, .flags = c->flags, .size = c->size};
+    uint8_t payload[8] = {1};
+    uint8_t msg[sizeof(h) + sizeof(payload)];
+    memcpy(msg, &h, sizeof(h));
+    memcpy(msg + sizeof(h), payload, c->sent);
+    struct vu_msg m;
+    memset(&m, 0, sizeof(m));
+    if (c->fd) {
+        int e = eventfd(0, EFD_CLOEXEC);
+        fake_send(b, VU_BACKEND_CONFIG_CHANGE_MSG, c->flags, NULL, 0, &e, 1);
+        close(e);
+    } else {
+        ck_assert_int_eq(send(b, msg, sizeof(h) + c->sent, MSG_NOSIGNAL), (ssize_t)(sizeof(h) + c->sent));
+    }
+    struct pollfd p = {.fd = vio_vhost_fd(v), .events = POLLIN};
+    ck_assert_int_eq(poll(&p, 1, 1000), 1);
+    ck_assert_msg(vio_vhost_handle(v) == -ENOTCONN, "%s", c->name);
+    ck_assert(!vio_vhost_connected(v));
+    ck_assert_int_eq(ev_count[VIO_VHOST_EV_DISCONNECTED], 1);
+    ck_assert_int_eq(ev_count[VIO_VHOST_EV_CONFIG_CHANGED], 0);
+    ck_assert_int_gt(atomic_load(&n_errors), 0);
+    vio_vhost_free(v);
+    fake_stop(&fk);
+    close(b);
+    rmpath();
+    ck_assert_msg(count_fds() == fds0, "%s: fd leak", c->name);
+}
+END_TEST
+
 /* Adapter argument rules. */
 START_TEST(t_adapter_args)
 {
@@ -1372,6 +1520,7 @@ static Suite *suite(void)
     tcase_add_test(t, t_client_traffic);
     tcase_add_test(t, t_server_traffic);
     tcase_add_test(t, t_mem_slots);
+    tcase_add_test(t, t_more_ops);
     tcase_add_test(t, t_queue_num_range);
     tcase_add_test(t, t_connect_errors);
     tcase_add_test(t, t_reconnect);
@@ -1382,6 +1531,7 @@ static Suite *suite(void)
     tcase_add_loop_test(t, t_hostile, 0, (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(t, t_no_protocol_features);
     tcase_add_test(t, t_backend_req);
+    tcase_add_loop_test(t, t_backend_req_bad, 0, (int)(sizeof(bad_breq) / sizeof(bad_breq[0])));
     tcase_add_test(t, t_reconnect_mismatch);
     tcase_add_test(t, t_adapter_args);
     tcase_add_test(t, t_adapter_refused);
