@@ -1132,6 +1132,36 @@ START_TEST(t_adapter_refused)
 }
 END_TEST
 
+/* A backend with STATUS whose status reads back without FEATURES_OK did not take the
+ * features: the driver's negotiation sees it (spec 3.1.1 step 6). */
+START_TEST(t_adapter_status_refused)
+{
+    mkpath();
+    struct fake fk;
+    fake_start(&fk, 0, M_NONE, 0); /* GET_STATUS answers ACKNOWLEDGE only */
+    struct vio_vhost_user_frontend_config cfg = fe_cfg(false);
+    struct vio_vhost *v;
+    ck_assert_int_eq(vio_vhost_user_connect(&cfg, &v), 0);
+    int memfd = memfd_create("vio-fe-st", MFD_CLOEXEC);
+    struct vio_vhost_mem_region reg = {.guest_addr = 0, .size = 0x10000, .user_addr = 0x7000000,
+                                       .fd = memfd};
+    struct vio_vhost_driver_config dc = {.struct_size = sizeof(dc), .vhost = v, .regions = &reg,
+                                         .num_regions = 1, .net_backend_fd = -1};
+    struct vio_vhost_driver *d;
+    ck_assert_int_eq(vio_vhost_driver_new(&dc, &d), 0);
+    struct vio_driver drv = vio_vhost_driver_get(d);
+    uint64_t feat;
+    ck_assert_int_eq(vio_driver_negotiate(&drv, 0, &feat), -EPROTO);
+    vio_vhost_driver_free(d);
+    vio_vhost_free(v);
+    fake_stop(&fk);
+    ck_assert_uint_eq(atomic_load(&fk.seen[VU_SET_FEATURES]), 1);
+    ck_assert_uint_eq(atomic_load(&fk.seen[VU_SET_MEM_TABLE]), 1);
+    close(memfd);
+    rmpath();
+}
+END_TEST
+
 /* A new backend that negotiates less than the old one is refused on reconnect. */
 START_TEST(t_reconnect_mismatch)
 {
@@ -1535,6 +1565,7 @@ static Suite *suite(void)
     tcase_add_test(t, t_reconnect_mismatch);
     tcase_add_test(t, t_adapter_args);
     tcase_add_test(t, t_adapter_refused);
+    tcase_add_test(t, t_adapter_status_refused);
     tcase_add_test(t, t_adapter_kernel);
     suite_add_tcase(s, t);
     return s;
