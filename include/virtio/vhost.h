@@ -115,8 +115,9 @@ struct vio_vhost_user_frontend_config {
     bool server;            /**< listen at @ref path and accept one backend (QEMU's server=on);
                                  false = connect to a listening backend */
     int timeout_ms;         /**< how long connect / accept and every reply may take; 0 = 5000 */
-    unsigned num_queues;    /**< rings the application will use (checked against the backend's
-                                 GET_QUEUE_NUM when it has MQ); 0 = 2 */
+    unsigned num_queues;    /**< rings the application will use; with MQ, more than twice the
+                                 backend's GET_QUEUE_NUM answer is refused (-ERANGE): a bound
+                                 for backends that count queue pairs and virtqueues alike; 0 = 2 */
     uint64_t protocol_features; /**< protocol features the application allows (bit numbers of the
                                      vhost-user spec); 0 = every one the frontend implements */
     bool reconnect;         /**< remember the state sent, so vio_vhost_reconnect() can re-send it */
@@ -220,8 +221,12 @@ VIO_API int vio_vhost_set_backend_features(struct vio_vhost *v, uint64_t feature
 VIO_API int vio_vhost_set_owner(struct vio_vhost *v);
 /** @brief Give up ownership and reset the backend (VHOST_RESET_OWNER / RESET_DEVICE). */
 VIO_API int vio_vhost_reset(struct vio_vhost *v);
-/** @brief vhost-user: how many rings the backend has (GET_QUEUE_NUM pairs x 2 with MQ). */
-VIO_API int vio_vhost_get_queue_num(struct vio_vhost *v, unsigned *rings);
+/**
+ * @brief vhost-user with MQ: the backend's answer to GET_QUEUE_NUM, as it counts. The spec says
+ * "queues"; net backends (DPDK, QEMU's reading, ours) count queue pairs, libvhost-user backends
+ * (qemu-storage-daemon, virtiofsd) count virtqueues. The frontend passes the number on unchanged.
+ */
+VIO_API int vio_vhost_get_queue_num(struct vio_vhost *v, unsigned *num);
 /** @brief vhost-user with STATUS: write the device status byte. */
 VIO_API int vio_vhost_set_status(struct vio_vhost *v, uint8_t status);
 /** @brief vhost-user with STATUS: read the device status byte. */

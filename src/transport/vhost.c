@@ -108,13 +108,13 @@ int vio_vhost_reset(struct vio_vhost *v)
     return v->ops->reset(v);
 }
 
-int vio_vhost_get_queue_num(struct vio_vhost *v, unsigned *rings)
+int vio_vhost_get_queue_num(struct vio_vhost *v, unsigned *num)
 {
-    if (!v || !v->ops || !rings)
+    if (!v || !v->ops || !num)
         return -EINVAL;
     if (!v->ops->get_queue_num)
         return -ENOTSUP;
-    return v->ops->get_queue_num(v, rings);
+    return v->ops->get_queue_num(v, num);
 }
 
 int vio_vhost_set_status(struct vio_vhost *v, uint8_t status)

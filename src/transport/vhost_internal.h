@@ -28,7 +28,7 @@ struct vio_vhost_ops {
     int (*set_backend_features)(struct vio_vhost *v, uint64_t f);
     int (*set_owner)(struct vio_vhost *v);
     int (*reset)(struct vio_vhost *v);
-    int (*get_queue_num)(struct vio_vhost *v, unsigned *rings);
+    int (*get_queue_num)(struct vio_vhost *v, unsigned *num);
     int (*set_status)(struct vio_vhost *v, uint8_t status);
     int (*get_status)(struct vio_vhost *v, uint8_t *status);
     int (*get_config)(struct vio_vhost *v, uint32_t off, void *buf, uint32_t len);

@@ -803,7 +803,7 @@ static int fe_reset(struct vio_vhost *v)
     return 0;
 }
 
-static int fe_get_queue_num(struct vio_vhost *v, unsigned *rings)
+static int fe_get_queue_num(struct vio_vhost *v, unsigned *num)
 {
     struct vu_fe *f = FE(v);
     int r = live(f);
@@ -811,7 +811,7 @@ static int fe_get_queue_num(struct vio_vhost *v, unsigned *rings)
         return r;
     if (!has_pf(f, VU_PF_MQ))
         return -ENOTSUP;
-    *rings = 2u * f->qnum;
+    *num = f->qnum;
     return 0;
 }
 
@@ -862,12 +862,15 @@ static int fe_get_config(struct vio_vhost *v, uint32_t off, void *buf, uint32_t 
         return -ENOTSUP;
     if ((r = cfg_range(off, len)) < 0)
         return r;
+    /* libvhost-user (and SPDK) answer from offset 0 whatever the message says; QEMU always
+     * asks from 0: ask for [0, off + len) and keep the tail */
+    uint32_t want = off + len;
     struct vu_msg m;
     struct vu_config c;
     memset(&c, 0, sizeof(c));
-    c.offset = off;
-    c.size = len;
-    msg_init(&m, VU_GET_CONFIG, &c, 12u + len);
+    c.offset = 0;
+    c.size = want;
+    msg_init(&m, VU_GET_CONFIG, &c, 12u + want);
     if ((r = fe_send(f, &m)) < 0 || (r = fe_recv(f, VU_GET_CONFIG, &m, 0)) < 0)
         return r;
     if (m.hdr.size == 0) {
@@ -875,12 +878,12 @@ static int fe_get_config(struct vio_vhost *v, uint32_t off, void *buf, uint32_t 
         LOG(f, VIO_LOG_WARN, "GET_CONFIG: the backend refused %u bytes at %u", len, off);
         return -EIO;
     }
-    if (m.hdr.size != 12u + len)
-        return violation(f, VU_GET_CONFIG, "payload size %u, expected %u", m.hdr.size, 12u + len);
-    if (m.p.config.offset != off || m.p.config.size != len)
-        return violation(f, VU_GET_CONFIG, "range %u+%u, asked %u+%u", m.p.config.offset,
-                         m.p.config.size, off, len);
-    memcpy(buf, m.p.config.payload, len);
+    if (m.hdr.size != 12u + want)
+        return violation(f, VU_GET_CONFIG, "payload size %u, expected %u", m.hdr.size, 12u + want);
+    if (m.p.config.offset != 0 || m.p.config.size != want)
+        return violation(f, VU_GET_CONFIG, "range %u+%u, asked 0+%u", m.p.config.offset,
+                         m.p.config.size, want);
+    memcpy(buf, m.p.config.payload + off, len);
     return 0;
 }
 
