@@ -102,7 +102,8 @@ static const char *const blk_feature_names[64] = {
     [VIRTIO_BLK_F_BLK_SIZE] = "BLK_SIZE", [VIRTIO_BLK_F_FLUSH] = "FLUSH",
     [VIRTIO_BLK_F_TOPOLOGY] = "TOPOLOGY", [VIRTIO_BLK_F_CONFIG_WCE] = "CONFIG_WCE",
     [VIRTIO_BLK_F_MQ] = "MQ", [VIRTIO_BLK_F_DISCARD] = "DISCARD",
-    [VIRTIO_BLK_F_WRITE_ZEROES] = "WRITE_ZEROES", [27] = "ANY_LAYOUT",
+    [VIRTIO_BLK_F_WRITE_ZEROES] = "WRITE_ZEROES", [24] = "NOTIFY_ON_EMPTY",
+    [26] = "LOG_ALL", [27] = "ANY_LAYOUT",
     [VIO_F_INDIRECT_DESC] = "INDIRECT_DESC", [VIO_F_EVENT_IDX] = "EVENT_IDX",
     [30] = "PROTOCOL_FEATURES", [VIO_F_VERSION_1] = "VERSION_1",
     [VIO_F_ACCESS_PLATFORM] = "ACCESS_PLATFORM", [VIO_F_RING_PACKED] = "RING_PACKED",
@@ -369,8 +370,9 @@ static int run_batch(struct req *r, unsigned n, const char *what)
     return 0;
 }
 
-/* Compare a request's data with pattern @p seed at the request's byte offset on the disk. */
-static bool req_matches(const struct req *r, uint32_t seed)
+/* Compare a request's data with what the disk must hold at its offset: @p want (the whole
+ * expected image) or, when NULL, pattern @p seed. */
+static bool req_matches_in(const struct req *r, uint32_t seed, const uint8_t *want)
 {
     uint32_t len = req_len(r);
     uint8_t *lin = malloc(len);
@@ -379,9 +381,10 @@ static bool req_matches(const struct req *r, uint32_t seed)
         req_copy(r, lin, false);
         uint64_t base = r->sector * SECTOR;
         for (uint32_t i = 0; i < len; i++) {
-            if (lin[i] != pat(seed, base + i)) {
+            uint8_t w = want ? want[base + i] : pat(seed, base + i);
+            if (lin[i] != w) {
                 say("data mismatch: sector %" PRIu64 " byte %u: got 0x%02x, want 0x%02x",
-                    r->sector, i, lin[i], pat(seed, base + i));
+                    r->sector, i, lin[i], w);
                 ok = false;
                 break;
             }
@@ -389,6 +392,11 @@ static bool req_matches(const struct req *r, uint32_t seed)
     }
     free(lin);
     return ok;
+}
+
+static bool req_matches(const struct req *r, uint32_t seed)
+{
+    return req_matches_in(r, seed, NULL);
 }
 
 static void req_fill(const struct req *r, uint32_t seed)
@@ -561,6 +569,8 @@ static int setup_adapter(struct virtio_blk_config *cfg)
     uint64_t offered = 0, pf = 0;
     int rc;
 
+    /* The vhost order starts with SET_OWNER; the adapter leaves it to the application. */
+    CHECK((rc = vio_vhost_set_owner(vh)) == 0, "SET_OWNER: %d", rc);
     struct vio_vhost_mem_region reg = vhost_region();
     struct vio_vhost_driver_config dc = {
         .struct_size = sizeof(dc), .vhost = vh, .regions = &reg, .num_regions = 1,
@@ -587,8 +597,16 @@ static int setup_adapter(struct virtio_blk_config *cfg)
     uint32_t blk_size = 0;
     CHECK((rc = vio_driver_config_read(&drv, offsetof(struct virtio_blk_config, blk_size),
                                        &blk_size, 4)) == 0, "config read blk_size: %d", rc);
-    CHECK(blk_size == cfg->blk_size, "blk_size read alone %u, in the whole read %u", blk_size,
-          cfg->blk_size);
+    if (blk_size != cfg->blk_size) {
+        /* A failure, but not one that stops the rest of the adapter run. */
+        say("FAIL: config read of blk_size alone (offset %zu) gives %u, the whole read %u: "
+            "libvhost-user answers GET_CONFIG from offset 0 whatever the message says, so a "
+            "frontend must ask for [0, off + len) and slice (as QEMU does)",
+            offsetof(struct virtio_blk_config, blk_size), blk_size, cfg->blk_size);
+        failures++;
+    } else {
+        say("ok: a config field read alone agrees with the whole structure");
+    }
 
     int max = vio_driver_queue_max_size(&drv, 0);
     CHECK(max >= (int)QSIZE, "queue 0 max size %d", max);
@@ -774,6 +792,10 @@ int main(int argc, char **argv)
     CHECK(cfg.blk_size == SECTOR, "blk_size %u, want 512 (the export's default)", cfg.blk_size);
     CHECK(cfg.seg_max >= MAX_SEGS, "seg_max %u < %u", cfg.seg_max, MAX_SEGS);
     say("ok: GET_CONFIG: capacity = image size / 512, blk_size, seg_max");
+    if (rings && rings != cfg.num_queues)
+        say("note: the frontend reports %u rings (GET_QUEUE_NUM), the device has %u queue(s) "
+            "(config num_queues): libvhost-user answers GET_QUEUE_NUM with virtqueues, the "
+            "frontend reads it as net's queue pairs (x 2)", rings, cfg.num_queues);
 
     if (!opt_adapter) {
         /* SET_CONFIG: the one writable field of virtio-blk, the write-cache mode. */
@@ -886,9 +908,9 @@ int main(int argc, char **argv)
         CHECK(pread(img_fd, file, img_size, 0) == (ssize_t)img_size, "pread: %s",
               strerror(errno));
         CHECK(memcmp(file, image, img_size) == 0, "a refused request changed the image");
-        struct req ok[] = {{VIRTIO_BLK_T_IN, 0, 1, {4096}, VIRTIO_BLK_S_OK}};
+        struct req ok[] = {{VIRTIO_BLK_T_IN, capacity - 8, 1, {4096}, VIRTIO_BLK_S_OK}};
         CHECK(run_batch(ok, 1, "(d) read after") == 0, "(d) read after");
-        CHECK(req_matches(&ok[0], 1), "(d) read after: wrong data");
+        CHECK(req_matches_in(&ok[0], 0, image), "(d) read after: wrong data");
         say("ok: (d) IN at the capacity, OUT across the end, IN at a huge sector: IOERR; "
             "unknown type: UNSUPP; image unchanged; the next read works");
     }
@@ -903,7 +925,8 @@ int main(int argc, char **argv)
     }
     CHECK(!vio_drvq_is_broken(q), "the queue is broken: %s",
           vio_violation_name(vio_drvq_violation(q)));
-    say("PASS: %u virtio-blk requests through the vhost frontend", requests);
+    if (failures == 0)
+        say("PASS: %u virtio-blk requests through the vhost frontend", requests);
 
 out:
     vio_vhost_driver_free(adapter);
