@@ -207,27 +207,21 @@ static int connect_client(struct vu_fe *f, int *out)
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (s < 0)
         return -errno;
-    int r = 0;
-    if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        r = -errno;
-        if (r == -EAGAIN || r == -EINPROGRESS) {
-            /* the listen backlog is full: wait for room, bounded */
-            struct pollfd p = {.fd = s, .events = POLLOUT};
-            int n;
-            do {
-                n = poll(&p, 1, f->timeout_ms);
-            } while (n < 0 && errno == EINTR);
-            int err = 0;
-            socklen_t el = sizeof(err);
-            if (n == 0)
-                r = -ETIMEDOUT;
-            else if (n < 0)
-                r = -errno;
-            else if (getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-                r = -errno;
-            else
-                r = -err;
+    int r;
+    int64_t end = now_ms() + f->timeout_ms;
+    for (;;) {
+        r = connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+        if (r == -EINTR)
+            continue;
+        /* a unix socket's full listen backlog: EAGAIN, and nothing goes on in the
+         * background; try again until the timeout */
+        if (r != -EAGAIN)
+            break;
+        if (now_ms() >= end) {
+            r = -ETIMEDOUT;
+            break;
         }
+        usleep(5000);
     }
     if (r == 0 && fcntl(s, F_SETFL, 0) < 0)
         r = -errno;
@@ -1376,20 +1370,27 @@ static int fe_reconnect(struct vio_vhost *v)
     if (!f->reconnect)
         return -ENOTSUP;
     conn_close(f);
-    uint64_t old_pf = f->pf;
+    /* what the session was negotiated with: a new backend must give the same */
+    uint64_t old_pf = f->pf, old_features = f->features;
+    unsigned old_qnum = f->qnum;
     int r = open_conn(f);
-    if (r < 0)
-        return r;
-    if (f->pf != old_pf) {
+    if (r == 0 && f->pf != old_pf) {
         LOG(f, VIO_LOG_ERROR, "reconnect: protocol features 0x%llx, were 0x%llx",
             (unsigned long long)f->pf, (unsigned long long)old_pf);
         conn_close(f);
+        r = -EPROTO;
+    }
+    if (r < 0) {
         f->pf = old_pf;
-        return -EPROTO;
+        f->features = old_features;
+        f->qnum = old_qnum;
+        return r;
     }
     if ((r = replay(f)) < 0) {
         LOG(f, VIO_LOG_ERROR, "reconnect: re-sending the state failed (%s)", strerror(-r));
         conn_close(f);
+        f->features = old_features;
+        f->qnum = old_qnum;
         return r;
     }
     LOG(f, VIO_LOG_INFO, "reconnected to %s, state re-sent", f->path);

@@ -369,8 +369,22 @@ START_TEST(t_server_traffic)
     struct guest g = {0};
     guest_mem(&g);
     struct vio_vhost_user_frontend_config c = fe_cfg(true);
+    c.reconnect = true;
+    memset(ev_count, 0, sizeof(ev_count));
     ck_assert_int_eq(vio_vhost_user_connect(&c, &g.v), 0);
     guest_up(&g, F_V1);
+    traffic(&g, 50);
+    /* the backend goes away; the next request finds out (EPIPE or EOF: never SIGPIPE, which
+     * kills this test process) */
+    be_stop(&b);
+    ck_assert_int_eq(vio_vhost_set_owner(g.v), -ENOTCONN);
+    ck_assert_int_eq(ev_count[VIO_VHOST_EV_DISCONNECTED], 1);
+    ck_assert_int_eq(vio_vhost_set_owner(g.v), -ENOTCONN);
+    ck_assert_int_eq(ev_count[VIO_VHOST_EV_DISCONNECTED], 1);
+    /* a new backend connects to the socket we still listen on */
+    be_start(&b, true);
+    ck_assert_int_eq(vio_vhost_reconnect(g.v), 0);
+    ck_assert_int_eq(ev_count[VIO_VHOST_EV_RECONNECTED], 1);
     traffic(&g, 50);
     guest_down(&g);
     be_stop(&b);
@@ -752,7 +766,8 @@ out:
      (1ull << VU_PF_CONFIGURE_MEM_SLOTS) | (1ull << VU_PF_LOG_SHMFD))
 #define FEAT_FAKE ((1ull << VIO_F_VERSION_1) | (1ull << VU_F_PROTOCOL_FEATURES))
 
-static void fake_start(struct fake *fk, uint32_t target, enum mut mut, uint64_t value)
+/* The fake's socket and answers; fake_go() starts its thread (change the answers between). */
+static void fake_prepare(struct fake *fk, uint32_t target, enum mut mut, uint64_t value)
 {
     memset(fk, 0, sizeof(*fk));
     fk->target = target;
@@ -766,7 +781,17 @@ static void fake_start(struct fake *fk, uint32_t target, enum mut mut, uint64_t 
     strcpy(sa.sun_path, sock_path);
     ck_assert_int_eq(bind(fk->lsock, (struct sockaddr *)&sa, sizeof(sa)), 0);
     ck_assert_int_eq(listen(fk->lsock, 1), 0);
+}
+
+static void fake_go(struct fake *fk)
+{
     ck_assert_int_eq(pthread_create(&fk->th, NULL, fake_thread, fk), 0);
+}
+
+static void fake_start(struct fake *fk, uint32_t target, enum mut mut, uint64_t value)
+{
+    fake_prepare(fk, target, mut, value);
+    fake_go(fk);
 }
 
 static void fake_stop(struct fake *fk)
@@ -911,8 +936,9 @@ START_TEST(t_no_protocol_features)
 {
     mkpath();
     struct fake fk;
-    fake_start(&fk, 0, M_NONE, 0);
+    fake_prepare(&fk, 0, M_NONE, 0);
     fk.features = 1ull << VIO_F_VERSION_1;
+    fake_go(&fk);
     struct vio_vhost_user_frontend_config cfg = fe_cfg(false);
     struct vio_vhost *v;
     ck_assert_int_eq(vio_vhost_user_connect(&cfg, &v), 0);
@@ -939,11 +965,56 @@ START_TEST(t_no_protocol_features)
 }
 END_TEST
 
-static int breq_roundtrip(int b, uint32_t req, uint32_t flags, int fd, struct vu_msg *ack)
+/* A new backend that negotiates less than the old one is refused on reconnect. */
+START_TEST(t_reconnect_mismatch)
+{
+    int fds0 = count_fds();
+    mkpath();
+    memset(ev_count, 0, sizeof(ev_count));
+    struct fake fk;
+    fake_start(&fk, VU_SET_OWNER, M_CLOSE, 0);
+    struct vio_vhost_user_frontend_config cfg = fe_cfg(false);
+    cfg.reconnect = true;
+    cfg.timeout_ms = 500;
+    struct vio_vhost *v;
+    ck_assert_int_eq(vio_vhost_user_connect(&cfg, &v), 0);
+    ck_assert_int_eq(vio_vhost_set_features(v, 1ull << VIO_F_VERSION_1), 0);
+    ck_assert_int_eq(vio_vhost_set_vring_num(v, 0, 64), 0);
+    ck_assert_int_eq(vio_vhost_set_owner(v), -ENOTCONN); /* the fake closes on it */
+    fake_stop(&fk);
+    /* fewer protocol features */
+    fake_prepare(&fk, 0, M_NONE, 0);
+    fk.pf &= ~(1ull << VU_PF_STATUS);
+    fake_go(&fk);
+    ck_assert_int_eq(vio_vhost_reconnect(v), -EPROTO);
+    ck_assert(!vio_vhost_connected(v));
+    fake_stop(&fk);
+    /* VERSION_1 no longer offered */
+    fake_prepare(&fk, 0, M_NONE, 0);
+    fk.features = 1ull << VU_F_PROTOCOL_FEATURES;
+    fake_go(&fk);
+    ck_assert_int_eq(vio_vhost_reconnect(v), -EPROTO);
+    ck_assert(!vio_vhost_connected(v));
+    fake_stop(&fk);
+    /* the same as before: the state is re-sent */
+    fake_start(&fk, 0, M_NONE, 0);
+    ck_assert_int_eq(vio_vhost_reconnect(v), 0);
+    ck_assert(vio_vhost_connected(v));
+    ck_assert_int_eq(ev_count[VIO_VHOST_EV_RECONNECTED], 1);
+    unsigned base;
+    ck_assert_int_eq(vio_vhost_get_vring_base(v, 0, &base), 0);
+    ck_assert_uint_eq(base, 7);
+    vio_vhost_free(v);
+    fake_stop(&fk);
+    rmpath();
+    ck_assert_int_eq(count_fds(), fds0);
+}
+END_TEST
+
+/* The fake backend sends a backend request (no payload) on the channel @p b. */
+static void breq_send(int b, uint32_t req, uint32_t flags, int fd)
 {
     fake_send(b, req, flags, NULL, 0, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
-    return 0;
-    (void)ack;
 }
 
 /* The backend request channel: config change with and without an ack, unknown codes. */
@@ -962,13 +1033,13 @@ START_TEST(t_backend_req)
     ck_assert_int_ge(b, 0);
     struct vu_msg m;
     /* CONFIG_CHANGE_MSG, no ack wanted */
-    breq_roundtrip(b, VU_BACKEND_CONFIG_CHANGE_MSG, VU_VERSION, -1, &m);
+    breq_send(b, VU_BACKEND_CONFIG_CHANGE_MSG, VU_VERSION, -1);
     struct pollfd p = {.fd = vio_vhost_fd(v), .events = POLLIN};
     ck_assert_int_eq(poll(&p, 1, 1000), 1);
     ck_assert_int_eq(vio_vhost_handle(v), 0);
     ck_assert_int_eq(ev_count[VIO_VHOST_EV_CONFIG_CHANGED], 1);
     /* with NEED_REPLY: acked with 0 */
-    breq_roundtrip(b, VU_BACKEND_CONFIG_CHANGE_MSG, VU_VERSION | VU_FLAG_NEED_REPLY, -1, &m);
+    breq_send(b, VU_BACKEND_CONFIG_CHANGE_MSG, VU_VERSION | VU_FLAG_NEED_REPLY, -1);
     ck_assert_int_eq(poll(&p, 1, 1000), 1);
     ck_assert_int_eq(vio_vhost_handle(v), 0);
     ck_assert_int_eq(ev_count[VIO_VHOST_EV_CONFIG_CHANGED], 2);
@@ -981,7 +1052,7 @@ START_TEST(t_backend_req)
     ck_assert_uint_eq(m.p.u64, 0);
     /* an unknown code with an fd and NEED_REPLY: refused (ack 1), logged, fd closed */
     int efd = eventfd(0, EFD_CLOEXEC);
-    breq_roundtrip(b, 77, VU_VERSION | VU_FLAG_NEED_REPLY, efd, &m);
+    breq_send(b, 77, VU_VERSION | VU_FLAG_NEED_REPLY, efd);
     close(efd);
     ck_assert_int_eq(poll(&p, 1, 1000), 1);
     ck_assert_int_eq(vio_vhost_handle(v), 0);
@@ -992,7 +1063,7 @@ START_TEST(t_backend_req)
     ck_assert_uint_eq(m.p.u64, 1);
     ck_assert(vio_vhost_connected(v));
     /* a request with the REPLY bit: a protocol violation, the connection is dropped */
-    breq_roundtrip(b, VU_BACKEND_CONFIG_CHANGE_MSG, VU_VERSION | VU_FLAG_REPLY, -1, &m);
+    breq_send(b, VU_BACKEND_CONFIG_CHANGE_MSG, VU_VERSION | VU_FLAG_REPLY, -1);
     ck_assert_int_eq(poll(&p, 1, 1000), 1);
     ck_assert_int_eq(vio_vhost_handle(v), -ENOTCONN);
     ck_assert(!vio_vhost_connected(v));
@@ -1079,6 +1150,7 @@ static Suite *suite(void)
     tcase_add_loop_test(t, t_hostile, 0, (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(t, t_no_protocol_features);
     tcase_add_test(t, t_backend_req);
+    tcase_add_test(t, t_reconnect_mismatch);
     tcase_add_test(t, t_adapter_args);
     suite_add_tcase(s, t);
     return s;
