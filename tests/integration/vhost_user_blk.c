@@ -520,6 +520,8 @@ static int setup_raw(struct virtio_blk_config *cfg)
     CHECK((rc = vio_vhost_set_features(vh, features)) == 0, "SET_FEATURES: %d", rc);
     log_features("features negotiated", features);
 
+    if (!(pf >> PF_INFLIGHT_SHMFD & 1))
+        say("INFLIGHT_SHMFD not negotiated (this export does not offer it): no inflight area");
     if (pf >> PF_INFLIGHT_SHMFD & 1) {
         int ifd = -1;
         uint64_t isize = 0;
