@@ -151,7 +151,7 @@ static uint64_t capacity;       /* sectors */
 static unsigned requests;       /* chains made available so far (for GET_VRING_BASE) */
 static int img_fd = -1;
 static uint64_t img_size;
-static int disconnected_events;
+static int disconnected_events, reconnected_events;
 
 static void on_event(void *opaque, enum vio_vhost_event ev)
 {
@@ -161,6 +161,8 @@ static void on_event(void *opaque, enum vio_vhost_event ev)
                                                       : "CONFIG_CHANGED");
     if (ev == VIO_VHOST_EV_DISCONNECTED)
         disconnected_events++;
+    if (ev == VIO_VHOST_EV_RECONNECTED)
+        reconnected_events++;
 }
 
 static void *gpa_ptr(uint64_t gpa)
@@ -694,11 +696,62 @@ out:
     return -1;
 }
 
+/*
+ * --kill-at reconnect: kill the daemon between requests; the script starts a new one on the
+ * same socket and image. Tell the frontend where the ring resumes (every request so far was
+ * used), then retry vio_vhost_reconnect() until the new daemon listens: the frontend re-sends
+ * owner, features, protocol features, memory table and the ring, and the requests after it
+ * (steps (b)-(e) of main) run on the new daemon.
+ */
+static int reconnect_case(void)
+{
+    int rc;
+    unsigned base;
+    say("killing qemu-storage-daemon (pid %d) between requests; reconnecting to the next one",
+        (int)opt_kill_pid);
+    CHECK(kill(opt_kill_pid, SIGKILL) == 0, "kill: %s", strerror(errno));
+    wait_hangup();
+    rc = vio_vhost_handle(vh);
+    CHECK(rc == -ENOTCONN, "vio_vhost_handle after the kill: %d, want -ENOTCONN", rc);
+    CHECK(!vio_vhost_connected(vh) && disconnected_events == 1,
+          "connected %d, %d DISCONNECTED events", vio_vhost_connected(vh), disconnected_events);
+    rc = vio_vhost_get_vring_base(vh, 0, &base);
+    CHECK(rc == -ENOTCONN, "GET_VRING_BASE while gone: %d, want -ENOTCONN", rc);
+    CHECK((rc = vio_vhost_set_vring_base(vh, 0, requests & 0xffffu)) == 0,
+          "recording the resume point while gone: %d", rc);
+    long deadline = now_ms() + 20000;
+    unsigned tries = 0;
+    for (;;) {
+        tries++;
+        rc = vio_vhost_reconnect(vh);
+        if (rc == 0)
+            break;
+        CHECK(rc == -ECONNREFUSED || rc == -ENOENT || rc == -ETIMEDOUT || rc == -ENOTCONN ||
+                  rc == -ECONNRESET || rc == -EPIPE,
+              "vio_vhost_reconnect: %d (%s)", rc, strerror(-rc));
+        CHECK(now_ms() < deadline, "no new daemon within 20 s (last: %s)", strerror(-rc));
+        usleep(100000);
+    }
+    CHECK(vio_vhost_connected(vh), "not connected after a successful reconnect");
+    CHECK(reconnected_events == 1, "RECONNECTED reported %d times", reconnected_events);
+    say("ok: reconnected after %u attempt(s), state re-sent (ring resumes at %u)", tries,
+        requests & 0xffffu);
+    /* Configuration comes from the new daemon: the same image, the same capacity. */
+    struct virtio_blk_config c;
+    memset(&c, 0, sizeof(c));
+    CHECK((rc = vio_vhost_get_config(vh, 0, &c, CFG_LEN)) == 0, "GET_CONFIG: %d", rc);
+    CHECK(c.capacity == capacity, "capacity %llu after the reconnect, was %" PRIu64,
+          (unsigned long long)c.capacity, capacity);
+    return 0;
+out:
+    return -1;
+}
+
 /* ---- main ---- */
 static void usage(void)
 {
     fprintf(stderr, "usage: vhost_user_blk --socket SOCK --image IMG [--serial S] [--indirect] "
-                    "[--adapter] [--kill-pid PID --kill-at idle|inflight]\n");
+                    "[--adapter] [--kill-pid PID --kill-at idle|inflight|reconnect]\n");
 }
 
 static int parse(int argc, char **argv)
@@ -725,7 +778,8 @@ static int parse(int argc, char **argv)
     }
     if (!opt_socket || !opt_image || (opt_kill_pid > 0) != (opt_kill_at != NULL))
         return -1;
-    if (opt_kill_at && strcmp(opt_kill_at, "idle") != 0 && strcmp(opt_kill_at, "inflight") != 0)
+    if (opt_kill_at && strcmp(opt_kill_at, "idle") != 0 &&
+        strcmp(opt_kill_at, "inflight") != 0 && strcmp(opt_kill_at, "reconnect") != 0)
         return -1;
     return 0;
 }
@@ -741,11 +795,9 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
-    say("mode: %s, %s descriptors%s", opt_adapter ? "driver adapter" : "raw ring calls",
-        opt_indirect ? "indirect" : "direct",
-        opt_kill_at ? (strcmp(opt_kill_at, "idle") == 0 ? ", back-end killed while idle"
-                                                        : ", back-end killed in flight")
-                    : "");
+    say("mode: %s, %s descriptors%s%s", opt_adapter ? "driver adapter" : "raw ring calls",
+        opt_indirect ? "indirect" : "direct", opt_kill_at ? ", back-end killed: " : "",
+        opt_kill_at ? opt_kill_at : "");
 
     /* The image: pattern 1 everywhere, written here with pwrite() (the daemon has the file
      * open without O_DIRECT: its reads see the page cache we write). */
@@ -767,7 +819,8 @@ int main(int argc, char **argv)
 
     struct vio_vhost_user_frontend_config fc = {
         .struct_size = sizeof(fc), .path = opt_socket, .server = false, .timeout_ms = 5000,
-        .num_queues = 1, .event = on_event, .log = vio_log_stderr};
+        .num_queues = 1, .event = on_event, .log = vio_log_stderr,
+        .reconnect = opt_kill_at && strcmp(opt_kill_at, "reconnect") == 0};
     CHECK((rc = vio_vhost_user_connect(&fc, &vh)) == 0, "vio_vhost_user_connect(%s): %d (%s)",
           opt_socket, rc, strerror(-rc));
     CHECK(vio_vhost_kind(vh) == VIO_VHOST_USER, "kind %d", (int)vio_vhost_kind(vh));
@@ -832,7 +885,9 @@ int main(int argc, char **argv)
             "first and last sectors)", n);
     }
 
-    if (opt_kill_at) {
+    if (opt_kill_at && strcmp(opt_kill_at, "reconnect") == 0) {
+        CHECK(reconnect_case() == 0, "reconnect case");
+    } else if (opt_kill_at) {
         CHECK(kill_case() == 0, "kill case");
         say("PASS: the back-end was killed, every call after reported it, no crash");
         goto out;
