@@ -149,6 +149,7 @@ static int kick_fd = -1, call_fd = -1;  /* raw mode: ours; adapter mode: the ada
 static uint64_t features;       /* negotiated */
 static uint64_t capacity;       /* sectors */
 static unsigned requests;       /* chains made available so far (for GET_VRING_BASE) */
+static unsigned completed;      /* chains the device gave back (its used index) */
 static int img_fd = -1;
 static uint64_t img_size;
 static int disconnected_events, reconnected_events;
@@ -296,6 +297,7 @@ static int wait_done(struct req *r, unsigned n, int timeout_ms)
             }
             d->done = true;
             d->used_len = len;
+            completed++;
             pending--;
             continue;
         }
@@ -666,6 +668,8 @@ static int kill_case(void)
             CHECK((rc = req_add(&r[i])) == 0, "vio_drvq_add: %d", rc);
         }
         CHECK(kill(opt_kill_pid, SIGKILL) == 0, "kill: %s", strerror(errno));
+        /* Kick only once the daemon is gone (its socket closed): it must not take them. */
+        wait_hangup();
         CHECK((rc = kick()) == 0, "kick: %d", rc);
         rc = wait_done(r, 4, WAIT_MS);
         CHECK(gone_errno(rc), "waiting with the back-end killed returned %d (%s), want "
@@ -697,27 +701,45 @@ out:
 }
 
 /*
- * --kill-at reconnect: kill the daemon between requests; the script starts a new one on the
- * same socket and image. Tell the frontend where the ring resumes (every request so far was
- * used), then retry vio_vhost_reconnect() until the new daemon listens: the frontend re-sends
- * owner, features, protocol features, memory table and the ring, and the requests after it
- * (steps (b)-(e) of main) run on the new daemon.
+ * --kill-at reconnect / reconnect-inflight: kill the daemon between requests (or with four
+ * requests in the ring and kicked); the script starts a new one on the same socket and image.
+ * Tell the frontend where the ring resumes, the device's used index (as QEMU does for a
+ * back-end without an inflight area: what was made available but not used is processed
+ * again), then retry vio_vhost_reconnect() until the new daemon listens: the frontend re-sends
+ * owner, features, protocol features, memory table and the ring. The stranded requests are
+ * kicked again and must complete on the new daemon; steps (b)-(e) of main follow there.
  */
-static int reconnect_case(void)
+static int reconnect_case(bool inflight)
 {
     int rc;
     unsigned base;
-    say("killing qemu-storage-daemon (pid %d) between requests; reconnecting to the next one",
-        (int)opt_kill_pid);
-    CHECK(kill(opt_kill_pid, SIGKILL) == 0, "kill: %s", strerror(errno));
-    wait_hangup();
-    rc = vio_vhost_handle(vh);
-    CHECK(rc == -ENOTCONN, "vio_vhost_handle after the kill: %d, want -ENOTCONN", rc);
+    struct req r[4];
+
+    say("killing qemu-storage-daemon (pid %d) %s; reconnecting to the next one",
+        (int)opt_kill_pid, inflight ? "with 4 requests in flight" : "between requests");
+    if (inflight) {
+        for (unsigned i = 0; i < 4; i++) {
+            r[i] = (struct req){.type = VIRTIO_BLK_T_IN, .sector = 64 + 24 * i, .nseg = 2,
+                                .seg = {2048, 2048}, .expect = VIRTIO_BLK_S_OK, .slot = i};
+            CHECK((rc = req_add(&r[i])) == 0, "vio_drvq_add: %d", rc);
+        }
+        CHECK(kill(opt_kill_pid, SIGKILL) == 0, "kill: %s", strerror(errno));
+        /* Kick only once the daemon is gone (its socket closed): it must not take them. */
+        wait_hangup();
+        CHECK((rc = kick()) == 0, "kick: %d", rc);
+        rc = wait_done(r, 4, WAIT_MS);
+        CHECK(rc == -ENOTCONN, "waiting with the back-end killed: %d, want -ENOTCONN", rc);
+    } else {
+        CHECK(kill(opt_kill_pid, SIGKILL) == 0, "kill: %s", strerror(errno));
+        wait_hangup();
+        rc = vio_vhost_handle(vh);
+        CHECK(rc == -ENOTCONN, "vio_vhost_handle after the kill: %d, want -ENOTCONN", rc);
+    }
     CHECK(!vio_vhost_connected(vh) && disconnected_events == 1,
           "connected %d, %d DISCONNECTED events", vio_vhost_connected(vh), disconnected_events);
     rc = vio_vhost_get_vring_base(vh, 0, &base);
     CHECK(rc == -ENOTCONN, "GET_VRING_BASE while gone: %d, want -ENOTCONN", rc);
-    CHECK((rc = vio_vhost_set_vring_base(vh, 0, requests & 0xffffu)) == 0,
+    CHECK((rc = vio_vhost_set_vring_base(vh, 0, completed & 0xffffu)) == 0,
           "recording the resume point while gone: %d", rc);
     long deadline = now_ms() + 20000;
     unsigned tries = 0;
@@ -734,14 +756,31 @@ static int reconnect_case(void)
     }
     CHECK(vio_vhost_connected(vh), "not connected after a successful reconnect");
     CHECK(reconnected_events == 1, "RECONNECTED reported %d times", reconnected_events);
-    say("ok: reconnected after %u attempt(s), state re-sent (ring resumes at %u)", tries,
-        requests & 0xffffu);
+    say("ok: reconnected after %u attempt(s), state re-sent, the ring resumes at %u", tries,
+        completed & 0xffffu);
     /* Configuration comes from the new daemon: the same image, the same capacity. */
     struct virtio_blk_config c;
     memset(&c, 0, sizeof(c));
     CHECK((rc = vio_vhost_get_config(vh, 0, &c, CFG_LEN)) == 0, "GET_CONFIG: %d", rc);
     CHECK(c.capacity == capacity, "capacity %llu after the reconnect, was %" PRIu64,
           (unsigned long long)c.capacity, capacity);
+    if (inflight) {
+        /* Nothing new to publish, so kick_prepare() would say no: kick by hand. */
+        uint64_t one = 1;
+        if (opt_adapter)
+            rc = vio_driver_notify(&drv, 0);
+        else
+            rc = write(kick_fd, &one, sizeof(one)) == (ssize_t)sizeof(one) ? 0 : -errno;
+        CHECK(rc == 0, "kick: %d", rc);
+        CHECK((rc = wait_done(r, 4, WAIT_MS)) == 0, "the stranded requests: %d (%s)", rc,
+              strerror(-rc));
+        for (unsigned i = 0; i < 4; i++) {
+            CHECK(*req_status(&r[i]) == VIRTIO_BLK_S_OK, "stranded request %u status %u", i,
+                  *req_status(&r[i]));
+            CHECK(req_matches(&r[i], 1), "stranded request %u: wrong data", i);
+        }
+        say("ok: the 4 requests stranded by the kill completed on the new daemon, data right");
+    }
     return 0;
 out:
     return -1;
@@ -751,7 +790,7 @@ out:
 static void usage(void)
 {
     fprintf(stderr, "usage: vhost_user_blk --socket SOCK --image IMG [--serial S] [--indirect] "
-                    "[--adapter] [--kill-pid PID --kill-at idle|inflight|reconnect]\n");
+                    "[--adapter] [--kill-pid PID --kill-at idle|inflight|reconnect|reconnect-inflight]\n");
 }
 
 static int parse(int argc, char **argv)
@@ -779,7 +818,8 @@ static int parse(int argc, char **argv)
     if (!opt_socket || !opt_image || (opt_kill_pid > 0) != (opt_kill_at != NULL))
         return -1;
     if (opt_kill_at && strcmp(opt_kill_at, "idle") != 0 &&
-        strcmp(opt_kill_at, "inflight") != 0 && strcmp(opt_kill_at, "reconnect") != 0)
+        strcmp(opt_kill_at, "inflight") != 0 && strcmp(opt_kill_at, "reconnect") != 0 &&
+        strcmp(opt_kill_at, "reconnect-inflight") != 0)
         return -1;
     return 0;
 }
@@ -820,7 +860,7 @@ int main(int argc, char **argv)
     struct vio_vhost_user_frontend_config fc = {
         .struct_size = sizeof(fc), .path = opt_socket, .server = false, .timeout_ms = 5000,
         .num_queues = 1, .event = on_event, .log = vio_log_stderr,
-        .reconnect = opt_kill_at && strcmp(opt_kill_at, "reconnect") == 0};
+        .reconnect = opt_kill_at && strncmp(opt_kill_at, "reconnect", 9) == 0};
     CHECK((rc = vio_vhost_user_connect(&fc, &vh)) == 0, "vio_vhost_user_connect(%s): %d (%s)",
           opt_socket, rc, strerror(-rc));
     CHECK(vio_vhost_kind(vh) == VIO_VHOST_USER, "kind %d", (int)vio_vhost_kind(vh));
@@ -885,8 +925,9 @@ int main(int argc, char **argv)
             "first and last sectors)", n);
     }
 
-    if (opt_kill_at && strcmp(opt_kill_at, "reconnect") == 0) {
-        CHECK(reconnect_case() == 0, "reconnect case");
+    if (opt_kill_at && strncmp(opt_kill_at, "reconnect", 9) == 0) {
+        CHECK(reconnect_case(strcmp(opt_kill_at, "reconnect-inflight") == 0) == 0,
+              "reconnect case");
     } else if (opt_kill_at) {
         CHECK(kill_case() == 0, "kill case");
         say("PASS: the back-end was killed, every call after reported it, no crash");

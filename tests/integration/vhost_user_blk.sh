@@ -12,6 +12,8 @@
 #         kill-reconnect the daemon is SIGKILLed between requests and a new one started on
 #                        the same socket and image: vio_vhost_reconnect() re-sends the state
 #                        and the rest of the requests run on the new daemon
+#         kill-reconnect-inflight  the same with four requests in the ring when the daemon
+#                        dies: they complete on the new one
 #
 # A 4 MiB raw image and the socket live under a mktemp -d directory; the daemon is killed
 # and the directory removed on every exit (vhost_user_lib.sh). Exit 0 pass, 1 fail,
@@ -20,7 +22,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 . "$here/vhost_user_lib.sh"
 
-prog=${1:?usage: vhost_user_blk.sh PROGRAM basic|indirect|adapter|kill-idle|kill-inflight|kill-reconnect}
+prog=${1:?usage: vhost_user_blk.sh PROGRAM basic|indirect|adapter|kill-idle|kill-inflight|kill-reconnect[-inflight]}
 what=${2:-basic}
 vu_init "vhost_user_blk_$what"
 
@@ -54,11 +56,12 @@ adapter) args+=(--adapter) ;;
 kill-idle) args+=(--kill-pid "$qsd_pid" --kill-at idle) ;;
 kill-inflight) args+=(--kill-pid "$qsd_pid" --kill-at inflight) ;;
 kill-reconnect) args+=(--kill-pid "$qsd_pid" --kill-at reconnect) ;;
+kill-reconnect-inflight) args+=(--kill-pid "$qsd_pid" --kill-at reconnect-inflight) ;;
 *) vu_fail "unknown case '$what'" ;;
 esac
 
 rc=0
-if [[ $what == kill-reconnect ]]; then
+if [[ $what == kill-reconnect* ]]; then
     timeout -k 5 60 "$prog" "${args[@]}" &
     prog_pid=$!
     vu_track "$prog_pid"
