@@ -653,6 +653,23 @@ static void wait_hangup(void)
     (void)poll(&p, 1, 3000);
 }
 
+/*
+ * Handle what the frontend's fd shows until it reports the back-end gone (bounded). The
+ * daemon's fds close one by one as it dies: the request channel may close before the socket.
+ */
+static int wait_gone(void)
+{
+    long deadline = now_ms() + 5000;
+    int rc;
+    while ((rc = vio_vhost_handle(vh)) == 0 && now_ms() < deadline) {
+        int fd = vio_vhost_fd(vh);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (fd < 0 || poll(&p, 1, 100) < 0)
+            usleep(100000);
+    }
+    return rc;
+}
+
 static int kill_case(void)
 {
     int rc;
@@ -731,8 +748,7 @@ static int reconnect_case(bool inflight)
         CHECK(rc == -ENOTCONN, "waiting with the back-end killed: %d, want -ENOTCONN", rc);
     } else {
         CHECK(kill(opt_kill_pid, SIGKILL) == 0, "kill: %s", strerror(errno));
-        wait_hangup();
-        rc = vio_vhost_handle(vh);
+        rc = wait_gone();
         CHECK(rc == -ENOTCONN, "vio_vhost_handle after the kill: %d, want -ENOTCONN", rc);
     }
     CHECK(!vio_vhost_connected(vh) && disconnected_events == 1,
