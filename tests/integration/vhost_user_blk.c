@@ -6,7 +6,7 @@
  * (vio_drvq_*). vhost_user_blk.sh starts the daemon on a raw image and runs this program:
  *
  *   vhost_user_blk --socket SOCK --image IMG [--serial S] [--indirect] [--adapter]
- *                  [--kill-pid PID --kill-at idle|inflight]
+ *                  [--kill-pid PID --kill-at idle|inflight|reconnect|reconnect-inflight]
  *
  * Guest memory is one memfd, mapped here and handed to the back-end as an fd; its guest-physical
  * base differs from its address here, so a translation mistake on either side shows. One
@@ -37,6 +37,10 @@
  * child) after (a), either between requests (idle: the next control call must fail) or with
  * requests in the ring and kicked (inflight: the wait must end with the back-end reported
  * gone); then every further call fails with an error and the program ends normally, exit 0.
+ * With reconnect / reconnect-inflight the frontend has reconnect on: after the kill (between
+ * requests, or with four requests stranded in the ring) the program records the resume point,
+ * retries vio_vhost_reconnect() while the script starts a new daemon on the same socket and
+ * image, and runs the stranded requests and steps (b)-(e) there.
  *
  * Each step prints one line "vhost_user_blk: ok: ..." or "FAIL ..." on stderr. Exit 0 pass,
  * 1 fail.
