@@ -138,7 +138,9 @@ static int vd_set_status(void *o, uint8_t st)
     if (st == 0)
         return -EINVAL;
     int r;
-    if ((st & VIO_S_FEATURES_OK) && !(d->status & VIO_S_FEATURES_OK)) {
+    /* the step to FEATURES_OK hands the features and the memory over (not when the driver
+     * is only marking the device FAILED after that step went wrong) */
+    if ((st & VIO_S_FEATURES_OK) && !(d->status & VIO_S_FEATURES_OK) && !(st & VIO_S_FAILED)) {
         if ((r = vio_vhost_set_features(d->v, d->features)) < 0) {
             LOG(d, VIO_LOG_ERROR, "SET_FEATURES 0x%llx failed (%s)",
                 (unsigned long long)d->features, strerror(-r));
