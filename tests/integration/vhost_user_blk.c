@@ -5,7 +5,7 @@
  * (a libvhost-user back-end), with virtio-blk requests built on our driver-side queue
  * (vio_drvq_*). vhost_user_blk.sh starts the daemon on a raw image and runs this program:
  *
- *   vhost_user_blk --socket SOCK --image IMG [--serial S] [--indirect] [--adapter]
+ *   vhost_user_blk --socket SOCK --image IMG [--serial S] [--indirect] [--adapter] [--queues N]
  *                  [--kill-pid PID --kill-at idle|inflight|reconnect|reconnect-inflight]
  *
  * Guest memory is one memfd, mapped here and handed to the back-end as an fd; its guest-physical
@@ -30,6 +30,10 @@
  *   (d)       IN at the capacity, OUT across the end, IN at a huge sector: IOERR; an unknown
  *             type: UNSUPP; the image is unchanged and a normal read still works after
  *   (e)       GET_VRING_BASE = the number of requests made
+ *
+ * --queues N (the export made with num-queues=N) spreads every batch over N request queues
+ * (VIRTIO_BLK_F_MQ; a count net's queue pairs cannot express when odd), each with its own
+ * ring, kick and call eventfd; (e) then holds per ring.
  *
  * --adapter runs the same requests with the frontend seen as a driver-seat transport
  * (vio_vhost_driver_*: vio_driver_negotiate(), config read, queue setup / enable, notify)
@@ -71,6 +75,9 @@
 #include "virtio/vhost.h"
 
 #define QSIZE 128u
+#define MAXQ 4u                     /* request queues (--queues) */
+#define RING_STRIDE (8u << 10)      /* ring i at RING_OFF + i * RING_STRIDE */
+#define POOL_STRIDE (QSIZE * INDIRECT_MAX * 16u)
 #define MEM_SIZE (8u << 20)
 #define GPA_BASE 0x40000000ull      /* guest-physical base of the memfd (not its address here) */
 #define RING_OFF 0u
@@ -140,6 +147,7 @@ static void say(const char *fmt, ...)
 /* ---- options and state ---- */
 static const char *opt_socket, *opt_image, *opt_serial, *opt_kill_at;
 static bool opt_indirect, opt_adapter;
+static unsigned nq = 1;         /* request queues (--queues) */
 static pid_t opt_kill_pid;
 
 static uint8_t *mem;            /* the memfd mapping: guest memory */
@@ -148,8 +156,10 @@ static struct vio_mem *vmem;
 static struct vio_vhost *vh;
 static struct vio_vhost_driver *adapter;
 static struct vio_driver drv;   /* adapter mode: the adapter as a driver-seat transport */
-static struct vio_drvq *q;
-static int kick_fd = -1, call_fd = -1;  /* raw mode: ours; adapter mode: the adapter's */
+static struct vio_drvq *qs[MAXQ];
+static int kick_fds[MAXQ] = {-1, -1, -1, -1}; /* raw mode: ours; adapter mode: the adapter's */
+static int call_fds[MAXQ] = {-1, -1, -1, -1};
+static unsigned requests_q[MAXQ], completed_q[MAXQ]; /* per queue: made available / used */
 static uint64_t features;       /* negotiated */
 static uint64_t capacity;       /* sectors */
 static unsigned requests;       /* chains made available so far (for GET_VRING_BASE) */
@@ -200,6 +210,7 @@ struct req {
     uint32_t seg[MAX_SEGS];     /* their lengths */
     uint8_t expect;             /* expected status */
     /* filled in */
+    unsigned queue;             /* which request queue */
     unsigned slot;
     bool done;
     uint32_t used_len;
@@ -261,20 +272,33 @@ static int req_add(struct req *r)
         sg[n++] = (struct vio_sg){seg_gpa(r->slot, k), r->seg[k]};
     sg[n++] = (struct vio_sg){slot_gpa(r->slot) + 64, 1};
     unsigned n_out = dev_writes ? 1 : 1 + r->nseg;
-    int rc = vio_drvq_add(q, sg, n_out, n - n_out, r);
-    if (rc == 0)
+    int rc = vio_drvq_add(qs[r->queue], sg, n_out, n - n_out, r);
+    if (rc == 0) {
         requests++;
+        requests_q[r->queue]++;
+    }
     return rc;
 }
 
+static int notify(unsigned i)
+{
+    if (opt_adapter)
+        return vio_driver_notify(&drv, i);
+    uint64_t one = 1;
+    return write(kick_fds[i], &one, sizeof(one)) == (ssize_t)sizeof(one) ? 0 : -errno;
+}
+
+/* Publish what was added on every queue; kick those whose device asks for it. */
 static int kick(void)
 {
-    if (!vio_drvq_kick_prepare(q))
-        return 0;
-    if (opt_adapter)
-        return vio_driver_notify(&drv, 0);
-    uint64_t one = 1;
-    return write(kick_fd, &one, sizeof(one)) == (ssize_t)sizeof(one) ? 0 : -errno;
+    for (unsigned i = 0; i < nq; i++) {
+        if (!vio_drvq_kick_prepare(qs[i]))
+            continue;
+        int rc = notify(i);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 /*
@@ -290,46 +314,60 @@ static int wait_done(struct req *r, unsigned n, int timeout_ms)
     for (unsigned i = 0; i < n; i++)
         pending += !r[i].done;
     while (pending) {
-        void *tok;
-        uint32_t len;
-        int rc = vio_drvq_get_used(q, &tok, &len);
-        if (rc == 0) {
+        bool got = false;
+        for (unsigned i = 0; i < nq; i++) {
+            void *tok;
+            uint32_t len;
+            int rc = vio_drvq_get_used(qs[i], &tok, &len);
+            if (rc == -EAGAIN)
+                continue;
+            if (rc < 0)
+                return rc;
             struct req *d = tok;
-            if (d < r || d >= r + n || d->done) {
-                say("used token %p is not a request of this batch", tok);
+            if (d < r || d >= r + n || d->done || d->queue != i) {
+                say("used token %p on queue %u is not a request of this batch there", tok, i);
                 return -EPROTO;
             }
             d->done = true;
             d->used_len = len;
             completed++;
+            completed_q[i]++;
             pending--;
-            continue;
+            got = true;
         }
-        if (rc != -EAGAIN)
-            return rc;
-        if (vio_drvq_enable_cb(q))
+        if (got)
+            continue;
+        bool more = false;
+        for (unsigned i = 0; i < nq; i++)
+            more |= vio_drvq_enable_cb(qs[i]);
+        if (more)
             continue;
         long left = deadline - now_ms();
         if (left <= 0)
             return -ETIMEDOUT;
-        struct pollfd p[2] = {{.fd = call_fd, .events = POLLIN}, {.fd = vio_vhost_fd(vh), .events = POLLIN}};
-        int np = p[1].fd >= 0 ? 2 : 1;
-        rc = poll(p, (nfds_t)np, (int)left);
+        struct pollfd p[MAXQ + 1];
+        for (unsigned i = 0; i < nq; i++)
+            p[i] = (struct pollfd){.fd = call_fds[i], .events = POLLIN};
+        p[nq] = (struct pollfd){.fd = vio_vhost_fd(vh), .events = POLLIN};
+        unsigned np = p[nq].fd >= 0 ? nq + 1 : nq;
+        int rc = poll(p, (nfds_t)np, (int)left);
         if (rc < 0 && errno != EINTR)
             return -errno;
-        if (rc > 0 && (p[0].revents & POLLIN)) {
+        for (unsigned i = 0; rc > 0 && i < nq; i++) {
             uint64_t cnt;
-            if (read(call_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+            if ((p[i].revents & POLLIN) && read(call_fds[i], &cnt, sizeof(cnt)) < 0 &&
+                errno != EAGAIN)
                 return -errno;
         }
-        if (np == 2 && p[1].revents) {
+        if (np > nq && p[nq].revents) {
             rc = vio_vhost_handle(vh);
             if (rc < 0)
                 return rc;
             if (!vio_vhost_connected(vh))
                 return -ENOTCONN;
         }
-        vio_drvq_disable_cb(q);
+        for (unsigned i = 0; i < nq; i++)
+            vio_drvq_disable_cb(qs[i]);
     }
     return 0;
 }
@@ -339,6 +377,7 @@ static int run_batch(struct req *r, unsigned n, const char *what)
 {
     for (unsigned i = 0; i < n; i++) {
         r[i].slot = i;
+        r[i].queue = i % nq;
         int rc = req_add(&r[i]);
         if (rc < 0) {
             say("FAIL %s: vio_drvq_add request %u: %d (%s)", what, i, rc, strerror(-rc));
@@ -451,6 +490,8 @@ static uint64_t wanted_features(void)
                  1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH;
     if (opt_indirect)
         w |= 1ull << VIO_F_INDIRECT_DESC | 1ull << VIO_F_EVENT_IDX;
+    if (nq > 1)
+        w |= 1ull << VIRTIO_BLK_F_MQ;
     return w;
 }
 
@@ -488,19 +529,30 @@ static void log_protocol_features(uint64_t pf)
     say("protocol features negotiated: 0x%" PRIx64 ":%s", pf, buf);
 }
 
-static int queue_new(void)
+/* Ring i's guest addresses. */
+static void ring_gpas(unsigned i, uint64_t *desc, uint64_t *avail, uint64_t *used)
+{
+    size_t doff, uoff;
+    vio_split_ring_layout(QSIZE, 4, &doff, &uoff);
+    *desc = GPA_BASE + RING_OFF + (uint64_t)i * RING_STRIDE;
+    *avail = *desc + doff;
+    *used = *desc + uoff;
+}
+
+static int queue_new(unsigned i)
 {
     size_t doff, uoff;
     size_t total = vio_split_ring_layout(QSIZE, 4, &doff, &uoff);
-    if (total > POOL_OFF)
+    if (total > RING_STRIDE || MAXQ * RING_STRIDE > POOL_OFF)
         return -ENOSPC;
     struct vio_drvq_config c = {
-        .struct_size = sizeof(c), .size = QSIZE, .index = 0, .name = "blk-req",
-        .features = features, .mem = vmem, .desc = GPA_BASE + RING_OFF,
-        .driver = GPA_BASE + RING_OFF + doff, .device = GPA_BASE + RING_OFF + uoff,
-        .indirect_pool = (features >> VIO_F_INDIRECT_DESC & 1) ? GPA_BASE + POOL_OFF : 0,
+        .struct_size = sizeof(c), .size = QSIZE, .index = (uint16_t)i, .name = "blk-req",
+        .features = features, .mem = vmem,
+        .indirect_pool = (features >> VIO_F_INDIRECT_DESC & 1)
+                             ? GPA_BASE + POOL_OFF + (uint64_t)i * POOL_STRIDE : 0,
         .indirect_max = INDIRECT_MAX, .log = vio_log_stderr};
-    return vio_drvq_new(&c, &q);
+    ring_gpas(i, &c.desc, &c.driver, &c.device);
+    return vio_drvq_new(&c, &qs[i]);
 }
 
 /* The raw ring calls (the vhost order of vhost.h). */
@@ -551,23 +603,27 @@ static int setup_raw(struct virtio_blk_config *cfg)
     struct vio_vhost_mem_region reg = vhost_region();
     CHECK((rc = vio_vhost_set_mem_table(vh, &reg, 1)) == 0, "SET_MEM_TABLE: %d", rc);
 
-    CHECK((rc = queue_new()) == 0, "vio_drvq_new: %d", rc);
-    size_t doff, uoff;
-    vio_split_ring_layout(QSIZE, 4, &doff, &uoff);
-    struct vio_vhost_vring_addr a = {
-        .desc = (uint64_t)(uintptr_t)(mem + RING_OFF),
-        .avail = (uint64_t)(uintptr_t)(mem + RING_OFF + doff),
-        .used = (uint64_t)(uintptr_t)(mem + RING_OFF + uoff),
-        .log_guest_addr = GPA_BASE + RING_OFF + uoff};
-    kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    CHECK(kick_fd >= 0 && call_fd >= 0, "eventfd: %s", strerror(errno));
-    CHECK((rc = vio_vhost_set_vring_num(vh, 0, QSIZE)) == 0, "SET_VRING_NUM: %d", rc);
-    CHECK((rc = vio_vhost_set_vring_addr(vh, 0, &a)) == 0, "SET_VRING_ADDR: %d", rc);
-    CHECK((rc = vio_vhost_set_vring_base(vh, 0, 0)) == 0, "SET_VRING_BASE: %d", rc);
-    CHECK((rc = vio_vhost_set_vring_call(vh, 0, call_fd)) == 0, "SET_VRING_CALL: %d", rc);
-    CHECK((rc = vio_vhost_set_vring_kick(vh, 0, kick_fd)) == 0, "SET_VRING_KICK: %d", rc);
-    CHECK((rc = vio_vhost_set_vring_enable(vh, 0, true)) == 0, "SET_VRING_ENABLE: %d", rc);
+    for (unsigned i = 0; i < nq; i++) {
+        uint64_t d, av, u;
+        CHECK((rc = queue_new(i)) == 0, "vio_drvq_new %u: %d", i, rc);
+        ring_gpas(i, &d, &av, &u);
+        /* the frontend takes this process's addresses, the ring holds guest ones */
+        struct vio_vhost_vring_addr a = {.desc = (uint64_t)(uintptr_t)gpa_ptr(d),
+                                         .avail = (uint64_t)(uintptr_t)gpa_ptr(av),
+                                         .used = (uint64_t)(uintptr_t)gpa_ptr(u),
+                                         .log_guest_addr = u};
+        kick_fds[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        call_fds[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        CHECK(kick_fds[i] >= 0 && call_fds[i] >= 0, "eventfd: %s", strerror(errno));
+        CHECK((rc = vio_vhost_set_vring_num(vh, i, QSIZE)) == 0, "SET_VRING_NUM: %d", rc);
+        CHECK((rc = vio_vhost_set_vring_addr(vh, i, &a)) == 0, "SET_VRING_ADDR: %d", rc);
+        CHECK((rc = vio_vhost_set_vring_base(vh, i, 0)) == 0, "SET_VRING_BASE: %d", rc);
+        CHECK((rc = vio_vhost_set_vring_call(vh, i, call_fds[i])) == 0, "SET_VRING_CALL: %d",
+              rc);
+        CHECK((rc = vio_vhost_set_vring_kick(vh, i, kick_fds[i])) == 0, "SET_VRING_KICK: %d",
+              rc);
+        CHECK((rc = vio_vhost_set_vring_enable(vh, i, true)) == 0, "SET_VRING_ENABLE: %d", rc);
+    }
     return 0;
 out:
     return -1;
@@ -584,7 +640,7 @@ static int setup_adapter(struct virtio_blk_config *cfg)
     struct vio_vhost_mem_region reg = vhost_region();
     struct vio_vhost_driver_config dc = {
         .struct_size = sizeof(dc), .vhost = vh, .regions = &reg, .num_regions = 1,
-        .num_queues = 1, .max_queue_size = QSIZE, .net_backend_fd = -1, .log = vio_log_stderr};
+        .num_queues = nq, .max_queue_size = QSIZE, .net_backend_fd = -1, .log = vio_log_stderr};
     CHECK((rc = vio_vhost_driver_new(&dc, &adapter)) == 0, "vio_vhost_driver_new: %d", rc);
     drv = vio_vhost_driver_get(adapter);
     CHECK((rc = vio_driver_get_features(&drv, &offered)) == 0, "get_features: %d", rc);
@@ -618,22 +674,24 @@ static int setup_adapter(struct virtio_blk_config *cfg)
         say("ok: a config field read alone agrees with the whole structure");
     }
 
-    int max = vio_driver_queue_max_size(&drv, 0);
-    CHECK(max >= (int)QSIZE, "queue 0 max size %d", max);
-    CHECK((rc = queue_new()) == 0, "vio_drvq_new: %d", rc);
-    size_t doff, uoff;
-    vio_split_ring_layout(QSIZE, 4, &doff, &uoff);
-    struct vio_driver_queue dq = {.size = QSIZE, .desc = GPA_BASE + RING_OFF,
-                                  .driver = GPA_BASE + RING_OFF + doff,
-                                  .device = GPA_BASE + RING_OFF + uoff};
-    CHECK((rc = vio_driver_queue_setup(&drv, 0, &dq)) == 0, "queue_setup: %d", rc);
-    CHECK((rc = vio_driver_queue_enable(&drv, 0)) == 0, "queue_enable: %d", rc);
+    CHECK(vio_driver_num_queues(&drv) == (int)nq, "num_queues %d, want %u",
+          vio_driver_num_queues(&drv), nq);
+    for (unsigned i = 0; i < nq; i++) {
+        int max = vio_driver_queue_max_size(&drv, i);
+        CHECK(max >= (int)QSIZE, "queue %u max size %d", i, max);
+        CHECK((rc = queue_new(i)) == 0, "vio_drvq_new %u: %d", i, rc);
+        struct vio_driver_queue dq = {.size = QSIZE};
+        ring_gpas(i, &dq.desc, &dq.driver, &dq.device);
+        CHECK((rc = vio_driver_queue_setup(&drv, i, &dq)) == 0, "queue_setup %u: %d", i, rc);
+        CHECK((rc = vio_driver_queue_enable(&drv, i)) == 0, "queue_enable %u: %d", i, rc);
+        kick_fds[i] = vio_vhost_driver_kick_fd(adapter, i);
+        call_fds[i] = vio_vhost_driver_call_fd(adapter, i);
+        CHECK(kick_fds[i] >= 0 && call_fds[i] >= 0, "adapter eventfds %d %d", kick_fds[i],
+              call_fds[i]);
+    }
     uint8_t st = 0;
     CHECK((rc = vio_driver_get_status(&drv, &st)) == 0, "get_status: %d", rc);
     CHECK((rc = vio_driver_set_status(&drv, st | VIO_S_DRIVER_OK)) == 0, "DRIVER_OK: %d", rc);
-    kick_fd = vio_vhost_driver_kick_fd(adapter, 0);
-    call_fd = vio_vhost_driver_call_fd(adapter, 0);
-    CHECK(kick_fd >= 0 && call_fd >= 0, "adapter eventfds %d %d", kick_fd, call_fd);
     return 0;
 out:
     return -1;
@@ -685,7 +743,8 @@ static int kill_case(void)
     if (strcmp(opt_kill_at, "inflight") == 0) {
         for (unsigned i = 0; i < 4; i++) {
             r[i] = (struct req){.type = VIRTIO_BLK_T_IN, .sector = 64 + 8 * i, .nseg = 1,
-                                .seg = {4096}, .expect = VIRTIO_BLK_S_OK, .slot = i};
+                                .seg = {4096}, .expect = VIRTIO_BLK_S_OK, .slot = i,
+                                .queue = i % nq};
             CHECK((rc = req_add(&r[i])) == 0, "vio_drvq_add: %d", rc);
         }
         CHECK(kill(opt_kill_pid, SIGKILL) == 0, "kill: %s", strerror(errno));
@@ -741,7 +800,8 @@ static int reconnect_case(bool inflight)
     if (inflight) {
         for (unsigned i = 0; i < 4; i++) {
             r[i] = (struct req){.type = VIRTIO_BLK_T_IN, .sector = 64 + 24 * i, .nseg = 2,
-                                .seg = {2048, 2048}, .expect = VIRTIO_BLK_S_OK, .slot = i};
+                                .seg = {2048, 2048}, .expect = VIRTIO_BLK_S_OK, .slot = i,
+                                .queue = i % nq};
             CHECK((rc = req_add(&r[i])) == 0, "vio_drvq_add: %d", rc);
         }
         CHECK(kill(opt_kill_pid, SIGKILL) == 0, "kill: %s", strerror(errno));
@@ -759,8 +819,9 @@ static int reconnect_case(bool inflight)
           "connected %d, %d DISCONNECTED events", vio_vhost_connected(vh), disconnected_events);
     rc = vio_vhost_get_vring_base(vh, 0, &base);
     CHECK(rc == -ENOTCONN, "GET_VRING_BASE while gone: %d, want -ENOTCONN", rc);
-    CHECK((rc = vio_vhost_set_vring_base(vh, 0, completed & 0xffffu)) == 0,
-          "recording the resume point while gone: %d", rc);
+    for (unsigned i = 0; i < nq; i++)
+        CHECK((rc = vio_vhost_set_vring_base(vh, i, completed_q[i] & 0xffffu)) == 0,
+              "recording the resume point of ring %u while gone: %d", i, rc);
     long deadline = now_ms() + 20000;
     unsigned tries = 0;
     for (;;) {
@@ -776,8 +837,8 @@ static int reconnect_case(bool inflight)
     }
     CHECK(vio_vhost_connected(vh), "not connected after a successful reconnect");
     CHECK(reconnected_events == 1, "RECONNECTED reported %d times", reconnected_events);
-    say("ok: reconnected after %u attempt(s), state re-sent, the ring resumes at %u", tries,
-        completed & 0xffffu);
+    say("ok: reconnected after %u attempt(s), state re-sent, the ring%s resume%s at the used "
+        "index (%u in all)", tries, nq > 1 ? "s" : "", nq > 1 ? "" : "s", completed);
     /* Configuration comes from the new daemon: the same image, the same capacity. */
     struct virtio_blk_config c;
     memset(&c, 0, sizeof(c));
@@ -786,12 +847,8 @@ static int reconnect_case(bool inflight)
           (unsigned long long)c.capacity, capacity);
     if (inflight) {
         /* Nothing new to publish, so kick_prepare() would say no: kick by hand. */
-        uint64_t one = 1;
-        if (opt_adapter)
-            rc = vio_driver_notify(&drv, 0);
-        else
-            rc = write(kick_fd, &one, sizeof(one)) == (ssize_t)sizeof(one) ? 0 : -errno;
-        CHECK(rc == 0, "kick: %d", rc);
+        for (unsigned i = 0; i < nq; i++)
+            CHECK((rc = notify(i)) == 0, "kick %u: %d", i, rc);
         CHECK((rc = wait_done(r, 4, WAIT_MS)) == 0, "the stranded requests: %d (%s)", rc,
               strerror(-rc));
         for (unsigned i = 0; i < 4; i++) {
@@ -810,7 +867,9 @@ out:
 static void usage(void)
 {
     fprintf(stderr, "usage: vhost_user_blk --socket SOCK --image IMG [--serial S] [--indirect] "
-                    "[--adapter] [--kill-pid PID --kill-at idle|inflight|reconnect|reconnect-inflight]\n");
+                    "[--adapter] [--queues 1-4]\n"
+                    "       [--kill-pid PID --kill-at idle|inflight|reconnect|"
+                    "reconnect-inflight]\n");
 }
 
 static int parse(int argc, char **argv)
@@ -832,10 +891,13 @@ static int parse(int argc, char **argv)
             opt_indirect = true;
         else if (strcmp(a, "--adapter") == 0)
             opt_adapter = true;
+        else if (strcmp(a, "--queues") == 0 && v)
+            nq = (unsigned)atoi(argv[++i]);
         else
             return -1;
     }
-    if (!opt_socket || !opt_image || (opt_kill_pid > 0) != (opt_kill_at != NULL))
+    if (!opt_socket || !opt_image || (opt_kill_pid > 0) != (opt_kill_at != NULL) || nq < 1 ||
+        nq > MAXQ)
         return -1;
     if (opt_kill_at && strcmp(opt_kill_at, "idle") != 0 &&
         strcmp(opt_kill_at, "inflight") != 0 && strcmp(opt_kill_at, "reconnect") != 0 &&
@@ -855,8 +917,9 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
-    say("mode: %s, %s descriptors%s%s", opt_adapter ? "driver adapter" : "raw ring calls",
-        opt_indirect ? "indirect" : "direct", opt_kill_at ? ", back-end killed: " : "",
+    say("mode: %s, %s descriptors, %u request queue%s%s%s",
+        opt_adapter ? "driver adapter" : "raw ring calls", opt_indirect ? "indirect" : "direct",
+        nq, nq > 1 ? "s" : "", opt_kill_at ? ", back-end killed: " : "",
         opt_kill_at ? opt_kill_at : "");
 
     /* The image: pattern 1 everywhere, written here with pwrite() (the daemon has the file
@@ -879,7 +942,7 @@ int main(int argc, char **argv)
 
     struct vio_vhost_user_frontend_config fc = {
         .struct_size = sizeof(fc), .path = opt_socket, .server = false, .timeout_ms = 5000,
-        .num_queues = 1, .event = on_event, .log = vio_log_stderr,
+        .num_queues = nq, .event = on_event, .log = vio_log_stderr,
         .reconnect = opt_kill_at && strncmp(opt_kill_at, "reconnect", 9) == 0};
     CHECK((rc = vio_vhost_user_connect(&fc, &vh)) == 0, "vio_vhost_user_connect(%s): %d (%s)",
           opt_socket, rc, strerror(-rc));
@@ -906,6 +969,8 @@ int main(int argc, char **argv)
           capacity, img_size, img_size / SECTOR);
     CHECK(cfg.blk_size == SECTOR, "blk_size %u, want 512 (the export's default)", cfg.blk_size);
     CHECK(cfg.seg_max >= MAX_SEGS, "seg_max %u < %u", cfg.seg_max, MAX_SEGS);
+    CHECK(nq == 1 || cfg.num_queues == nq, "num_queues %u, the export was made with %u",
+          cfg.num_queues, nq);
     say("ok: GET_CONFIG: capacity = image size / 512, blk_size, seg_max");
     if (rings && rings != cfg.num_queues)
         say("note: the frontend reports %u rings (GET_QUEUE_NUM), the device has %u queue(s) "
@@ -1034,28 +1099,29 @@ int main(int argc, char **argv)
     }
 
     /* (e) where the back-end stopped = what we made available */
-    {
+    for (unsigned i = 0; i < nq; i++) {
         unsigned base = 0;
-        CHECK((rc = vio_vhost_get_vring_base(vh, 0, &base)) == 0, "GET_VRING_BASE: %d", rc);
-        CHECK(base == (requests & 0xffffu), "GET_VRING_BASE %u, requests made %u", base,
-              requests);
-        say("ok: (e) GET_VRING_BASE = %u = requests made", base);
+        CHECK((rc = vio_vhost_get_vring_base(vh, i, &base)) == 0, "GET_VRING_BASE %u: %d", i,
+              rc);
+        CHECK(base == (requests_q[i] & 0xffffu), "GET_VRING_BASE %u: %u, requests made there %u",
+              i, base, requests_q[i]);
+        say("ok: (e) ring %u: GET_VRING_BASE = %u = requests made there", i, base);
+        CHECK(!vio_drvq_is_broken(qs[i]), "queue %u is broken: %s", i,
+              vio_violation_name(vio_drvq_violation(qs[i])));
     }
-    CHECK(!vio_drvq_is_broken(q), "the queue is broken: %s",
-          vio_violation_name(vio_drvq_violation(q)));
     if (failures == 0)
         say("PASS: %u virtio-blk requests through the vhost frontend", requests);
 
 out:
     vio_vhost_driver_free(adapter);
-    vio_drvq_free(q);
-    vio_vhost_free(vh);
-    if (!opt_adapter) {
-        if (kick_fd >= 0)
-            close(kick_fd);
-        if (call_fd >= 0)
-            close(call_fd);
+    for (unsigned i = 0; i < MAXQ; i++) {
+        vio_drvq_free(qs[i]);
+        if (!opt_adapter && kick_fds[i] >= 0)
+            close(kick_fds[i]);
+        if (!opt_adapter && call_fds[i] >= 0)
+            close(call_fds[i]);
     }
+    vio_vhost_free(vh);
     vio_mem_free(vmem);
     if (mem)
         munmap(mem, MEM_SIZE);

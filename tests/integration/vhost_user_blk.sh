@@ -6,14 +6,15 @@
 #   CASE  basic          raw ring calls, direct descriptors
 #         indirect       raw ring calls, INDIRECT_DESC + EVENT_IDX
 #         adapter        the frontend as a driver-seat transport (vio_vhost_driver_*)
+#         mq             three request queues (num-queues=3: an odd count, no queue pairs)
 #         kill-idle      the daemon is SIGKILLed between requests: the next calls fail with
 #                        -ENOTCONN / -EPIPE / -ECONNRESET, the program survives and says so
 #         kill-inflight  the same with requests in the ring and kicked
 #         kill-reconnect the daemon is SIGKILLed between requests and a new one started on
 #                        the same socket and image: vio_vhost_reconnect() re-sends the state
 #                        and the rest of the requests run on the new daemon
-#         kill-reconnect-inflight  the same with four requests in the ring when the daemon
-#                        dies: they complete on the new one
+#         kill-reconnect-inflight  the same over three request queues, with four requests
+#                        in the rings when the daemon dies: they complete on the new one
 #
 # A 4 MiB raw image and the socket live under a mktemp -d directory; the daemon is killed
 # and the directory removed on every exit (vhost_user_lib.sh). Exit 0 pass, 1 fail,
@@ -22,7 +23,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 . "$here/vhost_user_lib.sh"
 
-prog=${1:?usage: vhost_user_blk.sh PROGRAM basic|indirect|adapter|kill-idle|kill-inflight|kill-reconnect[-inflight]}
+prog=${1:?usage: vhost_user_blk.sh PROGRAM basic|indirect|adapter|mq|kill-idle|kill-inflight|kill-reconnect[-inflight]}
 what=${2:-basic}
 vu_init "vhost_user_blk_$what"
 
@@ -36,10 +37,12 @@ truncate -s 4M "$img"
 vu_on_fail "echo '--- qemu-storage-daemon stderr:' >&2; cat '$VU_DIR/qsd.err' >&2"
 
 # The export's serial is fixed ("vhost_user_blk"); it has no serial= option.
+export_extra=""
+[[ $what == mq || $what == kill-reconnect-inflight ]] && export_extra=",num-queues=3"
 start_qsd() {
     rm -f "$sock"
     "$qsd" --blockdev "driver=file,node-name=f,filename=$img" \
-        --export "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=$sock,writable=on" \
+        --export "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=$sock,writable=on$export_extra" \
         >>"$VU_DIR/qsd.out" 2>>"$VU_DIR/qsd.err" &
     qsd_pid=$!
     vu_track "$qsd_pid"
@@ -53,10 +56,11 @@ case $what in
 basic) ;;
 indirect) args+=(--indirect) ;;
 adapter) args+=(--adapter) ;;
+mq) args+=(--queues 3) ;;
 kill-idle) args+=(--kill-pid "$qsd_pid" --kill-at idle) ;;
 kill-inflight) args+=(--kill-pid "$qsd_pid" --kill-at inflight) ;;
 kill-reconnect) args+=(--kill-pid "$qsd_pid" --kill-at reconnect) ;;
-kill-reconnect-inflight) args+=(--kill-pid "$qsd_pid" --kill-at reconnect-inflight) ;;
+kill-reconnect-inflight) args+=(--queues 3 --kill-pid "$qsd_pid" --kill-at reconnect-inflight) ;;
 *) vu_fail "unknown case '$what'" ;;
 esac
 
