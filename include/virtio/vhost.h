@@ -172,7 +172,8 @@ VIO_API int vio_vhost_fd(const struct vio_vhost *v);
 
 /**
  * @brief Handle what is ready on vio_vhost_fd(): backend requests (CONFIG_CHANGE_MSG ...),
- * a closed socket (reported as #VIO_VHOST_EV_DISCONNECTED). Never blocks.
+ * a closed socket (reported as #VIO_VHOST_EV_DISCONNECTED). Does not wait for the backend (the
+ * rest of a request whose first bytes came, or the write of its ack, at most 100 ms).
  * @retval 0 handled (or nothing was ready)
  * @retval -ENOTCONN the backend is gone
  * @retval -EINVAL @p v NULL

@@ -37,6 +37,7 @@
 #define MAX_MEM_SLOTS 65536u
 #define MAX_RECORDED_REGIONS 4096u
 #define BREQ_BUDGET 64        /* backend requests handled per vio_vhost_handle() */
+#define BREQ_TIMEOUT_MS 100   /* the rest of a backend request once its first byte came */
 
 /* The protocol features this frontend implements. */
 #define FE_PF_ALL                                                                                  \
@@ -75,6 +76,7 @@ struct vu_fe {
     uint64_t features;  /* GET_FEATURES (bit 30 included) */
     uint64_t pf;        /* negotiated protocol features */
     unsigned qnum;      /* GET_QUEUE_NUM (0 without MQ) */
+    uint64_t n_config_change, n_refused; /* backend requests seen (their logs are limited) */
 
     /* recorded state (reconnect) */
     bool owner;
@@ -439,6 +441,12 @@ static int breq_reply(struct vu_fe *f, const struct vu_msg *in, uint64_t status)
     return r;
 }
 
+/* Rate limit for what a backend can repeat at will: the first 8, then every power of 2. */
+static bool log_this(uint64_t n)
+{
+    return n <= 8 || (n & (n - 1)) == 0;
+}
+
 /* One message from the backend request channel: 0 handled, -EAGAIN nothing waiting,
  * -ENOTCONN the channel closed, -EPROTO a malformed message (the connection is dropped). */
 static int breq_one(struct vu_fe *f)
@@ -479,14 +487,18 @@ static int breq_one(struct vu_fe *f)
         }
         if (!has_pf(f, VU_PF_CONFIG))
             LOG(f, VIO_LOG_WARN, "CONFIG_CHANGE_MSG without the CONFIG protocol feature");
-        LOG(f, VIO_LOG_INFO, "the backend's configuration changed");
+        if (log_this(++f->n_config_change))
+            LOG(f, VIO_LOG_INFO, "the backend's configuration changed (%llu times)",
+                (unsigned long long)f->n_config_change);
         emit(f, VIO_VHOST_EV_CONFIG_CHANGED);
         if (need)
             breq_reply(f, &m, 0);
         return 0;
     }
-    LOG(f, VIO_LOG_ERROR, "backend request %u (size %u, %u fds) is not implemented: refused",
-        m.hdr.request, m.hdr.size, m.nfds);
+    if (log_this(++f->n_refused))
+        LOG(f, VIO_LOG_ERROR,
+            "backend request %u (size %u, %u fds) is not implemented: refused (%llu so far)",
+            m.hdr.request, m.hdr.size, m.nfds, (unsigned long long)f->n_refused);
     vu_msg_close_fds(&m);
     if (need)
         breq_reply(f, &m, 1);
@@ -551,7 +563,10 @@ static int handshake(struct vu_fe *f)
             return r;
         }
         f->breq = sp[0];
-        if ((r = set_timeouts(f->breq, f->timeout_ms)) < 0 || (r = epoll_add(f, f->breq)) < 0)
+        /* vio_vhost_handle() must not block: a backend request is read whole (a backend
+         * writes one small message at once) and its ack written within a short bound */
+        int bound = f->timeout_ms < BREQ_TIMEOUT_MS ? f->timeout_ms : BREQ_TIMEOUT_MS;
+        if ((r = set_timeouts(f->breq, bound)) < 0 || (r = epoll_add(f, f->breq)) < 0)
             return r;
     }
     return epoll_add(f, f->sock);

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "transport/vhost_internal.h"
 #include "transport/vhost_user_msg.h"
 #include "virtio/device.h"
 #include "virtio/mem.h"
@@ -1212,6 +1213,157 @@ START_TEST(t_adapter_args)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* The adapter over a kernel-kind frontend (a recording fake ops table)      */
+
+struct kfake {
+    struct vio_vhost base;
+    char calls[1024];
+    uint64_t features;
+    struct vio_vhost_vring_addr addr[2];
+    unsigned nmem;
+    int backend_fd[2];
+};
+
+static void kf_rec(struct vio_vhost *v, const char *fmt, unsigned a, int b)
+{
+    struct kfake *k = (struct kfake *)v;
+    size_t n = strlen(k->calls);
+    snprintf(k->calls + n, sizeof(k->calls) - n, fmt, a, b);
+}
+
+static int kf_owner(struct vio_vhost *v)
+{
+    kf_rec(v, "owner%u%d ", 0, 0);
+    return 0;
+}
+static int kf_get_features(struct vio_vhost *v, uint64_t *f)
+{
+    (void)v;
+    *f = (1ull << VIO_F_VERSION_1) | (1ull << 30) | (1ull << 26) | (1ull << VIO_NET_F_MRG_RXBUF);
+    return 0;
+}
+static int kf_set_features(struct vio_vhost *v, uint64_t f)
+{
+    ((struct kfake *)v)->features = f;
+    kf_rec(v, "features%u%d ", 0, 0);
+    return 0;
+}
+static int kf_mem(struct vio_vhost *v, const struct vio_vhost_mem_region *r, unsigned n)
+{
+    (void)r;
+    ((struct kfake *)v)->nmem = n;
+    kf_rec(v, "mem%u%d ", n, 0);
+    return 0;
+}
+static int kf_num(struct vio_vhost *v, unsigned i, unsigned n)
+{
+    kf_rec(v, "num%u:%d ", i, (int)n);
+    return 0;
+}
+static int kf_addr(struct vio_vhost *v, unsigned i, const struct vio_vhost_vring_addr *a)
+{
+    ((struct kfake *)v)->addr[i & 1] = *a;
+    kf_rec(v, "addr%u%d ", i, 0);
+    return 0;
+}
+static int kf_base(struct vio_vhost *v, unsigned i, unsigned b)
+{
+    kf_rec(v, "base%u:%d ", i, (int)b);
+    return 0;
+}
+static int kf_get_base(struct vio_vhost *v, unsigned i, unsigned *b)
+{
+    *b = 5;
+    kf_rec(v, "getbase%u%d ", i, 0);
+    return 0;
+}
+static int kf_kick(struct vio_vhost *v, unsigned i, int fd)
+{
+    kf_rec(v, "kick%u%d ", i, 0);
+    return fd >= 0 ? 0 : -EINVAL;
+}
+static int kf_call(struct vio_vhost *v, unsigned i, int fd)
+{
+    kf_rec(v, "call%u%d ", i, 0);
+    return fd >= 0 ? 0 : -EINVAL;
+}
+static int kf_net(struct vio_vhost *v, unsigned i, int fd)
+{
+    ((struct kfake *)v)->backend_fd[i & 1] = fd;
+    kf_rec(v, "net%u:%d ", i, fd);
+    return 0;
+}
+
+static const struct vio_vhost_ops kf_ops = {
+    .kind = VIO_VHOST_KERNEL, .set_owner = kf_owner, .get_features = kf_get_features,
+    .set_features = kf_set_features, .set_mem_table = kf_mem, .set_vring_num = kf_num,
+    .set_vring_addr = kf_addr, .set_vring_base = kf_base, .get_vring_base = kf_get_base,
+    .set_vring_kick = kf_kick, .set_vring_call = kf_call, .net_set_backend = kf_net};
+
+START_TEST(t_adapter_kernel)
+{
+    int fds0 = count_fds();
+    struct kfake k = {.base = {.ops = &kf_ops}};
+    struct vio_vhost_mem_region reg = {.guest_addr = 0x100000, .size = 0x100000,
+                                       .user_addr = 0x7f0000000000ull, .fd = -1};
+    struct vio_vhost_driver_config dc = {.struct_size = sizeof(dc), .vhost = &k.base,
+                                         .regions = &reg, .num_regions = 1, .max_queue_size = 256,
+                                         .net_backend_fd = 42};
+    struct vio_vhost_driver *d;
+    ck_assert_int_eq(vio_vhost_driver_new(&dc, &d), 0);
+    struct vio_driver drv = vio_vhost_driver_get(d);
+    uint64_t feat;
+    ck_assert_int_eq(vio_driver_get_features(&drv, &feat), 0);
+    ck_assert_uint_eq(feat, (1ull << VIO_F_VERSION_1) | (1ull << VIO_NET_F_MRG_RXBUF));
+    ck_assert_int_eq(vio_driver_negotiate(&drv, 1ull << VIO_NET_F_MRG_RXBUF, &feat), 0);
+    ck_assert_uint_eq(k.features, (1ull << VIO_F_VERSION_1) | (1ull << VIO_NET_F_MRG_RXBUF));
+    ck_assert_uint_eq(k.nmem, 1);
+    uint8_t st;
+    ck_assert_int_eq(vio_driver_get_status(&drv, &st), 0);
+    ck_assert_uint_eq(st, VIO_S_ACKNOWLEDGE | VIO_S_DRIVER | VIO_S_FEATURES_OK);
+    for (unsigned i = 0; i < 2; i++) {
+        struct vio_driver_queue q = {.size = 256, .desc = 0x110000 + i * 0x10000,
+                                     .driver = 0x111000 + i * 0x10000,
+                                     .device = 0x112000 + i * 0x10000};
+        ck_assert_int_eq(vio_driver_queue_setup(&drv, i, &q), 0);
+        ck_assert_int_eq(vio_driver_queue_enable(&drv, i), 0);
+        ck_assert_uint_eq(k.addr[i].desc, 0x7f0000010000ull + i * 0x10000);
+        ck_assert_uint_eq(k.addr[i].avail, 0x7f0000011000ull + i * 0x10000);
+        ck_assert_uint_eq(k.addr[i].used, 0x7f0000012000ull + i * 0x10000);
+        ck_assert_uint_eq(k.addr[i].log_guest_addr, 0x112000 + i * 0x10000);
+        ck_assert_int_eq(k.backend_fd[i], 42);
+    }
+    ck_assert_int_eq(vio_driver_queue_enable(&drv, 0), -EBUSY);
+    ck_assert_str_eq(k.calls, "owner00 features00 mem10 num0:256 base0:0 addr00 kick00 call00 "
+                              "net0:42 num1:256 base1:0 addr10 kick10 call10 net1:42 ");
+    k.calls[0] = 0;
+    /* notify: the ring's kick eventfd */
+    ck_assert_int_eq(vio_driver_notify(&drv, 1), 0);
+    uint64_t cnt;
+    ck_assert_int_eq(read(vio_vhost_driver_kick_fd(d, 1), &cnt, 8), 8);
+    ck_assert_uint_eq(cnt, 1);
+    /* the backend signals ring 0: ack_interrupt sees it once */
+    cnt = 1;
+    ck_assert_int_eq(write(vio_vhost_driver_call_fd(d, 0), &cnt, 8), 8);
+    ck_assert_int_eq(vio_driver_ack_interrupt(&drv), VIO_DRIVER_INT_VRING);
+    ck_assert_int_eq(vio_driver_ack_interrupt(&drv), 0);
+    /* no config space in vhost-net */
+    uint8_t b[4];
+    ck_assert_int_eq(vio_driver_config_read(&drv, 0, b, 4), -ENOTSUP);
+    /* reset: the backend detached and the ring stopped, for every started ring */
+    ck_assert_int_eq(vio_driver_reset(&drv), 0);
+    ck_assert_str_eq(k.calls, "net0:-1 getbase00 net1:-1 getbase10 ");
+    ck_assert_int_eq(vio_driver_get_status(&drv, &st), 0);
+    ck_assert_uint_eq(st, 0);
+    ck_assert_int_eq(vio_driver_notify(&drv, 0), -EINVAL);
+    k.calls[0] = 0;
+    vio_vhost_driver_free(d); /* nothing started: nothing to stop */
+    ck_assert_str_eq(k.calls, "");
+    ck_assert_int_eq(count_fds(), fds0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("vhost_fe");
@@ -1233,6 +1385,7 @@ static Suite *suite(void)
     tcase_add_test(t, t_reconnect_mismatch);
     tcase_add_test(t, t_adapter_args);
     tcase_add_test(t, t_adapter_refused);
+    tcase_add_test(t, t_adapter_kernel);
     suite_add_tcase(s, t);
     return s;
 }
