@@ -10,7 +10,7 @@
  *
  * Guest memory is one memfd, mapped here and handed to the back-end as an fd; its guest-physical
  * base differs from its address here, so a translation mistake on either side shows. One
- * request queue of QSIZE; a request is the chain [struct virtio_blk_outhdr] [data ...] [status]
+ * request queue (or --queues N) of QSIZE; a request is the chain [struct virtio_blk_outhdr] [data ...] [status]
  * (virtio 1.2, 5.2.6). The checks:
  *
  *   features  VERSION_1, SEG_MAX, BLK_SIZE, FLUSH offered and taken (--indirect: also
