@@ -14,6 +14,8 @@
 #             (sha256 compared); with ioeventfd at most one trapped notify per queue
 #   pci-trap  the same with --no-ioeventfd: every notify traps, the data still arrives intact
 #   mmio, mmio-trap   the same on transport=mmio (the guest finds it in the DSDT, LNRO0005)
+#   pci-mq    queues=2 with 2 vCPUs: two TCP flows sent from L2's two CPUs; every one of the 4
+#             data queues must carry packets and both blobs arrive intact
 # Default: all of them. L2's /init prints what it saw and powers off or reboots; vio-vmm must
 # say so and exit 0, the RTC must work and ACPI must raise no firmware error.
 # Exit: 0 all pass, 1 a failure, 77 SKIP (no QEMU / kernel / busybox).
@@ -23,7 +25,7 @@ guest=$(cd "$here/../../support/guest" && pwd -P)
 vmm=${1:?usage: nested.sh VIO_VMM_STATIC [CASE...]}
 shift
 cases=("$@")
-[[ ${#cases[@]} -gt 0 ]] || cases=(pvh bzimage smp noacpi pci pci-trap mmio mmio-trap)
+[[ ${#cases[@]} -gt 0 ]] || cases=(pvh bzimage smp noacpi pci pci-trap mmio mmio-trap pci-mq)
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
 [[ -x /bin/busybox ]] || { echo "SKIP: busybox-static not installed"; exit 77; }
 [[ -x $vmm ]] || { echo "FAIL: $vmm is not an executable"; exit 1; }
@@ -68,14 +70,60 @@ echo "L2-LISTENING"
 wait $pid
 echo "L2-GOT $(sha256sum /tmp/got | cut -c1-64) $(wc -c < /tmp/got)"
 L2NET
+cat > "$work/l2mq" <<'L2MQ'
+#!/bin/sh
+. /lib/vio/lib.sh
+ping -c 3 -W 3 10.0.0.1 >/dev/null || vio_fail "no ping reply from L1's tap"
+echo "L2-PING-OK cpus=$(grep -c ^processor /proc/cpuinfo) rx_queues=$(ls -d /sys/class/net/eth0/queues/rx-* | wc -l)"
+taskset 1 nc 10.0.0.1 5001 < /data/blob &
+a=$!
+taskset 2 nc 10.0.0.1 5003 < /data/blob &
+b=$!
+wait $a || vio_fail "flow from CPU 0 failed"
+wait $b || vio_fail "flow from CPU 1 failed"
+echo "L2-SENT-BOTH"
+L2MQ
 "$guest/mkinitramfs.sh" "$work/l2net.cpio.gz" --add "$work/blob:/data/blob" \
-    --test "l2net=$work/l2net" >/dev/null
+    --test "l2net=$work/l2net" --test "l2mq=$work/l2mq" >/dev/null
 
 # L1: loads kvm-amd, runs vio-vmm per vio.vmm_case, prints what it saw.
 cat > "$work/vmmboot" <<'L1'
 #!/bin/sh
 . /lib/vio/lib.sh
 [ -c /dev/kvm ] || vio_fail "no /dev/kvm in L1 (kvm_amd: $(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null))"
+if [ "$VIO_VMM_CASE" = pci-mq ]; then
+    mkfifo /tmp/hold1 /tmp/hold2
+    nc -l -p 5001 <>/tmp/hold1 >/tmp/from_l2_a &
+    nc -l -p 5003 <>/tmp/hold2 >/tmp/from_l2_b &
+    /bin/vio-vmm --kernel /l2/vmlinux --initrd /l2/initrd-net --mem 256 --cpus 2 --counters --verbose \
+        --network tap=vmtap0,transport=pci,vhost=off,queues=2,mac=52:54:00:00:00:02 \
+        --params "console=ttyS0 panic=-1 vio.ip=10.0.0.2/24 vio.test=l2mq" \
+        > /tmp/l2.log 2>&1 </dev/null &
+    vmm=$!
+    i=0
+    while [ ! -e /sys/class/net/vmtap0 ]; do
+        i=$((i + 1)); [ $i -gt 100 ] && { cat /tmp/l2.log; vio_fail "vio-vmm made no tap"; }
+        sleep 0.1
+    done
+    ip addr add 10.0.0.1/24 dev vmtap0 && ip link set vmtap0 up || vio_fail "cannot configure vmtap0"
+    wait $vmm
+    rc=$?
+    sed 's/^/L2| /' /tmp/l2.log
+    [ "$rc" = 0 ] || vio_fail "vio-vmm exited $rc"
+    grep -q "VIO-GUEST-RESULT: PASS" /tmp/l2.log || vio_fail "L2's test failed: $(grep VIO-GUEST-RESULT /tmp/l2.log)"
+    grep -q "L2-PING-OK cpus=2 rx_queues=2" /tmp/l2.log || vio_fail "L2 does not see 2 CPUs and 2 queue pairs"
+    want=$(sha256sum /data/blob | cut -c1-64)
+    for f in /tmp/from_l2_a /tmp/from_l2_b; do
+        [ "$(sha256sum $f | cut -c1-64)" = "$want" ] || vio_fail "$f: $(wc -c < $f) bytes, sha256 differs"
+    done
+    echo "two flows of 8 MiB intact"
+    for q in 0 1 2 3; do
+        p=$(sed -n "s/.*net0:   queue $q packets=\([0-9]*\).*/\1/p" /tmp/l2.log)
+        echo "queue $q: $p packets"
+        [ -n "$p" ] && [ "$p" -gt 0 ] || vio_fail "queue $q carried no packets"
+    done
+    exit 0
+fi
 case "$VIO_VMM_CASE" in pci*|mmio*) net=1 ;; *) net=0 ;; esac
 if [ $net = 1 ]; then
     extra=
@@ -166,7 +214,7 @@ for c in "${cases[@]}"; do
         --test vmmboot --vio "vmm_case=$c" --timeout 240 --log "$log" -- -cpu max >/dev/null 2>&1
     rc=$?
     set -e
-    grep -a 'L2|\|vio-vmm exit\|FAIL\|intact\|notifies:\|L1 tap' "$log" | grep -av '^VIO-GUEST-RESULT\|L2| \[ ' |
+    grep -a 'L2|\|vio-vmm exit\|FAIL\|intact\|notifies:\|L1 tap\|^queue ' "$log" | grep -av '^VIO-GUEST-RESULT\|L2| \[ ' |
         tail -n 40 | sed "s/^/[$c] /" || true
     if [[ $rc == 0 ]]; then
         echo "PASS $c"
