@@ -43,7 +43,10 @@
  * Enabling a queue whose rings are misaligned or outside guest memory sets
  * DEVICE_NEEDS_RESET and raises a configuration interrupt.
  *
- * Not implemented yet: the transitional (legacy I/O BAR) interface, VIRTIO_F_NOTIFICATION_DATA
+ * Transitional (legacy I/O BAR) devices: vio_pci_config::transitional. The VMM routes I/O
+ * port accesses inside that BAR to vio_pci_bar_read() / _write() with the BAR's index.
+ *
+ * Not implemented yet: VIRTIO_F_NOTIFICATION_DATA
  * and VIRTIO_F_RING_RESET (both masked out of the offer), shared-memory capabilities, PCIe
  * extended capabilities (the extended space reads 0) and power management.
  *
@@ -117,6 +120,21 @@ struct vio_pci_config {
     /** optional: drive the INTx line (1 assert, 0 deassert). Any thread. */
     void (*set_intx)(void *opaque, int level);
     void *irq_opaque;          /**< passed to the interrupt hooks */
+    /** Transitional device (spec "Legacy Interfaces"): PCI device ID 0x1000 + type - 1,
+     *  revision 0, subsystem device ID = the virtio device type (unless @ref subsys_id is
+     *  set), and besides the modern capabilities an I/O BAR @ref legacy_bar holding the legacy
+     *  register block: HOST_FEATURES (32 bits: the offer's low word, so no VERSION_1),
+     *  GUEST_FEATURES, QUEUE_PFN (legacy ring layout, used ring 4096-aligned, the queue at its
+     *  maximum size), QUEUE_NUM (read-only maximum), QUEUE_SEL, QUEUE_NOTIFY, STATUS, ISR,
+     *  then MSI_CONFIG_VECTOR / MSI_QUEUE_VECTOR while the guest has MSI-X enabled, then the
+     *  device config. A legacy driver (one that does not take VERSION_1) may skip
+     *  FEATURES_OK. The legacy notify for a KVM ioeventfd: BAR @ref legacy_bar, offset 16,
+     *  2 bytes, value = the queue index. Optional: a caller whose struct_size ends before this
+     *  field gets a modern-only device. */
+    bool transitional;
+    /** I/O BAR index of the legacy block (transitional only; 0 as QEMU does); must not be a
+     *  BAR of the layout. Its size is the power of two >= 24 + the device config size. */
+    uint8_t legacy_bar;
 };
 
 /**
@@ -134,7 +152,9 @@ VIO_API void vio_pci_layout_default(struct vio_pci_layout *l);
  * @retval 0 success
  * @retval -EINVAL cfg, out, dev or mem NULL, struct_size too small, a layout whose windows
  *                 overlap, are misaligned or do not fit their BAR, more than 2048 vectors,
- *                 a device without queues or without VERSION_1
+ *                 a device without queues or without VERSION_1; transitional: a legacy_bar
+ *                 that is a BAR of the layout or above 5, a device config that does not fit
+ *                 a 256-byte I/O BAR, a device type above 0x40
  * @retval -EBUSY the device is bound to another transport
  * @retval -ENOMEM allocation failed
  */
