@@ -68,9 +68,10 @@ static const uint8_t mac_bytes[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
 /* ------------------------------------------------------------------------ */
 /* spaces and targets                                                        */
 
-enum space { SP_CFG, SP_COMMON, SP_ISR, SP_DEVCFG, SP_NOTIFY, SP_MSIXTAB, SP_MMIO, SP_N };
+enum space { SP_CFG, SP_COMMON, SP_ISR, SP_DEVCFG, SP_NOTIFY, SP_MSIXTAB, SP_MMIO, SP_LEGACY,
+             SP_N };
 static const char *const space_name[SP_N] = {"cfg", "common", "isr", "devcfg", "notify",
-                                             "msix", "mmio"};
+                                             "msix", "mmio", "io"};
 
 struct target {
     const char *name;
@@ -86,7 +87,7 @@ struct target {
 
 static struct qtest *qt;
 static unsigned pci_devfn;
-static bool is_pci, is_legacy;
+static bool is_pci, is_legacy, is_pci_legacy;
 static struct target tq = {.name = "qemu", .qemu = true}, to = {.name = "ours"};
 
 static int q_access(struct target *t, bool wr, enum space s, uint64_t off, unsigned size,
@@ -101,6 +102,15 @@ static int q_access(struct target *t, bool wr, enum space s, uint64_t off, unsig
             return qtest_out(qt, size, port, (uint32_t)*v);
         uint32_t x = 0;
         r = qtest_in(qt, size, port, &x);
+        *v = x;
+        return r;
+    }
+    if (s == SP_LEGACY) {
+        uint16_t port = (uint16_t)(t->base[s] + off);
+        if (wr)
+            return qtest_out(qt, size, port, (uint32_t)*v);
+        uint32_t x = 0;
+        int r = qtest_in(qt, size, port, &x);
         *v = x;
         return r;
     }
@@ -121,6 +131,9 @@ static int o_access(struct target *t, bool wr, enum space s, uint64_t off, unsig
         *v = x;
         return r;
     }
+    if (s == SP_LEGACY)
+        return wr ? vio_pci_bar_write(t->p, 0, off, size, *v)
+                  : vio_pci_bar_read(t->p, 0, off, size, v);
     uint64_t o = t->base[s] + off;
     return wr ? vio_pci_bar_write(t->p, t->bar[s], o, size, *v)
               : vio_pci_bar_read(t->p, t->bar[s], o, size, v);
@@ -170,6 +183,15 @@ static struct deviation deviations[] = {
      "zero if the queue is not available (QEMU ignores a QueueSel >= 1024 and shows queue "
      "1's maximum)",
      0, 0},
+    {"legacy.oob-qsel-4096.QUEUE_NUM", "4.1.4.10 / 4.1.4.3.1",
+     "legacy QUEUE_NUM reads 0 for a queue that is not available (QEMU ignores a QUEUE_SEL "
+     ">= 1024 and shows queue 1's size)",
+     0, 0},
+    {"legacy.oob-qsel-4096.QUEUE_SEL", "4.1.4.10 (QUEUE_SEL)",
+     "QUEUE_SEL reads back what the driver wrote (QEMU keeps the old value for >= 1024)", 4096,
+     0},
+    {"legacy.oob-qsel-4096.QUEUE_PFN", "4.1.4.10",
+     "no queue is selected: no PFN (QEMU shows queue 1's)", 0, 0},
     {"unoffered-feature.status", "2.2.2 / 3.1.1",
      "the device MUST NOT accept FEATURES_OK for a feature set that is not a subset of its "
      "offer (QEMU drops the unoffered bit silently and sets FEATURES_OK)",
@@ -677,6 +699,157 @@ static int run_pci(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* transitional virtio-PCI: the legacy I/O BAR 0 (Linux's virtio_pci_legacy)  */
+
+#define IO_BASE 0xc000u
+#define LG(x) VIRTIO_PCI_##x
+
+static void legacy_probe(const char *tag)
+{
+    char l[64];
+#define LB(x) (snprintf(l, sizeof(l), "%s.%s", tag, x), l)
+    const uint32_t AD = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+    /* MSI-X off while virtnet_probe reads the config (it sits at 20 then) */
+    for (struct target *t = &tq; t; t = t == &tq ? &to : NULL)
+        wr_one(t, SP_CFG, t->msix_cap + PCI_MSIX_FLAGS, 2, NVEC - 1);
+    wr(LB("reset"), SP_LEGACY, LG(STATUS), 1, 0);
+    rd(LB("status=0"), CMP, SP_LEGACY, LG(STATUS), 1, 0xff, 0);
+    wr(LB("ACK"), SP_LEGACY, LG(STATUS), 1, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+    wr(LB("DRIVER"), SP_LEGACY, LG(STATUS), 1, AD);
+    rd(LB("status"), CMP, SP_LEGACY, LG(STATUS), 1, 0xff, 0);
+    rd(LB("HOST_FEATURES"), CMP, SP_LEGACY, LG(HOST_FEATURES), 4, (uint32_t)feat_mask, 0);
+    wr(LB("GUEST_FEATURES"), SP_LEGACY, LG(GUEST_FEATURES), 4, (uint32_t)drv_feat);
+    rd(LB("GUEST_FEATURES"), CMP, SP_LEGACY, LG(GUEST_FEATURES), 4, 0xffffffffu, 0);
+    for (unsigned i = 0; i < 6; i++)
+        rd(L("%s.config@20.mac[%u]", tag, i), CMP, SP_LEGACY, 20 + i, 1, 0xff, 0);
+    rd(LB("config@20.status"), CMP, SP_LEGACY, 26, 2, 0xffff, 0);
+    rd(LB("config@20.mtu"), CMP, SP_LEGACY, 30, 2, 0xffff, 0);
+    /* vp_find_vqs: MSI-X on, the config moves to 24 */
+    for (struct target *t = &tq; t; t = t == &tq ? &to : NULL)
+        wr_one(t, SP_CFG, t->msix_cap + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+    rd(LB("config@24.mac[0]"), CMP, SP_LEGACY, 24, 1, 0xff, 0);
+    rd(LB("config@24.mac[0..3]/4"), CMP, SP_LEGACY, 24, 4, 0xffffffffu, 0);
+    wr(LB("MSI_CONFIG_VECTOR=0"), SP_LEGACY, VIRTIO_MSI_CONFIG_VECTOR, 2, 0);
+    rd(LB("MSI_CONFIG_VECTOR"), CMP, SP_LEGACY, VIRTIO_MSI_CONFIG_VECTOR, 2, 0xffff, 0);
+    for (unsigned q = 0; q < 3; q++) {
+        uint64_t rg = RING_GPA + q * 0x10000u;
+        wr(L("%s.q%u.QUEUE_SEL", tag, q), SP_LEGACY, LG(QUEUE_SEL), 2, q);
+        rd(L("%s.q%u.QUEUE_SEL", tag, q), CMP, SP_LEGACY, LG(QUEUE_SEL), 2, 0xffff, 0);
+        uint64_t num =
+            rd(L("%s.q%u.QUEUE_NUM", tag, q), CMP, SP_LEGACY, LG(QUEUE_NUM), 2, 0xffff, 0);
+        rd(L("%s.q%u.QUEUE_PFN", tag, q), CMP, SP_LEGACY, LG(QUEUE_PFN), 4, 0xffffffffu, 0);
+        wr(L("%s.q%u.MSI_QUEUE_VECTOR", tag, q), SP_LEGACY, VIRTIO_MSI_QUEUE_VECTOR, 2, q + 1);
+        rd(L("%s.q%u.MSI_QUEUE_VECTOR", tag, q), CMP, SP_LEGACY, VIRTIO_MSI_QUEUE_VECTOR, 2,
+           0xffff, 0);
+        wr(L("%s.q%u.QUEUE_PFN", tag, q), SP_LEGACY, LG(QUEUE_PFN), 4, rg >> 12);
+        rd(L("%s.q%u.QUEUE_PFN", tag, q), CMP, SP_LEGACY, LG(QUEUE_PFN), 4, 0xffffffffu, 0);
+        /* the modern window after a legacy setup mixes the two interfaces (undefined): QEMU
+         * shows its modern shadow registers (0), ours the rings the PFN placed, in the legacy
+         * layout (2.7 / 4.1.4.10: avail after the table, used 4096-aligned after avail) */
+        uint64_t avail = rg + 16 * num, used = (avail + 6 + 2 * num + 4095) & ~4095ull;
+        wr(L("%s.q%u.queue_select", tag, q), SP_COMMON, C(Q_SELECT), 2, q);
+        rd(L("%s.q%u.queue_desc_lo", tag, q), UNDEF, SP_COMMON, C(Q_DESCLO), 4, 0, rg);
+        rd(L("%s.q%u.queue_avail_lo", tag, q), UNDEF, SP_COMMON, C(Q_AVAILLO), 4, 0, avail);
+        rd(L("%s.q%u.queue_used_lo", tag, q), UNDEF, SP_COMMON, C(Q_USEDLO), 4, 0, used);
+    }
+    wr(LB("DRIVER_OK"), SP_LEGACY, LG(STATUS), 1, AD | VIRTIO_CONFIG_S_DRIVER_OK);
+    rd(LB("status.driver_ok"), CMP, SP_LEGACY, LG(STATUS), 1, 0xff, 0);
+    rd(LB("ISR"), CMP, SP_LEGACY, LG(ISR), 1, 0xff, 0);
+#undef LB
+}
+
+static void legacy_hostile(void)
+{
+    const uint32_t AD = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+    wr("legacy.hostile.reset", SP_LEGACY, LG(STATUS), 1, 0);
+    rd("legacy.after-reset.MSI_CONFIG_VECTOR", CMP, SP_LEGACY, VIRTIO_MSI_CONFIG_VECTOR, 2,
+       0xffff, 0);
+    for (unsigned q = 0; q < 3; q++) {
+        wr(L("legacy.after-reset.q%u.QUEUE_SEL", q), SP_LEGACY, LG(QUEUE_SEL), 2, q);
+        rd(L("legacy.after-reset.q%u.QUEUE_PFN", q), CMP, SP_LEGACY, LG(QUEUE_PFN), 4,
+           0xffffffffu, 0);
+        rd(L("legacy.after-reset.q%u.MSI_QUEUE_VECTOR", q), CMP, SP_LEGACY,
+           VIRTIO_MSI_QUEUE_VECTOR, 2, 0xffff, 0);
+    }
+    wr("legacy.ACK|DRIVER", SP_LEGACY, LG(STATUS), 1, AD);
+    /* read-only registers */
+    wr("HOST_FEATURES:=0 (read-only)", SP_LEGACY, LG(HOST_FEATURES), 4, 0);
+    rd("legacy.ro.HOST_FEATURES", CMP, SP_LEGACY, LG(HOST_FEATURES), 4, (uint32_t)feat_mask, 0);
+    wr("QUEUE_SEL=0", SP_LEGACY, LG(QUEUE_SEL), 2, 0);
+    wr("QUEUE_NUM:=64 (read-only in legacy)", SP_LEGACY, LG(QUEUE_NUM), 2, 64);
+    rd("legacy.ro.QUEUE_NUM", CMP, SP_LEGACY, LG(QUEUE_NUM), 2, 0xffff, 0);
+    wr("ISR:=3 (read-only)", SP_LEGACY, LG(ISR), 1, 3);
+    rd("legacy.ro.ISR", CMP, SP_LEGACY, LG(ISR), 1, 0xff, 0);
+    /* unavailable queues */
+    wr("QUEUE_SEL=3 (no such queue)", SP_LEGACY, LG(QUEUE_SEL), 2, 3);
+    rd("legacy.oob-qsel-3.QUEUE_NUM", CMP, SP_LEGACY, LG(QUEUE_NUM), 2, 0xffff, 0);
+    rd("legacy.oob-qsel-3.QUEUE_PFN", CMP, SP_LEGACY, LG(QUEUE_PFN), 4, 0xffffffffu, 0);
+    rd("legacy.oob-qsel-3.MSI_QUEUE_VECTOR", CMP, SP_LEGACY, VIRTIO_MSI_QUEUE_VECTOR, 2,
+       0xffff, 0);
+    wr("QUEUE_SEL=1", SP_LEGACY, LG(QUEUE_SEL), 2, 1);
+    wr("q1.QUEUE_PFN", SP_LEGACY, LG(QUEUE_PFN), 4, (RING_GPA + 0x10000u) >> 12);
+    wr("QUEUE_SEL=4096 (no such queue)", SP_LEGACY, LG(QUEUE_SEL), 2, 4096);
+    rd("legacy.oob-qsel-4096.QUEUE_SEL", CMP, SP_LEGACY, LG(QUEUE_SEL), 2, 0xffff, 0);
+    rd("legacy.oob-qsel-4096.QUEUE_NUM", CMP, SP_LEGACY, LG(QUEUE_NUM), 2, 0xffff, 0);
+    rd("legacy.oob-qsel-4096.QUEUE_PFN", CMP, SP_LEGACY, LG(QUEUE_PFN), 4, 0xffffffffu, 0);
+    /* vectors beyond the table */
+    wr("QUEUE_SEL=0", SP_LEGACY, LG(QUEUE_SEL), 2, 0);
+    wr("MSI_QUEUE_VECTOR:=NVEC", SP_LEGACY, VIRTIO_MSI_QUEUE_VECTOR, 2, NVEC);
+    rd("legacy.vec-oob.MSI_QUEUE_VECTOR", CMP, SP_LEGACY, VIRTIO_MSI_QUEUE_VECTOR, 2, 0xffff, 0);
+    wr("MSI_CONFIG_VECTOR:=0x7ff", SP_LEGACY, VIRTIO_MSI_CONFIG_VECTOR, 2, 0x7ff);
+    rd("legacy.vec-oob.MSI_CONFIG_VECTOR", CMP, SP_LEGACY, VIRTIO_MSI_CONFIG_VECTOR, 2, 0xffff,
+       0);
+    /* wrong widths and the write-only notify */
+    rd("legacy.width.STATUS/4", UNDEF, SP_LEGACY, LG(STATUS), 4, 0, 0);
+    rd("legacy.width.HOST_FEATURES/2", UNDEF, SP_LEGACY, LG(HOST_FEATURES), 2, 0, 0);
+    rd("legacy.width.QUEUE_SEL/1", UNDEF, SP_LEGACY, LG(QUEUE_SEL), 1, 0, 0);
+    rd("legacy.wo.QUEUE_NOTIFY", UNDEF, SP_LEGACY, LG(QUEUE_NOTIFY), 2, 0, 0);
+    rd("legacy.status", CMP, SP_LEGACY, LG(STATUS), 1, 0xff, 0);
+    /* a PFN outside guest memory: ours sets NEEDS_RESET (QEMU takes it) */
+    wr("QUEUE_SEL=2", SP_LEGACY, LG(QUEUE_SEL), 2, 2);
+    wr("QUEUE_PFN:=beyond RAM", SP_LEGACY, LG(QUEUE_PFN), 4, (RAM_SIZE >> 12) + 16);
+    rd("legacy.pfn-outside.status", UNDEF, SP_LEGACY, LG(STATUS), 1, 0,
+       AD | VIRTIO_CONFIG_S_NEEDS_RESET);
+    wr("legacy.hostile.reset'", SP_LEGACY, LG(STATUS), 1, 0);
+}
+
+static int run_pci_legacy(void)
+{
+    if (pci_walk(&tq) < 0 || pci_walk(&to) < 0) {
+        fail("a virtio capability is missing");
+        return -1;
+    }
+    printf("\n  %-38s %-6s %-9s %-18s %-18s %s\n", "access", "space", "offset", "QEMU", "ours",
+           "verdict");
+    rd("vendor_id", CMP, SP_CFG, PCI_VENDOR_ID, 2, 0xffff, 0);
+    rd("device_id", CMP, SP_CFG, PCI_DEVICE_ID, 2, 0xffff, 0);
+    rd("revision", CMP, SP_CFG, PCI_REVISION_ID, 1, 0xff, 0);
+    rd("subsys_vendor", CMP, SP_CFG, PCI_SUBSYSTEM_VENDOR_ID, 2, 0xffff, 0);
+    rd("subsys_id", CMP, SP_CFG, PCI_SUBSYSTEM_ID, 2, 0xffff, 0);
+    rd("class.device", CMP, SP_CFG, PCI_CLASS_DEVICE, 2, 0xffff, 0);
+    wr("bar0.size-probe", SP_CFG, PCI_BASE_ADDRESS_0, 4, 0xffffffffu);
+    rd("bar0.size", CMP, SP_CFG, PCI_BASE_ADDRESS_0, 4, 0xffffffffu, 0);
+    wr("bar0", SP_CFG, PCI_BASE_ADDRESS_0, 4, IO_BASE);
+    rd("bar0.readback", CMP, SP_CFG, PCI_BASE_ADDRESS_0, 4, 0xffffffffu, 0);
+    wr("bar1", SP_CFG, PCI_BASE_ADDRESS_1, 4, BAR_MSIX);
+    wr("bar4", SP_CFG, PCI_BASE_ADDRESS_4, 4, BAR_WIN);
+    wr("bar5", SP_CFG, PCI_BASE_ADDRESS_5, 4, 0);
+    wr("command=io|mem|master", SP_CFG, PCI_COMMAND, 2,
+       PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    rd("command", CMP, SP_CFG, PCI_COMMAND, 2,
+       PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_IO, 0);
+    for (enum space s = SP_COMMON; s <= SP_NOTIFY; s++)
+        tq.base[s] += BAR_WIN;
+    tq.base[SP_MSIXTAB] += BAR_MSIX;
+    tq.base[SP_LEGACY] = IO_BASE;
+    legacy_probe("legacy1");
+    wr("legacy.reset", SP_LEGACY, LG(STATUS), 1, 0);
+    legacy_probe("legacy2");
+    legacy_hostile();
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* virtio-MMIO                                                               */
 
 #define M(x) VIRTIO_MMIO_##x
@@ -864,10 +1037,11 @@ static void log_fn(void *o, int level, const char *obj, const char *msg)
 
 int main(int argc, char **argv)
 {
-    is_pci = argc > 1 && !strcmp(argv[1], "pci");
+    is_pci_legacy = argc > 1 && !strcmp(argv[1], "pci-legacy");
+    is_pci = argc > 1 && (!strcmp(argv[1], "pci") || is_pci_legacy);
     is_legacy = argc > 1 && !strcmp(argv[1], "mmio-legacy");
     if (argc < 2 || (!is_pci && !is_legacy && strcmp(argv[1], "mmio"))) {
-        fprintf(stderr, "usage: %s pci|mmio|mmio-legacy\n", argv[0]);
+        fprintf(stderr, "usage: %s pci|pci-legacy|mmio|mmio-legacy\n", argv[0]);
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -905,6 +1079,10 @@ int main(int argc, char **argv)
                              "virtio-mmio.force-legacy=false", NULL};
     if (is_legacy)
         av_mmio[sizeof(av_mmio) / sizeof(av_mmio[0]) - 3] = NULL;
+    if (is_pci_legacy) /* the transitional function, legacy I/O BAR 0 */
+        av_pci[sizeof(av_pci) / sizeof(av_pci[0]) - 2] =
+            "virtio-net-pci,netdev=n0,disable-legacy=off,disable-modern=off,romfile=,"
+            "vectors=4,host_mtu=1500,mac=" MAC;
     int r = qtest_spawn(is_pci ? av_pci : av_mmio, dir, err_path, 20000, &qt);
     if (r < 0) {
         char cmdl[160];
@@ -951,7 +1129,7 @@ int main(int argc, char **argv)
         bool found = false;
         for (unsigned slot = 0; slot < 32 && !found; slot++) {
             pci_devfn = slot << 3;
-            if (rd_one(&tq, SP_CFG, 0, 4) == (0x1041u << 16 | 0x1af4u))
+            if (rd_one(&tq, SP_CFG, 0, 4) == ((is_pci_legacy ? 0x1000u : 0x1041u) << 16 | 0x1af4u))
                 found = true;
         }
         if (!found) {
@@ -959,15 +1137,20 @@ int main(int argc, char **argv)
             goto out;
         }
         struct vio_pci_config pc = {.struct_size = sizeof(pc), .dev = vio_net_dev_device(nd),
-                                    .mem = mem, .msix_vectors = NVEC, .log = log_fn};
+                                    .mem = mem, .msix_vectors = NVEC, .log = log_fn,
+                                    .transitional = is_pci_legacy, .legacy_bar = 0};
         vio_pci_layout_default(&pc.layout);
         if ((r = vio_pci_new(&pc, &to.p)) < 0) {
             fail("vio_pci_new: %d", r);
             goto out;
         }
-        printf("diff_qtest pci: QEMU virtio-net-pci (00:%02x.0, disable-legacy=on) vs vio_pci\n",
-               pci_devfn >> 3);
-        run_pci();
+        printf("diff_qtest %s: QEMU virtio-net-pci (00:%02x.0, %s) vs vio_pci%s\n", argv[1],
+               pci_devfn >> 3, is_pci_legacy ? "transitional, legacy I/O BAR 0" : "disable-legacy=on",
+               is_pci_legacy ? " transitional" : "");
+        if (is_pci_legacy)
+            run_pci_legacy();
+        else
+            run_pci();
     } else {
         uint64_t base = 0;
         for (int i = 31; i >= 0 && !base; i--) {
