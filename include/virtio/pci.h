@@ -46,9 +46,11 @@
  * Transitional (legacy I/O BAR) devices: vio_pci_config::transitional. The VMM routes I/O
  * port accesses inside that BAR to vio_pci_bar_read() / _write() with the BAR's index.
  *
- * Not implemented yet: VIRTIO_F_NOTIFICATION_DATA
- * and VIRTIO_F_RING_RESET (both masked out of the offer), shared-memory capabilities, PCIe
- * extended capabilities (the extended space reads 0) and power management.
+ * VIRTIO_F_NOTIFICATION_DATA: vio_pci_config::notification_data.
+ *
+ * Not implemented yet: VIRTIO_F_RING_RESET (masked out of the offer), shared-memory
+ * capabilities, PCIe extended capabilities (the extended space reads 0) and power
+ * management.
  *
  * Threading: the config-space and BAR calls run one at a time per device (the VMM's exit
  * handler); vio_pci_queue_notify() is the data path of one queue. The interrupt hooks are
@@ -135,6 +137,16 @@ struct vio_pci_config {
     /** I/O BAR index of the legacy block (transitional only; 0 as QEMU does); must not be a
      *  BAR of the layout. Its size is the power of two >= 24 + the device config size. */
     uint8_t legacy_bar;
+    /** Offer VIRTIO_F_NOTIFICATION_DATA (bit 38; the transport implements it, the device never
+     *  sees it). Once negotiated the driver writes 32 bits to the notify address: the queue
+     *  index and, in the upper 16 bits, its next avail index (split ring: the whole index;
+     *  packed: offset and wrap counter). A 2-byte write still notifies (logged at debug).
+     *  A VMM binding ioeventfds then binds them without datamatch (a multiplier of 0 cannot
+     *  be used), and the data of those writes is not seen. */
+    bool notification_data;
+    /** optional: the data of a trapped notify with NOTIFICATION_DATA negotiated, before the
+     *  queue is processed (on the thread that calls vio_pci_bar_write()) */
+    void (*notify_data)(void *opaque, unsigned qidx, uint16_t next);
 };
 
 /**
@@ -190,7 +202,8 @@ VIO_API int vio_pci_config_write(struct vio_pci *p, uint32_t offset, unsigned si
 /**
  * @brief A read inside BAR @p bar.
  * @param[in]  p      the transport
- * @param[in]  bar    BAR index (the layout's bar or msix_bar)
+ * @param[in]  bar    BAR index (the layout's bar or msix_bar, or a transitional device's
+ *                    legacy_bar: an I/O BAR, the VMM routes port accesses there)
  * @param[in]  offset byte offset inside the BAR (guest controlled)
  * @param[in]  size   1, 2, 4 or 8 (guest controlled)
  * @param[out] value  the value (0 for a refused access)

@@ -47,6 +47,7 @@ struct vio_pci {
     void (*msix_update)(void *opaque, uint16_t vector, uint64_t addr, uint32_t data, bool masked);
     void (*set_intx)(void *opaque, int level);
     void *irq_opaque;
+    void (*notify_data)(void *opaque, unsigned qidx, uint16_t next);
     /* transitional: the legacy register block in an I/O BAR */
     bool transitional;
     uint8_t lbar;
@@ -365,6 +366,7 @@ int vio_pci_new(const struct vio_pci_config *cfg_in, struct vio_pci **out)
     if (!p)
         return -ENOMEM;
     p->transitional = cfg->transitional;
+    p->notify_data = cfg->notify_data;
     p->lbar = cfg->legacy_bar;
     p->lbar_size = pow2_ceil(VIRTIO_PCI_CONFIG_OFF(1) + devcfg);
     if (p->lbar_size < 32)
@@ -396,6 +398,10 @@ int vio_pci_new(const struct vio_pci_config *cfg_in, struct vio_pci **out)
                                                                 FEATURES_OK / VERSION_1 */
                                 .hide_features = vio_feature_bit(PCI_F_NOTIFICATION_DATA) |
                                                  vio_feature_bit(PCI_F_RING_RESET),
+                                .transport_features =
+                                    cfg->notification_data
+                                        ? vio_feature_bit(PCI_F_NOTIFICATION_DATA)
+                                        : 0,
                                 .ops = &pci_vqr_ops, .opaque = p};
     int e = vio_vqr_init(&p->r, &rc);
     if (e < 0) {
@@ -845,6 +851,15 @@ static int bar_access(struct vio_pci *p, unsigned bar, uint64_t off, unsigned si
         uint32_t q = (uint32_t)(*value & 0xffff);
         if (l->notify_mult && q != o / l->notify_mult)
             return bad(p, "notify value does not name the queue of its address", off, size);
+        if (vio_vqr_negotiated(&p->r, PCI_F_NOTIFICATION_DATA)) {
+            /* 4.1.5.2: vqn in the low 16 bits, the next avail index (or packed offset and
+             * wrap counter) in the high 16 */
+            if (size != 4)
+                vio_vqr_warn(&p->r, VIO_LOG_DEBUG, "queue %u: %u-byte notify without data "
+                             "although NOTIFICATION_DATA is negotiated", q, size);
+            else if (p->notify_data && q < p->r.nq)
+                p->notify_data(p->irq_opaque, q, (uint16_t)(*value >> 16));
+        }
         int rc = vio_vqr_notify(&p->r, q);
         if (rc == -ERANGE)
             return bad(p, "notify of a queue the device does not have", off, size);

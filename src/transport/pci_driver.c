@@ -327,6 +327,10 @@ static int legacy_io_bar(struct vio_pci_driver *p, const struct vio_pci_driver_c
         if ((r = cfgw(p, reg, 4, base)) < 0)
             return r;
     }
+    /* x86 port I/O is 16 bits wide: a block past 0xffff cannot be reached */
+    if ((uint64_t)base + size > 0x10000u)
+        BAD(p, "legacy I/O BAR 0 at 0x%x (%u bytes) runs past the 64 KiB port space", base,
+            size);
     p->info.bar_addr[0] = base;
     p->info.bar_size[0] = size;
     p->lw = (struct win){.present = true, .io = true, .bar = 0, .off = 0, .len = size};

@@ -6,7 +6,8 @@
  * other stray access).
  *
  * Input: byte 0 bit 0: no MSI-X (INTx only), bit 1: notify multiplier 0, bit 2: a
- * transitional device (legacy I/O BAR 0 beside the modern windows); then records of 7 bytes:
+ * transitional device (legacy I/O BAR 0 beside the modern windows), bit 3: the transport
+ * offers VIRTIO_F_NOTIFICATION_DATA; then records of 7 bytes:
  *   op      bits 0-2: 0 config read, 1 config write, 2 BAR 4 read, 3 BAR 4 write, 4 BAR 4
  *           write with the value taken as a guest-memory address (ring addresses land inside
  *           memory often), 5 MSI-X BAR read, 6 MSI-X BAR write, 7 data path (loopback frames
@@ -94,6 +95,15 @@ static void check_state(struct vio_pci *p, unsigned nvec, bool trans)
           (unsigned long long)sel, (unsigned long long)vec);
 }
 
+static unsigned g_nq;
+
+static void notify_data_hook(void *o, unsigned q, uint16_t next)
+{
+    (void)o;
+    (void)next;
+    CHECK(q < g_nq, "notify data for queue %u of %u", q, g_nq);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -101,6 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned nvec = (data[0] & 1) ? 0 : NVEC;
     bool mult0 = data[0] & 2;
     bool trans = data[0] & 4;
+    bool ndata = data[0] & 8;
     data++;
     size--;
     struct arena a;
@@ -120,12 +131,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct vio_pci *p;
     struct vio_pci_config pc = {.struct_size = sizeof(pc), .dev = vio_net_dev_device(nd),
                                 .mem = a.mem, .msix_vectors = (uint16_t)nvec,
-                                .transitional = trans};
+                                .transitional = trans, .notification_data = ndata,
+                                .notify_data = notify_data_hook};
     vio_pci_layout_default(&pc.layout);
     if (mult0)
         pc.layout.notify_mult = 0;
     if (vio_pci_new(&pc, &p) < 0)
         abort();
+    g_nq = vio_device_num_queues(vio_net_dev_device(nd));
     static const unsigned widths[4] = {4, 1, 2, 8};
     unsigned nops = 0;
     for (size_t i = 0; i + 7 <= size && nops < MAXOPS; i += 7, nops++) {

@@ -773,7 +773,8 @@ enum lmode {
     L_IO_MEM,      /* BAR 0 claims to be a memory BAR */
     L_NO_WINDOW,   /* BAR 0 unassigned and no I/O window */
     L_PFN_DROP,    /* QUEUE_PFN writes are lost */
-    L_QNUM_FOREVER /* QUEUE_NUM never reads 0: queue counting stops at 1024 */
+    L_QNUM_FOREVER, /* QUEUE_NUM never reads 0: queue counting stops at 1024 */
+    L_IO_HIGH       /* BAR 0 already placed past the 64 KiB port space */
 };
 
 struct lfx {
@@ -883,6 +884,8 @@ static void lfx_open(struct lfx *x, enum lmode mode)
         c = next;
     }
     ck_assert_uint_eq(x->nvndr, 5);
+    if (mode == L_IO_HIGH)
+        ck_assert_int_eq(vio_pci_config_write(x->p, PCI_BASE_ADDRESS_0, 4, 0xffffffc0u), 0);
 }
 
 static void lfx_close(struct lfx *x)
@@ -1027,6 +1030,7 @@ static const struct {
     {L_OK, false, 0xfff0, -ENXIO, 0, 0}, /* the window ends past port 0xffff */
     {L_PFN_DROP, false, 0xc000, 0, -EPROTO, 3},
     {L_QNUM_FOREVER, false, 0xc000, 0, 0, 1024},
+    {L_IO_HIGH, false, 0xc000, -EPROTO, 0, 0},
 };
 
 START_TEST(test_pci_legacy_hostile)
