@@ -993,12 +993,33 @@ static void mmio_hostile(void)
     rd("width.Status/1", UNDEF, SP_MMIO, M(STATUS), 1, 0, 0);
     wr("Status:=0x7 as 1 byte", SP_MMIO, M(STATUS), 1, 0x7);
     rd("width.status-after-w1", UNDEF, SP_MMIO, M(STATUS), 4, 0, AD);
-    /* queue sizes (2.7) */
-    if (!is_legacy) {
+    /* queue sizes (2.7): QueueNum is write-only, so the effect shows in whether the queue
+     * can then be enabled (ours: the size stays unwritten, 0, and QueueReady = 1 is refused) */
+    static const uint32_t bad_num[] = {100, 4096, 0};
+    for (unsigned k = 0; k < 3 && !is_legacy; k++) {
+        wr("reset", SP_MMIO, M(STATUS), 4, 0);
+        wr("ACK|DRIVER", SP_MMIO, M(STATUS), 4, AD);
         wr("QueueSel=0", SP_MMIO, M(QUEUE_SEL), 4, 0);
-        wr("QueueNum:=100 (not 2^n)", SP_MMIO, M(QUEUE_NUM), 4, 100);
-        wr("QueueNum:=4096 (> max)", SP_MMIO, M(QUEUE_NUM), 4, 4096);
-        /* QueueNum is write-only: the effect shows in whether the queue can be enabled */
+        wr(L("QueueNum:=%u", bad_num[k]), SP_MMIO, M(QUEUE_NUM), 4, bad_num[k]);
+        wr("QueueDescLow", SP_MMIO, M(QUEUE_DESC_LOW), 4, RING_GPA);
+        wr("QueueDriverLow", SP_MMIO, M(QUEUE_AVAIL_LOW), 4, RING_GPA + 0x4000);
+        wr("QueueDeviceLow", SP_MMIO, M(QUEUE_USED_LOW), 4, RING_GPA + 0x8000);
+        wr("QueueReady:=1", SP_MMIO, M(QUEUE_READY), 4, 1);
+        rd(L("bad-num-%u.QueueReady", bad_num[k]), UNDEF, SP_MMIO, M(QUEUE_READY), 4, 0, 0);
+        rd(L("bad-num-%u.status", bad_num[k]), UNDEF, SP_MMIO, M(STATUS), 4, 0, AD);
+    }
+    /* legacy: GuestPageSize and QueueAlign that are not powers of two (4.2.4) are ignored:
+     * the PFN then places the rings with the defaults (4096) */
+    if (is_legacy) {
+        wr("reset", SP_MMIO, M(STATUS), 4, 0);
+        wr("ACK|DRIVER", SP_MMIO, M(STATUS), 4, AD);
+        wr("GuestPageSize:=3000", SP_MMIO, M(GUEST_PAGE_SIZE), 4, 3000);
+        wr("QueueSel=0", SP_MMIO, M(QUEUE_SEL), 4, 0);
+        wr("QueueNum:=128", SP_MMIO, M(QUEUE_NUM), 4, 128);
+        wr("QueueAlign:=100", SP_MMIO, M(QUEUE_ALIGN), 4, 100);
+        wr("QueuePFN", SP_MMIO, M(QUEUE_PFN), 4, RING_GPA >> 12);
+        rd("legacy.bad-align.QueuePFN", CMP, SP_MMIO, M(QUEUE_PFN), 4, 0xffffffffu, 0);
+        rd("legacy.bad-align.status", UNDEF, SP_MMIO, M(STATUS), 4, 0, AD);
     }
     /* an unoffered feature (bit 60) */
     if (!is_legacy) {
