@@ -47,6 +47,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "net_transport.h"
 #include "qtest.h"
 #include "virtio/mem.h"
 #include "virtio/mmio.h"
@@ -1083,8 +1084,7 @@ int main(int argc, char **argv)
              RAM_SIZE, ram_path);
     uint8_t *our_ram = NULL;
     struct vio_mem *mem = NULL;
-    struct vio_net_backend be = {0};
-    struct vio_net_dev *nd = NULL;
+    struct net_transport ours = {0};
     int rc = 1;
 
     const char *av_pci[] = {"qemu-system-x86_64", "-machine", "q35,memory-backend=mem", "-accel",
@@ -1121,32 +1121,13 @@ int main(int argc, char **argv)
         goto out;
     }
     struct vio_mem_region reg = {.guest_addr = 0, .size = RAM_SIZE, .host_ptr = our_ram};
-    if (vio_mem_add(mem, &reg) < 0 || vio_net_loopback_open(NULL, &be) < 0) {
-        fail("our memory region / loopback backend");
+    if (vio_mem_add(mem, &reg) < 0) {
+        fail("our memory region");
         goto out;
     }
-    struct vio_net_dev_config dc = {
-        .struct_size = sizeof(dc), .backend = &be, .mac_valid = true, .mtu = 1500,
-        /* QEMU's virtio-mmio reports VIRTQUEUE_MAX_SIZE (1024) as every queue's QueueNumMax,
-         * its virtio-pci the model's sizes (256, control 64) */
-        .queue_size = is_pci ? 256 : 1024, .ctrl_queue_size = is_pci ? 64 : 1024,
-        .log = log_fn,
-        /* QEMU's virtio-net without a vnet-header peer offers no offloads; 7.2 has no
-         * IN_ORDER/USO by default */
-        .features_off = (1ull << VIO_NET_F_CSUM) | (1ull << VIO_NET_F_GUEST_CSUM) |
-                        (1ull << VIO_NET_F_GUEST_TSO4) | (1ull << VIO_NET_F_GUEST_TSO6) |
-                        (1ull << VIO_NET_F_GUEST_ECN) | (1ull << VIO_NET_F_GUEST_UFO) |
-                        (1ull << VIO_NET_F_HOST_TSO4) | (1ull << VIO_NET_F_HOST_TSO6) |
-                        (1ull << VIO_NET_F_HOST_ECN) | (1ull << VIO_NET_F_HOST_UFO) |
-                        (1ull << VIO_NET_F_HOST_USO) | (1ull << VIO_NET_F_CTRL_GUEST_OFFLOADS) |
-                        (1ull << VIRTIO_F_IN_ORDER)};
-    memcpy(dc.mac, mac_bytes, 6);
-    if ((r = vio_net_dev_new(&dc, &nd)) < 0) {
-        fail("vio_net_dev_new: %d", r);
-        goto out;
-    }
+    /* where QEMU's device is */
+    uint64_t base = 0, vendor = 0;
     if (is_pci) {
-        /* find QEMU's function */
         bool found = false;
         for (unsigned slot = 0; slot < 32 && !found; slot++) {
             pci_devfn = slot << 3;
@@ -1157,23 +1138,7 @@ int main(int argc, char **argv)
             fail("no virtio-net-pci on bus 0");
             goto out;
         }
-        struct vio_pci_config pc = {.struct_size = sizeof(pc), .dev = vio_net_dev_device(nd),
-                                    .mem = mem, .msix_vectors = NVEC, .log = log_fn,
-                                    .transitional = is_pci_legacy, .legacy_bar = 0};
-        vio_pci_layout_default(&pc.layout);
-        if ((r = vio_pci_new(&pc, &to.p)) < 0) {
-            fail("vio_pci_new: %d", r);
-            goto out;
-        }
-        printf("diff_qtest %s: QEMU virtio-net-pci (00:%02x.0, %s) vs vio_pci%s\n", argv[1],
-               pci_devfn >> 3, is_pci_legacy ? "transitional, legacy I/O BAR 0" : "disable-legacy=on",
-               is_pci_legacy ? " transitional" : "");
-        if (is_pci_legacy)
-            run_pci_legacy();
-        else
-            run_pci();
     } else {
-        uint64_t base = 0;
         for (int i = 31; i >= 0 && !base; i--) {
             uint64_t b = MMIO_FIRST + 0x200u * (unsigned)i, v = 0;
             if (qtest_readn(qt, b + VIRTIO_MMIO_DEVICE_ID, 4, &v) == 0 && v == 1)
@@ -1184,16 +1149,41 @@ int main(int argc, char **argv)
             goto out;
         }
         tq.base[SP_MMIO] = base;
-        uint64_t vendor = 0;
         qtest_readn(qt, base + VIRTIO_MMIO_VENDOR_ID, 4, &vendor);
+    }
+    /* ours, configured to offer what QEMU offers */
+    struct net_transport_config nc = {
+        .mem = mem, .mmio = !is_pci, .legacy = is_legacy, .transitional = is_pci_legacy,
+        .msix_vectors = NVEC, .mac = mac_bytes, .mtu = 1500,
+        /* QEMU's virtio-mmio reports VIRTQUEUE_MAX_SIZE (1024) as every queue's QueueNumMax,
+         * its virtio-pci the model's sizes (256, control 64) */
+        .queue_size = is_pci ? 256 : 1024, .ctrl_queue_size = is_pci ? 64 : 1024,
+        /* QEMU's virtio-net without a vnet-header peer offers no offloads; 7.2 has no
+         * IN_ORDER/USO by default */
+        .features_off = (1ull << VIO_NET_F_CSUM) | (1ull << VIO_NET_F_GUEST_CSUM) |
+                        (1ull << VIO_NET_F_GUEST_TSO4) | (1ull << VIO_NET_F_GUEST_TSO6) |
+                        (1ull << VIO_NET_F_GUEST_ECN) | (1ull << VIO_NET_F_GUEST_UFO) |
+                        (1ull << VIO_NET_F_HOST_TSO4) | (1ull << VIO_NET_F_HOST_TSO6) |
+                        (1ull << VIO_NET_F_HOST_ECN) | (1ull << VIO_NET_F_HOST_UFO) |
+                        (1ull << VIO_NET_F_HOST_USO) | (1ull << VIO_NET_F_CTRL_GUEST_OFFLOADS) |
+                        (1ull << VIRTIO_F_IN_ORDER),
         /* VendorID is the VMM's: ours is configured to QEMU's so the probe compares */
-        struct vio_mmio_config mc = {.struct_size = sizeof(mc), .dev = vio_net_dev_device(nd),
-                                     .mem = mem, .vendor_id = (uint32_t)vendor,
-                                     .legacy = is_legacy, .log = log_fn};
-        if ((r = vio_mmio_new(&mc, &to.m)) < 0) {
-            fail("vio_mmio_new: %d", r);
-            goto out;
-        }
+        .mmio_vendor = (uint32_t)vendor, .log = log_fn};
+    if ((r = net_transport_open(&ours, &nc)) < 0) {
+        fail("our net device behind its transport: %d", r);
+        goto out;
+    }
+    to.p = ours.pci;
+    to.m = ours.mmio;
+    if (is_pci) {
+        printf("diff_qtest %s: QEMU virtio-net-pci (00:%02x.0, %s) vs vio_pci%s\n", argv[1],
+               pci_devfn >> 3, is_pci_legacy ? "transitional, legacy I/O BAR 0" : "disable-legacy=on",
+               is_pci_legacy ? " transitional" : "");
+        if (is_pci_legacy)
+            run_pci_legacy();
+        else
+            run_pci();
+    } else {
         printf("diff_qtest %s: QEMU virtio-net-device at 0x%llx (%s) vs vio_mmio%s\n", argv[1],
                (unsigned long long)base, is_legacy ? "legacy v1" : "force-legacy=false",
                is_legacy ? " legacy" : "");
@@ -1229,11 +1219,7 @@ int main(int argc, char **argv)
            n_cmp, n_dev, n_undef, n_info, n_write);
     rc = failures ? 1 : 0;
 out:
-    vio_pci_free(to.p);
-    vio_mmio_free(to.m);
-    vio_net_dev_free(nd);
-    if (be.ops)
-        vio_net_backend_destroy(&be);
+    net_transport_close(&ours);
     vio_mem_free(mem);
     if (our_ram && our_ram != MAP_FAILED)
         munmap(our_ram, RAM_SIZE);

@@ -20,6 +20,7 @@
 #include <linux/virtio_pci.h>
 
 #include "arena.h"
+#include "net_transport.h"
 #include "virtio/driver.h"
 #include "virtio/net.h"
 #include "virtio/net_backend.h"
@@ -779,9 +780,9 @@ enum lmode {
 
 struct lfx {
     struct arena a;
-    struct vio_net_backend be;
-    struct vio_net_dev *nd;
-    struct vio_pci *p;
+    struct net_transport t;
+    struct vio_net_dev *nd; /* t's */
+    struct vio_pci *p;      /* t's */
     enum lmode mode;
     uint8_t vndr[8];
     unsigned nvndr;
@@ -863,15 +864,11 @@ static void lfx_open(struct lfx *x, enum lmode mode)
     memset(x, 0, sizeof(*x));
     x->mode = mode;
     ck_assert_int_eq(arena_init_simple(&x->a, 0x100000, 8u << 20), 0);
-    ck_assert_int_eq(vio_net_loopback_open(NULL, &x->be), 0);
-    struct vio_net_dev_config dc = {.struct_size = sizeof(dc), .backend = &x->be,
-                                    .mac_valid = true, .queue_size = 256};
-    memcpy(dc.mac, LMAC, 6);
-    ck_assert_int_eq(vio_net_dev_new(&dc, &x->nd), 0);
-    struct vio_pci_config pc = {.struct_size = sizeof(pc), .dev = vio_net_dev_device(x->nd),
-                                .mem = x->a.mem, .msix_vectors = 4, .transitional = true};
-    vio_pci_layout_default(&pc.layout);
-    ck_assert_int_eq(vio_pci_new(&pc, &x->p), 0);
+    struct net_transport_config nc = {.mem = x->a.mem, .transitional = true, .msix_vectors = 4,
+                                      .mac = LMAC, .queue_size = 256};
+    ck_assert_int_eq(net_transport_open(&x->t, &nc), 0);
+    x->nd = x->t.nd;
+    x->p = x->t.pci;
     /* note where the vendor capabilities sit, to hide them */
     uint32_t c;
     ck_assert_int_eq(vio_pci_config_read(x->p, PCI_CAPABILITY_LIST, 1, &c), 0);
@@ -890,9 +887,7 @@ static void lfx_open(struct lfx *x, enum lmode mode)
 
 static void lfx_close(struct lfx *x)
 {
-    vio_pci_free(x->p);
-    vio_net_dev_free(x->nd);
-    vio_net_backend_destroy(&x->be);
+    net_transport_close(&x->t);
     arena_fini(&x->a);
 }
 
