@@ -5,6 +5,9 @@
  * (vio_pci / vio_mmio bound to our virtio-net model on the loopback backend, in process):
  *
  *   diff_qtest pci          q35, virtio-net-pci,disable-legacy=on  vs vio_pci
+ *   diff_qtest pci-transitional  both transitional (QEMU's default virtio-net-pci, ours
+ *                           .transitional), driven through the modern capabilities
+ *   diff_qtest pci-legacy   the same two, driven through the legacy I/O BAR 0
  *   diff_qtest mmio         microvm, virtio-net-device, force-legacy=false  vs vio_mmio (v2)
  *   diff_qtest mmio-legacy  microvm, QEMU's default legacy virtio-mmio v1  vs vio_mmio legacy
  *
@@ -88,7 +91,7 @@ struct target {
 
 static struct qtest *qt;
 static unsigned pci_devfn;
-static bool is_pci, is_legacy, is_pci_legacy;
+static bool is_pci, is_legacy, is_pci_legacy, is_pci_trans; /* trans: either interface */
 static struct target tq = {.name = "qemu", .qemu = true}, to = {.name = "ours"};
 
 static int q_access(struct target *t, bool wr, enum space s, uint64_t off, unsigned size,
@@ -1060,10 +1063,12 @@ static void log_fn(void *o, int level, const char *obj, const char *msg)
 int main(int argc, char **argv)
 {
     is_pci_legacy = argc > 1 && !strcmp(argv[1], "pci-legacy");
-    is_pci = argc > 1 && (!strcmp(argv[1], "pci") || is_pci_legacy);
+    /* pci-transitional: both transitional, driven through the modern capabilities */
+    is_pci_trans = is_pci_legacy || (argc > 1 && !strcmp(argv[1], "pci-transitional"));
+    is_pci = argc > 1 && (!strcmp(argv[1], "pci") || is_pci_trans);
     is_legacy = argc > 1 && !strcmp(argv[1], "mmio-legacy");
     if (argc < 2 || (!is_pci && !is_legacy && strcmp(argv[1], "mmio"))) {
-        fprintf(stderr, "usage: %s pci|pci-legacy|mmio|mmio-legacy\n", argv[0]);
+        fprintf(stderr, "usage: %s pci|pci-transitional|pci-legacy|mmio|mmio-legacy\n", argv[0]);
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1100,7 +1105,7 @@ int main(int argc, char **argv)
                              "virtio-mmio.force-legacy=false", NULL};
     if (is_legacy)
         av_mmio[sizeof(av_mmio) / sizeof(av_mmio[0]) - 3] = NULL;
-    if (is_pci_legacy) /* the transitional function, legacy I/O BAR 0 */
+    if (is_pci_trans) /* the transitional function, legacy I/O BAR 0 */
         av_pci[sizeof(av_pci) / sizeof(av_pci[0]) - 2] =
             "virtio-net-pci,netdev=n0,disable-legacy=off,disable-modern=off,romfile=,"
             "vectors=4,host_mtu=1500,mac=" MAC;
@@ -1131,7 +1136,7 @@ int main(int argc, char **argv)
         bool found = false;
         for (unsigned slot = 0; slot < 32 && !found; slot++) {
             pci_devfn = slot << 3;
-            if (rd_one(&tq, SP_CFG, 0, 4) == ((is_pci_legacy ? 0x1000u : 0x1041u) << 16 | 0x1af4u))
+            if (rd_one(&tq, SP_CFG, 0, 4) == ((is_pci_trans ? 0x1000u : 0x1041u) << 16 | 0x1af4u))
                 found = true;
         }
         if (!found) {
@@ -1153,7 +1158,7 @@ int main(int argc, char **argv)
     }
     /* ours, configured to offer what QEMU offers */
     struct net_transport_config nc = {
-        .mem = mem, .mmio = !is_pci, .legacy = is_legacy, .transitional = is_pci_legacy,
+        .mem = mem, .mmio = !is_pci, .legacy = is_legacy, .transitional = is_pci_trans,
         .msix_vectors = NVEC, .mac = mac_bytes, .mtu = 1500,
         /* QEMU's virtio-mmio reports VIRTQUEUE_MAX_SIZE (1024) as every queue's QueueNumMax,
          * its virtio-pci the model's sizes (256, control 64) */
@@ -1177,8 +1182,11 @@ int main(int argc, char **argv)
     to.m = ours.mmio;
     if (is_pci) {
         printf("diff_qtest %s: QEMU virtio-net-pci (00:%02x.0, %s) vs vio_pci%s\n", argv[1],
-               pci_devfn >> 3, is_pci_legacy ? "transitional, legacy I/O BAR 0" : "disable-legacy=on",
-               is_pci_legacy ? " transitional" : "");
+               pci_devfn >> 3,
+               is_pci_legacy  ? "transitional, legacy I/O BAR 0"
+               : is_pci_trans ? "transitional, modern capabilities"
+                              : "disable-legacy=on",
+               is_pci_trans ? " transitional" : "");
         if (is_pci_legacy)
             run_pci_legacy();
         else
