@@ -316,7 +316,8 @@ int vio_mmio_write(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t 
         }
         return vio_vqr_reg_queue_enable(r, "QueueReady", v);
     case VIRTIO_MMIO_QUEUE_NOTIFY:
-        if (vio_vqr_negotiated(r, MMIO_F_NOTIFICATION_DATA)) {
+        /* (the offer test first keeps the common path free of the status lookup) */
+        if (r->transport_features && vio_vqr_negotiated(r, MMIO_F_NOTIFICATION_DATA)) {
             /* 4.2.2: vqn in bits 0-15, the next avail index (or packed offset and wrap) in
              * bits 16-31 */
             uint16_t next = (uint16_t)(v >> 16);

@@ -851,7 +851,8 @@ static int bar_access(struct vio_pci *p, unsigned bar, uint64_t off, unsigned si
         uint32_t q = (uint32_t)(*value & 0xffff);
         if (l->notify_mult && q != o / l->notify_mult)
             return bad(p, "notify value does not name the queue of its address", off, size);
-        if (vio_vqr_negotiated(&p->r, PCI_F_NOTIFICATION_DATA)) {
+        /* (the offer test first keeps the common path free of the status lookup) */
+        if (p->r.transport_features && vio_vqr_negotiated(&p->r, PCI_F_NOTIFICATION_DATA)) {
             /* 4.1.5.2: vqn in the low 16 bits, the next avail index (or packed offset and
              * wrap counter) in the high 16 */
             if (size != 4)
