@@ -394,6 +394,14 @@ struct vio_pci_driver_io {
     /** write a BAR (as @ref bar_read) */
     int (*bar_write)(void *opaque, unsigned bar, uint64_t base, uint64_t off, unsigned size,
                      uint64_t val);
+    /** optional, for legacy devices: read @p size (1, 2, 4) bytes at offset @p off of I/O BAR
+     *  @p bar, whose port base is @p base (an x86 in instruction at port base + off). Without
+     *  it (and @ref io_write) a device with only the legacy interface is refused (-ENOTSUP). */
+    int (*io_read)(void *opaque, unsigned bar, uint64_t base, uint64_t off, unsigned size,
+                   uint64_t *val);
+    /** optional: write an I/O BAR (as @ref io_read) */
+    int (*io_write)(void *opaque, unsigned bar, uint64_t base, uint64_t off, unsigned size,
+                    uint64_t val);
 };
 
 /** Creation parameters of a PCI driver. */
@@ -408,6 +416,11 @@ struct vio_pci_driver_config {
     uint64_t bar_window_size;          /**< bytes of @ref bar_window */
     vio_log_fn log;                    /**< optional log callback */
     void *log_opaque;                  /**< passed to @ref log */
+    /** I/O port window for a legacy device's I/O BAR that reads back 0 (as @ref bar_window);
+     *  0 / 0 = refuse an unassigned one (-ENXIO). Optional: a caller whose struct_size ends
+     *  before this field gets 0 / 0. */
+    uint32_t io_window;
+    uint32_t io_window_size;           /**< bytes of @ref io_window */
 };
 
 /** What the capability walk found (vio_pci_driver_info()). */
@@ -415,19 +428,33 @@ struct vio_pci_driver_info {
     uint16_t vendor_id;      /**< 0x1af4 */
     uint16_t device_id;      /**< 0x1040 + virtio device id (or a transitional 0x1000..0x103f) */
     uint16_t virtio_id;      /**< virtio device type (1 = net) */
-    uint64_t bar_addr[6];    /**< bus address of each BAR (0: not a memory BAR / unused) */
-    uint64_t bar_size[6];    /**< size of each memory BAR (0: none) */
+    uint64_t bar_addr[6];    /**< bus address of each BAR (0: not a memory BAR / unused; for
+                                  the I/O BAR of a legacy device: its port base) */
+    uint64_t bar_size[6];    /**< size of each memory BAR (0: none; a legacy device's I/O BAR:
+                                  its size) */
     uint32_t notify_off_multiplier; /**< from the notify capability */
     uint16_t msix_vectors;   /**< MSI-X table size (0: no MSI-X capability) */
-    uint32_t device_cfg_len; /**< bytes of the device configuration window (0: none) */
+    uint32_t device_cfg_len; /**< bytes of the device configuration window (0: none; legacy:
+                                  what the I/O BAR holds after the registers with MSI-X on) */
 };
 
 /** Opaque virtio-PCI driver. */
 struct vio_pci_driver;
 
 /**
- * @brief Probe a virtio-PCI modern function: walk its capabilities, size (and where needed
+ * @brief Probe a virtio-PCI function: walk its capabilities, size (and where needed
  * assign) its BARs, enable memory decoding and bus mastering.
+ *
+ * A function without the modern common / notify capabilities that is a transitional one
+ * (device ID 0x1000..0x103f, revision 0, an I/O BAR 0) is driven through its legacy
+ * interface when the accessors have io_read / io_write: the driver's flags then carry
+ * #VIO_DRIVER_LEGACY (32 feature bits, no FEATURES_OK, queues at the size QUEUE_NUM reports,
+ * rings in the legacy layout with the used ring 4096-aligned, placed by QUEUE_PFN at
+ * vio_driver_queue_enable()), I/O decoding is enabled, the number of queues is found by
+ * selecting queues until QUEUE_NUM reads 0 (at most 1024), and the MSI-X vector registers
+ * exist only while MSI-X is enabled (vio_pci_driver_msix_enable() first; the device
+ * configuration moves from offset 20 to 24 then). A device that has the modern capabilities
+ * is always driven through them.
  *
  * The device is not reset here (vio_driver_negotiate() does it).
  * @param[in]  cfg parameters (copied)
@@ -435,12 +462,15 @@ struct vio_pci_driver;
  * @retval 0 success
  * @retval -EINVAL cfg / io / out NULL, an accessor missing, struct_size too small
  * @retval -ENODEV vendor is not 0x1af4 or device id not a virtio one
- * @retval -ENOTSUP no modern common configuration (a legacy-only device)
+ * @retval -ENOTSUP no modern common configuration and no usable legacy interface (not
+ *                  transitional, no I/O BAR 0, or no io_read / io_write accessors)
  * @retval -EPROTO a hostile or broken capability list: a loop, a pointer into the header or
  *                 past 256 bytes, a capability longer than the space, a window beyond its
  *                 BAR, a too-short common/notify/ISR window, an odd notify multiplier, an
- *                 I/O BAR named by a capability, or a BAR that sizes to nonsense
- * @retval -ENXIO a needed BAR is unassigned and there is no (large enough) window
+ *                 I/O BAR named by a capability, or a BAR that sizes to nonsense (a legacy
+ *                 I/O BAR of fewer than 20 or more than 256 bytes)
+ * @retval -ENXIO a needed BAR is unassigned and there is no (large enough) window (memory
+ *                or, for a legacy device's I/O BAR, I/O)
  * @retval -ENOMEM allocation failed
  * @retval other an accessor's error
  */

@@ -36,10 +36,11 @@
  * QueueAlign, QueuePFN; no FEATURES_OK required) is selected with
  * vio_mmio_config::legacy, as QEMU's `force-legacy` does.
  *
+ * VIRTIO_F_NOTIFICATION_DATA: vio_mmio_config::notification_data.
+ *
  * Not implemented yet: shared memory regions (SHMSel reads back and SHMLen reads as -1, "no
- * such region", as the spec asks for a device without any), VIRTIO_F_NOTIFICATION_DATA
- * (not offered: the transport masks it out of the device's offer) and VIRTIO_F_RING_RESET /
- * QueueReset (masked out as well).
+ * such region", as the spec asks for a device without any) and VIRTIO_F_RING_RESET /
+ * QueueReset (masked out of the offer).
  *
  * Threading: vio_mmio_read(), vio_mmio_write() and the control calls run on one thread at a
  * time (the VMM's vCPU exit handler, serialised per device). vio_mmio_queue_notify() is the
@@ -85,6 +86,15 @@ struct vio_mmio_config {
      *  the thread that calls vio_mmio_write(). */
     void (*lower_irq)(void *opaque);
     void *irq_opaque;           /**< passed to the irq hooks */
+    /** Offer VIRTIO_F_NOTIFICATION_DATA (bit 38; the transport implements it, the device never
+     *  sees it). Once negotiated, QueueNotify carries the queue index in bits 0-15 and its
+     *  next avail index (split; packed: offset and wrap counter) in bits 16-31 (4.2.2). An
+     *  ioeventfd on QueueNotify then cannot use datamatch. Optional: a caller whose
+     *  struct_size ends before this field does not offer it. */
+    bool notification_data;
+    /** optional: the data of a QueueNotify write with NOTIFICATION_DATA negotiated, before
+     *  the queue is processed (on the thread that calls vio_mmio_write()) */
+    void (*notify_data)(void *opaque, unsigned qidx, uint16_t next);
 };
 
 /**

@@ -43,9 +43,14 @@
  * Enabling a queue whose rings are misaligned or outside guest memory sets
  * DEVICE_NEEDS_RESET and raises a configuration interrupt.
  *
- * Not implemented yet: the transitional (legacy I/O BAR) interface, VIRTIO_F_NOTIFICATION_DATA
- * and VIRTIO_F_RING_RESET (both masked out of the offer), shared-memory capabilities, PCIe
- * extended capabilities (the extended space reads 0) and power management.
+ * Transitional (legacy I/O BAR) devices: vio_pci_config::transitional. The VMM routes I/O
+ * port accesses inside that BAR to vio_pci_bar_read() / _write() with the BAR's index.
+ *
+ * VIRTIO_F_NOTIFICATION_DATA: vio_pci_config::notification_data.
+ *
+ * Not implemented yet: VIRTIO_F_RING_RESET (masked out of the offer), shared-memory
+ * capabilities, PCIe extended capabilities (the extended space reads 0) and power
+ * management.
  *
  * Threading: the config-space and BAR calls run one at a time per device (the VMM's exit
  * handler); vio_pci_queue_notify() is the data path of one queue. The interrupt hooks are
@@ -117,6 +122,31 @@ struct vio_pci_config {
     /** optional: drive the INTx line (1 assert, 0 deassert). Any thread. */
     void (*set_intx)(void *opaque, int level);
     void *irq_opaque;          /**< passed to the interrupt hooks */
+    /** Transitional device (spec "Legacy Interfaces"): PCI device ID 0x1000 + type - 1,
+     *  revision 0, subsystem device ID = the virtio device type (unless @ref subsys_id is
+     *  set), and besides the modern capabilities an I/O BAR @ref legacy_bar holding the legacy
+     *  register block: HOST_FEATURES (32 bits: the offer's low word, so no VERSION_1),
+     *  GUEST_FEATURES, QUEUE_PFN (legacy ring layout, used ring 4096-aligned, the queue at its
+     *  maximum size), QUEUE_NUM (read-only maximum), QUEUE_SEL, QUEUE_NOTIFY, STATUS, ISR,
+     *  then MSI_CONFIG_VECTOR / MSI_QUEUE_VECTOR while the guest has MSI-X enabled, then the
+     *  device config. A legacy driver (one that does not take VERSION_1) may skip
+     *  FEATURES_OK. The legacy notify for a KVM ioeventfd: BAR @ref legacy_bar, offset 16,
+     *  2 bytes, value = the queue index. Optional: a caller whose struct_size ends before this
+     *  field gets a modern-only device. */
+    bool transitional;
+    /** I/O BAR index of the legacy block (transitional only; 0 as QEMU does); must not be a
+     *  BAR of the layout. Its size is the power of two >= 24 + the device config size. */
+    uint8_t legacy_bar;
+    /** Offer VIRTIO_F_NOTIFICATION_DATA (bit 38; the transport implements it, the device never
+     *  sees it). Once negotiated the driver writes 32 bits to the notify address: the queue
+     *  index and, in the upper 16 bits, its next avail index (split ring: the whole index;
+     *  packed: offset and wrap counter). A 2-byte write still notifies (logged at debug).
+     *  A VMM binding ioeventfds then binds them without datamatch (a multiplier of 0 cannot
+     *  be used), and the data of those writes is not seen. */
+    bool notification_data;
+    /** optional: the data of a trapped notify with NOTIFICATION_DATA negotiated, before the
+     *  queue is processed (on the thread that calls vio_pci_bar_write()) */
+    void (*notify_data)(void *opaque, unsigned qidx, uint16_t next);
 };
 
 /**
@@ -134,7 +164,9 @@ VIO_API void vio_pci_layout_default(struct vio_pci_layout *l);
  * @retval 0 success
  * @retval -EINVAL cfg, out, dev or mem NULL, struct_size too small, a layout whose windows
  *                 overlap, are misaligned or do not fit their BAR, more than 2048 vectors,
- *                 a device without queues or without VERSION_1
+ *                 a device without queues or without VERSION_1; transitional: a legacy_bar
+ *                 that is a BAR of the layout or above 5, a device config that does not fit
+ *                 a 256-byte I/O BAR, a device type above 0x40
  * @retval -EBUSY the device is bound to another transport
  * @retval -ENOMEM allocation failed
  */
@@ -170,7 +202,8 @@ VIO_API int vio_pci_config_write(struct vio_pci *p, uint32_t offset, unsigned si
 /**
  * @brief A read inside BAR @p bar.
  * @param[in]  p      the transport
- * @param[in]  bar    BAR index (the layout's bar or msix_bar)
+ * @param[in]  bar    BAR index (the layout's bar or msix_bar, or a transitional device's
+ *                    legacy_bar: an I/O BAR, the VMM routes port accesses there)
  * @param[in]  offset byte offset inside the BAR (guest controlled)
  * @param[in]  size   1, 2, 4 or 8 (guest controlled)
  * @param[out] value  the value (0 for a refused access)

@@ -1631,8 +1631,11 @@ static int op_set_features(void *o, uint64_t neg)
     struct vio_net_dev *d = o;
     if (neg & ~d->offered)
         return -ENOTSUP;
-    /* Only the virtio 1 header layout (12 bytes, num_buffers always present) is implemented. */
-    if (!has(neg, VIO_F_VERSION_1))
+    /* Only the virtio 1 header layout (12 bytes, num_buffers always present) is implemented.
+     * A legacy driver (no VERSION_1, behind a transport that lets it in: legacy virtio-MMIO,
+     * the transitional PCI I/O BAR) uses the same 12 bytes when it takes MRG_RXBUF (spec
+     * 5.1.6, legacy interface; little-endian hosts only, as the whole library). */
+    if (!has(neg, VIO_F_VERSION_1) && !has(neg, VIO_NET_F_MRG_RXBUF))
         return -ENOTSUP;
     for (unsigned k = 0; k < sizeof(feature_deps) / sizeof(feature_deps[0]); k++)
         if (!dep_ok(neg, k, d->frontend_ctrl)) {

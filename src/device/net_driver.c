@@ -160,8 +160,13 @@ static int plan(const struct vio_net_driver_config *cfg, struct nd_plan *p)
 
     p->indirect = vio_has_feature(f, VIO_F_INDIRECT_DESC) && cfg->indirect_max > 0;
     p->ind_max = p->indirect ? cfg->indirect_max : 0;
-    /* The used ring on its own cache line, as Linux lays out virtio 1 rings. */
-    p->ring_bytes = round_up(vio_split_ring_layout(p->qsize, 64, &p->avail_off, &p->used_off), ND_PAGE);
+    /* The used ring on its own cache line, as Linux lays out virtio 1 rings; for a legacy
+     * device (no VERSION_1) on the next page, the legacy layout that the PCI legacy interface
+     * fixes (and legacy MMIO accepts with QueueAlign 4096). */
+    unsigned used_align = vio_has_feature(f, VIO_F_VERSION_1) ? 64u : ND_PAGE;
+    p->ring_bytes = round_up(vio_split_ring_layout(p->qsize, used_align, &p->avail_off,
+                                                   &p->used_off),
+                             ND_PAGE);
     p->ind_bytes = p->indirect ? round_up(16ull * p->qsize * p->ind_max, ND_PAGE) : 0;
     p->per_pair = 2 * p->ring_bytes + p->ind_bytes +
                   round_up((uint64_t)p->rx_bufs * p->rx_stride, ND_PAGE) +

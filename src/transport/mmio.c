@@ -6,6 +6,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,7 @@ struct vio_mmio {
     void (*raise_irq)(void *opaque, uint32_t bits);
     void (*lower_irq)(void *opaque);
     void *irq_opaque;
+    void (*notify_data)(void *opaque, unsigned qidx, uint16_t next);
     uint32_t shm_sel;
     /* legacy (version 1) */
     uint32_t page_size;
@@ -56,7 +58,13 @@ int vio_mmio_new(const struct vio_mmio_config *cfg, struct vio_mmio **out)
     if (!out)
         return -EINVAL;
     *out = NULL;
-    if (!cfg || cfg->struct_size < sizeof(*cfg) || !cfg->dev || !cfg->mem)
+    /* the fields from notification_data on came later: a smaller struct_size leaves them 0 */
+    if (!cfg || cfg->struct_size < offsetof(struct vio_mmio_config, notification_data))
+        return -EINVAL;
+    struct vio_mmio_config cbuf = {0};
+    memcpy(&cbuf, cfg, cfg->struct_size < sizeof(cbuf) ? cfg->struct_size : sizeof(cbuf));
+    cfg = &cbuf;
+    if (!cfg->dev || !cfg->mem)
         return -EINVAL;
     struct vio_mmio *m = calloc(1, sizeof(*m));
     if (!m)
@@ -66,12 +74,17 @@ int vio_mmio_new(const struct vio_mmio_config *cfg, struct vio_mmio **out)
     m->raise_irq = cfg->raise_irq;
     m->lower_irq = cfg->lower_irq;
     m->irq_opaque = cfg->irq_opaque;
+    m->notify_data = cfg->notify_data;
     m->page_size = 4096;
     struct vio_vqr_config rc = {.dev = cfg->dev, .mem = cfg->mem, .log = cfg->log,
                                 .log_opaque = cfg->log_opaque, .name = "virtio-mmio",
                                 .legacy = cfg->legacy,
                                 .hide_features = vio_feature_bit(MMIO_F_NOTIFICATION_DATA) |
                                                  vio_feature_bit(MMIO_F_RING_RESET),
+                                .transport_features =
+                                    cfg->notification_data && !cfg->legacy
+                                        ? vio_feature_bit(MMIO_F_NOTIFICATION_DATA)
+                                        : 0,
                                 .ops = &mmio_vqr_ops, .opaque = m};
     int e = vio_vqr_init(&m->r, &rc);
     if (e < 0) {
@@ -303,6 +316,15 @@ int vio_mmio_write(struct vio_mmio *m, uint64_t offset, unsigned size, uint64_t 
         }
         return vio_vqr_reg_queue_enable(r, "QueueReady", v);
     case VIRTIO_MMIO_QUEUE_NOTIFY:
+        /* (the offer test first keeps the common path free of the status lookup) */
+        if (r->transport_features && vio_vqr_negotiated(r, MMIO_F_NOTIFICATION_DATA)) {
+            /* 4.2.2: vqn in bits 0-15, the next avail index (or packed offset and wrap) in
+             * bits 16-31 */
+            uint16_t next = (uint16_t)(v >> 16);
+            v &= 0xffff;
+            if (m->notify_data && v < r->nq)
+                m->notify_data(m->irq_opaque, v, next);
+        }
         rc = vio_vqr_notify(r, v);
         if (rc == -ERANGE)
             return bad(m, "QueueNotify of a queue the device does not have", offset, size);

@@ -47,6 +47,12 @@ struct vio_pci {
     void (*msix_update)(void *opaque, uint16_t vector, uint64_t addr, uint32_t data, bool masked);
     void (*set_intx)(void *opaque, int level);
     void *irq_opaque;
+    void (*notify_data)(void *opaque, unsigned qidx, uint16_t next);
+    /* transitional: the legacy register block in an I/O BAR */
+    bool transitional;
+    uint8_t lbar;
+    uint32_t lbar_size;
+    uint32_t *pfn; /* legacy QUEUE_PFN per queue (0: not placed through the legacy block) */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -270,19 +276,28 @@ static void build_image(struct vio_pci *p, const struct vio_pci_config *c, uint3
 {
     const struct vio_pci_layout *l = &p->l;
     put16(p, PCI_VENDOR_ID, 0x1af4, 0);
-    put16(p, PCI_DEVICE_ID, (uint16_t)(0x1040 + devid), 0);
+    /* spec 4.1.2.1: a transitional device has ID 0x1000 + (type - 1) and revision 0, and its
+     * subsystem device ID names the type (4.1.2.3, what a legacy driver matches on) */
+    put16(p, PCI_DEVICE_ID,
+          (uint16_t)(p->transitional ? 0x1000 + devid - 1 : 0x1040 + devid), 0);
     put16(p, PCI_COMMAND, 0,
-          PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE);
+          PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE |
+              (p->transitional ? PCI_COMMAND_IO : 0));
     put16(p, PCI_STATUS, PCI_STATUS_CAP_LIST, 0);
     uint32_t cls = c->class_code ? c->class_code
                                  : devid == VIO_DEVICE_ID_NET ? 0x020000u : 0xff0000u;
-    put32(p, PCI_CLASS_REVISION, cls << 8 | 1, 0); /* revision 1: a modern device */
+    /* revision 1: a modern device; 0: transitional */
+    put32(p, PCI_CLASS_REVISION, cls << 8 | (p->transitional ? 0 : 1), 0);
     put8(p, PCI_HEADER_TYPE, PCI_HEADER_TYPE_NORMAL, 0);
     put_bar(p, l->bar, l->bar_size, l->bar64);
+    if (p->transitional)
+        put32(p, PCI_BASE_ADDRESS_0 + 4 * p->lbar, PCI_BASE_ADDRESS_SPACE_IO,
+              ~(p->lbar_size - 1) & ~3u);
     if (p->nvec && l->msix_bar != l->bar)
         put_bar(p, l->msix_bar, l->msix_bar_size, false);
     put16(p, PCI_SUBSYSTEM_VENDOR_ID, c->subsys_vendor ? c->subsys_vendor : 0x1af4, 0);
-    put16(p, PCI_SUBSYSTEM_ID, c->subsys_id ? c->subsys_id : 0x1100, 0);
+    put16(p, PCI_SUBSYSTEM_ID,
+          c->subsys_id ? c->subsys_id : p->transitional ? (uint16_t)devid : 0x1100, 0);
     put8(p, PCI_CAPABILITY_LIST, p->nvec ? CAP_MSIX : CAP_COMMON, 0);
     put8(p, PCI_INTERRUPT_LINE, 0, 0xff);
     put8(p, PCI_INTERRUPT_PIN, 1, 0); /* INTA# */
@@ -311,13 +326,27 @@ static void build_image(struct vio_pci *p, const struct vio_pci_config *c, uint3
     put32(p, CAP_PCICFG + 16, 0, 0xffffffffu);
 }
 
-int vio_pci_new(const struct vio_pci_config *cfg, struct vio_pci **out)
+static uint32_t pow2_ceil(uint32_t v)
+{
+    uint32_t x = 1;
+    while (x < v)
+        x <<= 1;
+    return x;
+}
+
+int vio_pci_new(const struct vio_pci_config *cfg_in, struct vio_pci **out)
 {
     if (!out)
         return -EINVAL;
     *out = NULL;
-    if (!cfg || cfg->struct_size < sizeof(*cfg) || !cfg->dev || !cfg->dev->ops || !cfg->mem ||
-        cfg->msix_vectors > MAX_VECTORS)
+    /* the fields from @c transitional on came later: a smaller struct_size leaves them 0 */
+    if (!cfg_in || cfg_in->struct_size < offsetof(struct vio_pci_config, transitional))
+        return -EINVAL;
+    struct vio_pci_config cfgbuf = {0};
+    memcpy(&cfgbuf, cfg_in,
+           cfg_in->struct_size < sizeof(cfgbuf) ? cfg_in->struct_size : sizeof(cfgbuf));
+    const struct vio_pci_config *cfg = &cfgbuf;
+    if (!cfg->dev || !cfg->dev->ops || !cfg->mem || cfg->msix_vectors > MAX_VECTORS)
         return -EINVAL;
     unsigned nq = vio_device_num_queues(cfg->dev);
     uint32_t devcfg = vio_device_config_size(cfg->dev);
@@ -325,9 +354,23 @@ int vio_pci_new(const struct vio_pci_config *cfg, struct vio_pci **out)
         return -EINVAL;
     if (check_layout(&cfg->layout, nq, devcfg, cfg->msix_vectors) < 0)
         return -EINVAL;
+    const struct vio_pci_layout *cl = &cfg->layout;
+    if (cfg->transitional &&
+        (cfg->legacy_bar > 5 || cfg->legacy_bar == cl->bar ||
+         (cl->bar64 && cfg->legacy_bar == cl->bar + 1) ||
+         (cfg->msix_vectors && cfg->legacy_bar == cl->msix_bar) ||
+         VIRTIO_PCI_CONFIG_OFF(1) + devcfg > 256 || vio_device_id(cfg->dev) == 0 ||
+         vio_device_id(cfg->dev) > 0x40))
+        return -EINVAL; /* I/O BARs hold at most 256 bytes; IDs 0x1000..0x103f */
     struct vio_pci *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
+    p->transitional = cfg->transitional;
+    p->notify_data = cfg->notify_data;
+    p->lbar = cfg->legacy_bar;
+    p->lbar_size = pow2_ceil(VIRTIO_PCI_CONFIG_OFF(1) + devcfg);
+    if (p->lbar_size < 32)
+        p->lbar_size = 32;
     p->l = cfg->layout;
     p->nvec = cfg->msix_vectors;
     p->dev_cfg_size = devcfg;
@@ -351,8 +394,14 @@ int vio_pci_new(const struct vio_pci_config *cfg, struct vio_pci **out)
     struct vio_vqr_config rc = {.dev = cfg->dev, .mem = cfg->mem, .log = cfg->log,
                                 .log_opaque = cfg->log_opaque, .name = "virtio-pci",
                                 .initial_size = 1, /* queue_size reads the maximum */
+                                .legacy = cfg->transitional, /* a legacy driver may skip
+                                                                FEATURES_OK / VERSION_1 */
                                 .hide_features = vio_feature_bit(PCI_F_NOTIFICATION_DATA) |
                                                  vio_feature_bit(PCI_F_RING_RESET),
+                                .transport_features =
+                                    cfg->notification_data
+                                        ? vio_feature_bit(PCI_F_NOTIFICATION_DATA)
+                                        : 0,
                                 .ops = &pci_vqr_ops, .opaque = p};
     int e = vio_vqr_init(&p->r, &rc);
     if (e < 0) {
@@ -360,6 +409,10 @@ int vio_pci_new(const struct vio_pci_config *cfg, struct vio_pci **out)
         free(p->pba);
         free(p);
         return e;
+    }
+    if (p->transitional && !(p->pfn = calloc(p->r.nq, sizeof(*p->pfn)))) {
+        vio_pci_free(p);
+        return -ENOMEM;
     }
     build_image(p, cfg, vio_device_id(cfg->dev));
     *out = p;
@@ -373,6 +426,7 @@ void vio_pci_free(struct vio_pci *p)
     vio_vqr_fini(&p->r);
     free(p->tab);
     free(p->pba);
+    free(p->pfn);
     free(p);
 }
 
@@ -484,6 +538,8 @@ static uint16_t vector_or_none(const struct vio_pci *p, uint64_t v)
 static void reset_transport(struct vio_pci *p)
 {
     atomic_store_explicit(&p->config_vector, VIO_PCI_NO_VECTOR, memory_order_release);
+    if (p->pfn)
+        memset(p->pfn, 0, p->r.nq * sizeof(*p->pfn));
     if (p->set_intx)
         p->set_intx(p->irq_opaque, 0);
 }
@@ -610,12 +666,161 @@ static int msix_access(struct vio_pci *p, uint64_t off, unsigned size, bool writ
     return 1; /* not MSI-X */
 }
 
+/* ------------------------------------------------------------------------ */
+/* transitional: the legacy register block (spec 4.1.4.10, "Legacy Interfaces: A Note on PCI
+ * Device Layout")                                                           */
+
+/* Legacy QUEUE_PFN != 0 places the rings (legacy layout, 4096-aligned used ring) and enables
+ * the queue at its maximum size; 0 disables it. */
+static int legacy_pfn(struct vio_pci *p, uint32_t pfn)
+{
+    struct vio_vqr *r = &p->r;
+    struct vio_vqr_queue *q = vio_vqr_cur(r);
+    if (!q)
+        return vio_vqr_queue_refused(r, -ENOENT, "QUEUE_PFN", pfn);
+    if (pfn == 0) {
+        vio_vqr_disable(r);
+        p->pfn[r->sel] = 0;
+        return 0;
+    }
+    if (q->enabled)
+        return vio_vqr_queue_refused(r, -EBUSY, "QUEUE_PFN", pfn);
+    uint16_t n = vio_vqr_size(r, r->sel);
+    uint64_t desc = (uint64_t)pfn << VIRTIO_PCI_QUEUE_ADDR_SHIFT;
+    uint64_t avail = desc + 16ull * n;
+    uint64_t used = (avail + 6 + 2ull * n + VIRTIO_PCI_VRING_ALIGN - 1) &
+                    ~(uint64_t)(VIRTIO_PCI_VRING_ALIGN - 1);
+    vio_vqr_set_addr(r, 0, 2, desc);
+    vio_vqr_set_addr(r, 1, 2, avail);
+    vio_vqr_set_addr(r, 2, 2, used);
+    int rc = vio_vqr_enable(r);
+    if (rc == -EFAULT) {
+        vio_vqr_warn(r, VIO_LOG_ERROR, "queue %u: QUEUE_PFN 0x%x places the rings outside "
+                     "guest memory; device needs reset", r->sel, pfn);
+        vio_vqr_needs_reset(r);
+        return -EPROTO;
+    }
+    if (rc < 0)
+        return vio_vqr_queue_refused(r, rc, "QUEUE_PFN", pfn);
+    p->pfn[r->sel] = pfn;
+    return 0;
+}
+
+static unsigned legacy_width(uint64_t off, bool mx)
+{
+    switch (off) {
+    case VIRTIO_PCI_HOST_FEATURES:
+    case VIRTIO_PCI_GUEST_FEATURES:
+    case VIRTIO_PCI_QUEUE_PFN:
+        return 4;
+    case VIRTIO_PCI_QUEUE_NUM:
+    case VIRTIO_PCI_QUEUE_SEL:
+    case VIRTIO_PCI_QUEUE_NOTIFY:
+        return 2;
+    case VIRTIO_PCI_STATUS:
+    case VIRTIO_PCI_ISR:
+        return 1;
+    case VIRTIO_MSI_CONFIG_VECTOR:
+    case VIRTIO_MSI_QUEUE_VECTOR:
+        return mx ? 2 : 0;
+    default:
+        return 0;
+    }
+}
+
+static int legacy_access(struct vio_pci *p, uint64_t off, unsigned size, bool write,
+                         uint64_t *value)
+{
+    struct vio_vqr *r = &p->r;
+    /* the device config follows the MSI-X vectors only while MSI-X is enabled */
+    bool mx = msix_on(p);
+    uint64_t cfg_off = VIRTIO_PCI_CONFIG_OFF(mx);
+    if (off >= cfg_off && off < p->lbar_size)
+        return device_access(p, off - cfg_off, size, write, value);
+    if (legacy_width(off, mx) != size)
+        return bad(p, "legacy register access of the wrong width or offset", off, size);
+    struct vio_vqr_queue *q = vio_vqr_cur(r);
+    uint32_t v = (uint32_t)*value;
+    if (!write) {
+        switch (off) {
+        case VIRTIO_PCI_HOST_FEATURES:
+            *value = vio_vqr_device_features_word(r, 0); /* 32 bits: no VERSION_1 */
+            return 0;
+        case VIRTIO_PCI_GUEST_FEATURES:
+            *value = vio_vqr_driver_features_read(r, 0);
+            return 0;
+        case VIRTIO_PCI_QUEUE_PFN:
+            *value = q ? p->pfn[r->sel] : 0;
+            return 0;
+        case VIRTIO_PCI_QUEUE_NUM:
+            *value = q ? vio_vqr_size(r, r->sel) : 0; /* 0: no such queue */
+            return 0;
+        case VIRTIO_PCI_QUEUE_SEL:
+            *value = r->sel & 0xffff;
+            return 0;
+        case VIRTIO_PCI_STATUS:
+            *value = vio_vqr_status(r);
+            return 0;
+        case VIRTIO_PCI_ISR:
+            *value = vio_vqr_isr_take(r);
+            if (p->set_intx)
+                p->set_intx(p->irq_opaque, 0);
+            return 0;
+        case VIRTIO_MSI_CONFIG_VECTOR:
+            *value = atomic_load_explicit(&p->config_vector, memory_order_acquire);
+            return 0;
+        case VIRTIO_MSI_QUEUE_VECTOR:
+            *value = q ? q->vector : VIO_PCI_NO_VECTOR;
+            return 0;
+        default:
+            return bad(p, "read of the write-only legacy QUEUE_NOTIFY", off, size);
+        }
+    }
+    int rc;
+    switch (off) {
+    case VIRTIO_PCI_GUEST_FEATURES:
+        rc = vio_vqr_driver_features_word(r, 0, v);
+        if (rc < 0) {
+            vio_vqr_warn(r, VIO_LOG_WARN, "GUEST_FEATURES 0x%x refused (features fixed or "
+                         "DRIVER not set); ignored", v);
+            return -EPROTO;
+        }
+        return 0;
+    case VIRTIO_PCI_QUEUE_PFN:
+        return legacy_pfn(p, v);
+    case VIRTIO_PCI_QUEUE_SEL:
+        return vio_vqr_select(r, v);
+    case VIRTIO_PCI_QUEUE_NOTIFY:
+        rc = vio_vqr_notify(r, v);
+        if (rc == -ERANGE)
+            return bad(p, "legacy QUEUE_NOTIFY of a queue the device does not have", off, size);
+        return 0;
+    case VIRTIO_PCI_STATUS:
+        rc = vio_vqr_reg_status(r, v);
+        if (v == 0)
+            reset_transport(p);
+        return rc;
+    case VIRTIO_MSI_CONFIG_VECTOR:
+        atomic_store_explicit(&p->config_vector, vector_or_none(p, v), memory_order_release);
+        return 0;
+    case VIRTIO_MSI_QUEUE_VECTOR:
+        if (!q)
+            return vio_vqr_queue_refused(r, -ENOENT, "MSI_QUEUE_VECTOR", v);
+        vio_vqr_set_vector(r, vector_or_none(p, v));
+        return 0;
+    default:
+        return bad(p, "write to a read-only legacy register", off, size);
+    }
+}
+
 static int bar_access(struct vio_pci *p, unsigned bar, uint64_t off, unsigned size, bool write,
                       uint64_t *value)
 {
     const struct vio_pci_layout *l = &p->l;
     if (size == 0 || size > 8)
         return bad(p, "BAR access of a bad width", off, size);
+    if (p->transitional && bar == p->lbar)
+        return legacy_access(p, off, size, write, value);
     if (p->nvec && bar == l->msix_bar) {
         int rc = msix_access(p, off, size, write, value);
         if (rc <= 0)
@@ -646,6 +851,16 @@ static int bar_access(struct vio_pci *p, unsigned bar, uint64_t off, unsigned si
         uint32_t q = (uint32_t)(*value & 0xffff);
         if (l->notify_mult && q != o / l->notify_mult)
             return bad(p, "notify value does not name the queue of its address", off, size);
+        /* (the offer test first keeps the common path free of the status lookup) */
+        if (p->r.transport_features && vio_vqr_negotiated(&p->r, PCI_F_NOTIFICATION_DATA)) {
+            /* 4.1.5.2: vqn in the low 16 bits, the next avail index (or packed offset and
+             * wrap counter) in the high 16 */
+            if (size != 4)
+                vio_vqr_warn(&p->r, VIO_LOG_DEBUG, "queue %u: %u-byte notify without data "
+                             "although NOTIFICATION_DATA is negotiated", q, size);
+            else if (p->notify_data && q < p->r.nq)
+                p->notify_data(p->irq_opaque, q, (uint16_t)(*value >> 16));
+        }
         int rc = vio_vqr_notify(&p->r, q);
         if (rc == -ERANGE)
             return bad(p, "notify of a queue the device does not have", off, size);
@@ -759,10 +974,13 @@ uint64_t vio_pci_bar_address(const struct vio_pci *p, unsigned bar)
 {
     if (!p || bar > 5)
         return 0;
-    bool used = bar == p->l.bar || (p->nvec && bar == p->l.msix_bar);
+    bool used = bar == p->l.bar || (p->nvec && bar == p->l.msix_bar) ||
+                (p->transitional && bar == p->lbar);
     if (!used)
         return 0;
     unsigned off = PCI_BASE_ADDRESS_0 + 4 * bar;
+    if (p->transitional && bar == p->lbar)
+        return get(p, off, 4) & ~3u;
     uint64_t a = get(p, off, 4) & ~0xfu;
     if (bar == p->l.bar && p->l.bar64)
         a |= (uint64_t)get(p, off + 4, 4) << 32;

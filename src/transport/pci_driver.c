@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * virtio-PCI modern, driver seat: capability walker, BAR sizing / assignment, and the
- * generic driver ops over the common / notify / ISR / device configuration windows
- * (virtio 1.2, 4.1 "Virtio Over PCI Bus").
+ * virtio-PCI, driver seat: capability walker, BAR sizing / assignment, and the generic
+ * driver ops over the common / notify / ISR / device configuration windows (virtio 1.2,
+ * 4.1 "Virtio Over PCI Bus"), or, for a transitional function without the modern
+ * capabilities, over the legacy register block in I/O BAR 0 (4.1.4.10, "Legacy Interfaces").
  *
  * Everything the function shows is device-controlled and untrusted. The configuration
  * space is read once into a 256-byte snapshot and walked there: every capability pointer
@@ -29,6 +30,7 @@
 
 struct win {
     bool present;
+    bool io; /* an I/O BAR (the legacy block) */
     uint8_t bar;
     uint32_t off, len;
 };
@@ -37,6 +39,7 @@ struct pq {
     uint32_t max;     /* cached maximum size, UINT32_MAX = not read since reset */
     uint64_t notify;  /* offset in the notify window's BAR, UINT64_MAX = not enabled */
     bool setup;       /* queue_setup() ran since the last reset */
+    uint32_t pfn;     /* legacy: QUEUE_PFN to write at enable */
 };
 
 struct vio_pci_driver {
@@ -51,6 +54,9 @@ struct vio_pci_driver {
     uint32_t msix_off;
     uint16_t nq;
     struct pq *q;
+    bool legacy;      /* driven through the legacy I/O block (struct win legacy) */
+    bool msix_on;     /* MSI-X enabled through vio_pci_driver_msix_enable() */
+    struct win lw;    /* the legacy register block */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -69,6 +75,9 @@ static int cfgw(struct vio_pci_driver *p, unsigned off, unsigned size, uint32_t 
 static int winr(struct vio_pci_driver *p, const struct win *w, uint32_t off, unsigned size,
                 uint64_t *v)
 {
+    if (w->io)
+        return p->io->io_read(p->opaque, w->bar, p->info.bar_addr[w->bar],
+                              (uint64_t)w->off + off, size, v);
     return p->io->bar_read(p->opaque, w->bar, p->info.bar_addr[w->bar], (uint64_t)w->off + off,
                            size, v);
 }
@@ -76,6 +85,9 @@ static int winr(struct vio_pci_driver *p, const struct win *w, uint32_t off, uns
 static int winw(struct vio_pci_driver *p, const struct win *w, uint32_t off, unsigned size,
                 uint64_t v)
 {
+    if (w->io)
+        return p->io->io_write(p->opaque, w->bar, p->info.bar_addr[w->bar],
+                               (uint64_t)w->off + off, size, v);
     return p->io->bar_write(p->opaque, w->bar, p->info.bar_addr[w->bar], (uint64_t)w->off + off,
                             size, v);
 }
@@ -277,6 +289,54 @@ static int size_bars(struct vio_pci_driver *p, const struct vio_pci_driver_confi
     return cfgw(p, PCI_COMMAND, 2, (cmd & ~(uint32_t)PCI_COMMAND_IO) | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 }
 
+/* Legacy: size I/O BAR 0 (20..256 bytes, a power of 2), assign it from the I/O window when
+ * it reads back 0, and turn I/O decoding on. */
+static int legacy_io_bar(struct vio_pci_driver *p, const struct vio_pci_driver_config *cfg)
+{
+    const unsigned reg = PCI_BASE_ADDRESS_0;
+    uint32_t lo, mask, cmd;
+    int r;
+    if ((r = cfgr(p, reg, 4, &lo)) < 0)
+        return r;
+    if (!(lo & PCI_BASE_ADDRESS_SPACE_IO))
+        return -ENOTSUP;
+    if ((r = cfgr(p, PCI_COMMAND, 2, &cmd)) < 0 ||
+        (r = cfgw(p, PCI_COMMAND, 2, cmd & ~(uint32_t)PCI_COMMAND_IO)) < 0 ||
+        (r = cfgw(p, reg, 4, 0xffffffffu)) < 0 || (r = cfgr(p, reg, 4, &mask)) < 0 ||
+        (r = cfgw(p, reg, 4, lo)) < 0)
+        return r;
+    mask &= PCI_BASE_ADDRESS_IO_MASK;
+    if (!(mask >> 16))
+        mask |= 0xffff0000u; /* a 16-bit decoder */
+    uint32_t size = ~mask + 1;
+    if (!mask || (size & (size - 1)) || size < 20 || size > 256)
+        BAD(p, "legacy I/O BAR 0 sizes to %u bytes", size);
+    uint32_t base = lo & PCI_BASE_ADDRESS_IO_MASK;
+    if (!base) {
+        uint64_t cur = ((uint64_t)cfg->io_window + size - 1) & ~(uint64_t)(size - 1);
+        uint64_t end = (uint64_t)cfg->io_window + cfg->io_window_size;
+        if (!cfg->io_window_size || !cur || cur < cfg->io_window || cur > end ||
+            end - cur < size ||
+            cur + size > 0x10000u) {
+            vio_logf(p->log, p->log_opaque, VIO_LOG_WARN, "pci-driver",
+                     "legacy I/O BAR 0 (%u bytes) is unassigned and does not fit the I/O "
+                     "window", size);
+            return -ENXIO;
+        }
+        base = (uint32_t)cur;
+        if ((r = cfgw(p, reg, 4, base)) < 0)
+            return r;
+    }
+    /* x86 port I/O is 16 bits wide: a block past 0xffff cannot be reached */
+    if ((uint64_t)base + size > 0x10000u)
+        BAD(p, "legacy I/O BAR 0 at 0x%x (%u bytes) runs past the 64 KiB port space", base,
+            size);
+    p->info.bar_addr[0] = base;
+    p->info.bar_size[0] = size;
+    p->lw = (struct win){.present = true, .io = true, .bar = 0, .off = 0, .len = size};
+    return cfgw(p, PCI_COMMAND, 2, cmd | PCI_COMMAND_IO | PCI_COMMAND_MASTER);
+}
+
 static int check_win(struct vio_pci_driver *p, const struct win *w, const char *what, uint32_t min)
 {
     if (!w->present)
@@ -306,14 +366,54 @@ static void forget_queues(struct vio_pci_driver *p)
     }
 }
 
+static int legacy_count_queues(struct vio_pci_driver *p);
+
+/* The rest of the probe of a legacy function (the caller walked the capabilities: MSI-X). */
+static int legacy_probe(struct vio_pci_driver *p, const struct vio_pci_driver_config *cfg)
+{
+    bool need[6] = {0};
+    if (p->msix_cap)
+        need[p->msix_bar] = true;
+    if (p->msix_cap && p->msix_bar == 0)
+        BAD(p, "MSI-X table in the legacy I/O BAR 0");
+    int r = size_bars(p, cfg, need); /* the MSI-X BAR (memory decoding on) */
+    if (r < 0)
+        return r;
+    if ((r = legacy_io_bar(p, cfg)) < 0) {
+        if (r == -ENOTSUP)
+            vio_logf(p->log, p->log_opaque, VIO_LOG_WARN, "pci-driver",
+                     "transitional function without an I/O BAR 0");
+        return r;
+    }
+    if (p->msix_cap &&
+        (uint64_t)p->msix_off + 16ull * p->info.msix_vectors > p->info.bar_size[p->msix_bar])
+        BAD(p, "MSI-X table of %u entries beyond BAR %u", p->info.msix_vectors, p->msix_bar);
+    p->legacy = true;
+    p->info.notify_off_multiplier = 0;
+    p->info.device_cfg_len = p->lw.len - VIRTIO_PCI_CONFIG_OFF(1);
+    if ((r = legacy_count_queues(p)) < 0)
+        return r;
+    vio_logf(p->log, p->log_opaque, VIO_LOG_INFO, "pci-driver",
+             "legacy virtio device %u (%04x:%04x), I/O BAR 0 at 0x%llx (%u bytes), %u queues, "
+             "%u MSI-X vectors",
+             p->info.virtio_id, p->info.vendor_id, p->info.device_id,
+             (unsigned long long)p->info.bar_addr[0], p->lw.len, p->nq, p->info.msix_vectors);
+    return 0;
+}
+
 int vio_pci_driver_new(const struct vio_pci_driver_config *cfg, struct vio_pci_driver **out)
 {
     if (!out)
         return -EINVAL;
     *out = NULL;
-    if (!cfg || cfg->struct_size < sizeof(*cfg) || !cfg->io || !cfg->io->cfg_read ||
-        !cfg->io->cfg_write || !cfg->io->bar_read || !cfg->io->bar_write)
+    /* the fields from io_window on came later: a smaller struct_size leaves them 0 */
+    if (!cfg || cfg->struct_size < offsetof(struct vio_pci_driver_config, io_window) ||
+        !cfg->io || !cfg->io->cfg_read || !cfg->io->cfg_write || !cfg->io->bar_read ||
+        !cfg->io->bar_write)
         return -EINVAL;
+    struct vio_pci_driver_config cbuf = {0};
+    memcpy(&cbuf, cfg, cfg->struct_size < sizeof(cbuf) ? cfg->struct_size : sizeof(cbuf));
+    cfg = &cbuf;
     struct vio_pci_driver *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
@@ -346,17 +446,24 @@ int vio_pci_driver_new(const struct vio_pci_driver_config *cfg, struct vio_pci_d
         r = -EPROTO;
         goto fail;
     }
-    if (!(le(c, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST)) {
-        r = -ENOTSUP;
-        goto fail;
-    }
-    if ((r = walk(p, c)) < 0)
+    /* a legacy-only function may have no capability list at all */
+    if ((le(c, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST) && (r = walk(p, c)) < 0)
         goto fail;
     if (!p->common.present || !p->notify.present) {
-        vio_logf(p->log, p->log_opaque, VIO_LOG_WARN, "pci-driver",
-                 "no modern common/notify capability (legacy device?)");
-        r = -ENOTSUP;
-        goto fail;
+        /* 4.1.2.3 / 4.1.4.10: a transitional function (ID 0x1000..0x103f, revision 0) has the
+         * legacy register block in I/O BAR 0 */
+        if (p->info.device_id >= 0x1040 || c[PCI_REVISION_ID] != 0 || !cfg->io->io_read ||
+            !cfg->io->io_write) {
+            vio_logf(p->log, p->log_opaque, VIO_LOG_WARN, "pci-driver",
+                     "no modern common/notify capability and no usable legacy interface");
+            r = -ENOTSUP;
+            goto fail;
+        }
+        r = legacy_probe(p, cfg);
+        if (r < 0)
+            goto fail;
+        *out = p;
+        return 0;
     }
     bool need[6] = {0};
     need[p->common.bar] = need[p->notify.bar] = true;
@@ -640,9 +747,269 @@ static const struct vio_driver_ops pci_ops = {
     .set_queue_vector = p_set_queue_vector,
 };
 
+/* ------------------------------------------------------------------------ */
+/* legacy ops: the I/O BAR 0 register block                                  */
+
+#define LQ_MAX 1024u /* QEMU's VIRTIO_QUEUE_MAX: more queues than any legacy device has */
+
+static int lr(struct vio_pci_driver *p, uint32_t off, unsigned size, uint64_t *v)
+{
+    uint64_t x = 0;
+    int r = winr(p, &p->lw, off, size, &x);
+    *v = r == 0 ? x & (size == 4 ? 0xffffffffu : size == 2 ? 0xffffu : 0xffu) : 0;
+    return r;
+}
+
+static int lwr(struct vio_pci_driver *p, uint32_t off, unsigned size, uint64_t v)
+{
+    return winw(p, &p->lw, off, size, v);
+}
+
+/* Queues are counted by selecting them until QUEUE_NUM reads 0 (legacy has no num_queues). */
+static int legacy_count_queues(struct vio_pci_driver *p)
+{
+    unsigned n = 0;
+    for (; n < LQ_MAX; n++) {
+        uint64_t num;
+        int r;
+        if ((r = lwr(p, VIRTIO_PCI_QUEUE_SEL, 2, n)) < 0 ||
+            (r = lr(p, VIRTIO_PCI_QUEUE_NUM, 2, &num)) < 0)
+            return r;
+        if (!num)
+            break;
+    }
+    p->nq = (uint16_t)n;
+    p->q = calloc(n ? n : 1, sizeof(*p->q));
+    if (!p->q)
+        return -ENOMEM;
+    forget_queues(p);
+    return 0;
+}
+
+static int l_get_features(void *o, uint64_t *f)
+{
+    uint64_t v;
+    if (!f)
+        return -EINVAL;
+    int r = lr(o, VIRTIO_PCI_HOST_FEATURES, 4, &v);
+    if (r == 0)
+        *f = v; /* 32 bits */
+    return r;
+}
+
+static int l_set_features(void *o, uint64_t f)
+{
+    if (f >> 32)
+        return -EINVAL; /* the legacy interface has 32 feature bits */
+    return lwr(o, VIRTIO_PCI_GUEST_FEATURES, 4, f);
+}
+
+static int l_get_status(void *o, uint8_t *st)
+{
+    uint64_t v;
+    if (!st)
+        return -EINVAL;
+    int r = lr(o, VIRTIO_PCI_STATUS, 1, &v);
+    if (r == 0)
+        *st = (uint8_t)v;
+    return r;
+}
+
+static int l_set_status(void *o, uint8_t st)
+{
+    return st ? lwr(o, VIRTIO_PCI_STATUS, 1, st) : -EINVAL;
+}
+
+static int l_reset(void *o)
+{
+    struct vio_pci_driver *p = o;
+    int r = lwr(p, VIRTIO_PCI_STATUS, 1, 0);
+    if (r < 0)
+        return r;
+    forget_queues(p);
+    for (unsigned i = 0; i < p->nq; i++)
+        p->q[i].pfn = 0;
+    /* Linux's vp_legacy_reset reads the status back to flush the write */
+    for (int i = 0; i < RESET_POLLS; i++) {
+        uint64_t v;
+        if ((r = lr(p, VIRTIO_PCI_STATUS, 1, &v)) < 0)
+            return r;
+        if (v == 0)
+            return 0;
+    }
+    return -ETIMEDOUT;
+}
+
+/* The device config follows the vectors only while MSI-X is on (4.1.4.10). */
+static int l_cfg_rw(struct vio_pci_driver *p, unsigned off, uint8_t *buf, unsigned len, bool wr)
+{
+    if (!buf)
+        return -EINVAL;
+    uint32_t at = VIRTIO_PCI_CONFIG_OFF(p->msix_on);
+    if ((uint64_t)off + len > p->lw.len - at)
+        return -ERANGE;
+    struct win w = p->lw;
+    w.off = at;
+    w.len = p->lw.len - at;
+    struct wregs x = {p, &w};
+    struct vio_drv_regs io = regs(&x);
+    return vio_drv_config_rw(&io, 0, off, buf, len, wr);
+}
+
+static int l_config_read(void *o, unsigned off, void *buf, unsigned len)
+{
+    return l_cfg_rw(o, off, buf, len, false);
+}
+
+static int l_config_write(void *o, unsigned off, const void *buf, unsigned len)
+{
+    return l_cfg_rw(o, off, (uint8_t *)(uintptr_t)buf, len, true);
+}
+
+static int l_select(struct vio_pci_driver *p, unsigned idx)
+{
+    if (idx >= p->nq)
+        return -ERANGE;
+    return lwr(p, VIRTIO_PCI_QUEUE_SEL, 2, idx);
+}
+
+static int l_queue_max_size(void *o, unsigned idx)
+{
+    struct vio_pci_driver *p = o;
+    int r = l_select(p, idx);
+    if (r < 0)
+        return r;
+    if (p->q[idx].max == UINT32_MAX) {
+        uint64_t v;
+        if ((r = lr(p, VIRTIO_PCI_QUEUE_NUM, 2, &v)) < 0)
+            return r;
+        p->q[idx].max = (uint16_t)v;
+    }
+    return (int)p->q[idx].max;
+}
+
+/* The legacy ring layout: descriptors page-aligned, avail right after them, used at the next
+ * 4096 boundary after avail's used_event; the size is QUEUE_NUM, which the driver cannot
+ * change. */
+static int l_queue_setup(void *o, unsigned idx, const struct vio_driver_queue *q)
+{
+    struct vio_pci_driver *p = o;
+    if (!vio_drv_ring_ok(q))
+        return -EINVAL;
+    int max = l_queue_max_size(p, idx); /* selects */
+    if (max < 0)
+        return max;
+    if (q->size != (unsigned)max)
+        return -ERANGE;
+    uint64_t end = q->driver + 6 + 2ull * q->size;
+    if ((q->desc % VIRTIO_PCI_VRING_ALIGN) ||
+        (q->desc >> VIRTIO_PCI_QUEUE_ADDR_SHIFT) > UINT32_MAX ||
+        q->driver != q->desc + 16ull * q->size ||
+        q->device != ((end + VIRTIO_PCI_VRING_ALIGN - 1) & ~(uint64_t)(VIRTIO_PCI_VRING_ALIGN - 1)))
+        return -EINVAL;
+    uint64_t cur;
+    int r = lr(p, VIRTIO_PCI_QUEUE_PFN, 4, &cur);
+    if (r < 0)
+        return r;
+    if (cur)
+        return -EBUSY;
+    p->q[idx].pfn = (uint32_t)(q->desc >> VIRTIO_PCI_QUEUE_ADDR_SHIFT);
+    p->q[idx].setup = true;
+    return 0;
+}
+
+static int l_queue_enable(void *o, unsigned idx)
+{
+    struct vio_pci_driver *p = o;
+    int r = l_select(p, idx);
+    if (r < 0)
+        return r;
+    if (!p->q[idx].setup)
+        return -EINVAL;
+    uint64_t back;
+    if ((r = lwr(p, VIRTIO_PCI_QUEUE_PFN, 4, p->q[idx].pfn)) < 0 ||
+        (r = lr(p, VIRTIO_PCI_QUEUE_PFN, 4, &back)) < 0)
+        return r;
+    if (back != p->q[idx].pfn) {
+        vio_logf(p->log, p->log_opaque, VIO_LOG_WARN, "pci-driver",
+                 "queue %u: QUEUE_PFN reads 0x%llx after 0x%x was written", idx,
+                 (unsigned long long)back, p->q[idx].pfn);
+        return -EPROTO;
+    }
+    p->q[idx].notify = VIRTIO_PCI_QUEUE_NOTIFY;
+    return 0;
+}
+
+static int l_notify(void *o, unsigned idx)
+{
+    struct vio_pci_driver *p = o;
+    if (idx >= p->nq)
+        return -ERANGE;
+    if (p->q[idx].notify == UINT64_MAX)
+        return -EINVAL;
+    return lwr(p, VIRTIO_PCI_QUEUE_NOTIFY, 2, idx);
+}
+
+static int l_ack_interrupt(void *o)
+{
+    uint64_t v;
+    int r = lr(o, VIRTIO_PCI_ISR, 1, &v);
+    return r < 0 ? r : (int)(v & (VIO_DRIVER_INT_VRING | VIO_DRIVER_INT_CONFIG));
+}
+
+static int l_set_config_vector(void *o, uint16_t vec)
+{
+    struct vio_pci_driver *p = o;
+    if (!p->msix_cap)
+        return -ENOTSUP;
+    if (!p->msix_on)
+        return -EINVAL; /* the register exists only while MSI-X is enabled */
+    uint64_t v;
+    int r;
+    if ((r = lwr(p, VIRTIO_MSI_CONFIG_VECTOR, 2, vec)) < 0 ||
+        (r = lr(p, VIRTIO_MSI_CONFIG_VECTOR, 2, &v)) < 0)
+        return r;
+    return vec_result(vec, v);
+}
+
+static int l_set_queue_vector(void *o, unsigned idx, uint16_t vec)
+{
+    struct vio_pci_driver *p = o;
+    if (!p->msix_cap)
+        return -ENOTSUP;
+    if (!p->msix_on)
+        return -EINVAL;
+    uint64_t v;
+    int r = l_select(p, idx);
+    if (r < 0 || (r = lwr(p, VIRTIO_MSI_QUEUE_VECTOR, 2, vec)) < 0 ||
+        (r = lr(p, VIRTIO_MSI_QUEUE_VECTOR, 2, &v)) < 0)
+        return r;
+    return vec_result(vec, v);
+}
+
+static const struct vio_driver_ops pci_legacy_ops = {
+    .flags = VIO_DRIVER_LEGACY,
+    .get_features = l_get_features,
+    .set_features = l_set_features,
+    .get_status = l_get_status,
+    .set_status = l_set_status,
+    .reset = l_reset,
+    .config_read = l_config_read,
+    .config_write = l_config_write,
+    .num_queues = p_num_queues,
+    .queue_max_size = l_queue_max_size,
+    .queue_setup = l_queue_setup,
+    .queue_enable = l_queue_enable,
+    .notify = l_notify,
+    .ack_interrupt = l_ack_interrupt,
+    .set_config_vector = l_set_config_vector,
+    .set_queue_vector = l_set_queue_vector,
+};
+
 struct vio_driver vio_pci_driver_get(struct vio_pci_driver *p)
 {
-    return (struct vio_driver){.ops = p ? &pci_ops : NULL, .opaque = p};
+    return (struct vio_driver){.ops = !p ? NULL : p->legacy ? &pci_legacy_ops : &pci_ops,
+                               .opaque = p};
 }
 
 int vio_pci_driver_msix_set_entry(struct vio_pci_driver *p, uint16_t vec, uint64_t addr,
@@ -677,5 +1044,8 @@ int vio_pci_driver_msix_enable(struct vio_pci_driver *p, bool enable)
     ctrl &= ~(uint32_t)(PCI_MSIX_FLAGS_MASKALL | PCI_MSIX_FLAGS_ENABLE);
     if (enable)
         ctrl |= PCI_MSIX_FLAGS_ENABLE;
-    return cfgw(p, p->msix_cap + PCI_MSIX_FLAGS, 2, ctrl);
+    if ((r = cfgw(p, p->msix_cap + PCI_MSIX_FLAGS, 2, ctrl)) < 0)
+        return r;
+    p->msix_on = enable; /* legacy: where the device config sits */
+    return 0;
 }

@@ -74,7 +74,8 @@ static int validate(void *opaque, uint64_t feats)
         r->features_applied = true;
         return 0;
     }
-    int rc = vio_device_set_features(r->dev, feats);
+    /* the transport's own features (NOTIFICATION_DATA) are not the device's business */
+    int rc = vio_device_set_features(r->dev, feats & ~r->transport_features);
     if (rc < 0) {
         vio_vqr_warn(r, VIO_LOG_WARN, "the device refused features 0x%llx (%s); FEATURES_OK "
                      "stays clear", (unsigned long long)feats, strerror(-rc));
@@ -102,6 +103,7 @@ int vio_vqr_init(struct vio_vqr *r, const struct vio_vqr_config *cfg)
     r->ops = cfg->ops;
     r->opaque = cfg->opaque;
     r->log_budget = VQR_LOG_BUDGET;
+    r->transport_features = cfg->transport_features;
     r->nq = vio_device_num_queues(cfg->dev);
     if (r->nq == 0 || r->nq > VIO_DEVICE_MAX_QUEUES)
         return -EINVAL;
@@ -109,7 +111,9 @@ int vio_vqr_init(struct vio_vqr *r, const struct vio_vqr_config *cfg)
     if (!r->qs)
         return -ENOMEM;
     struct vio_status_config sc = {.struct_size = sizeof(sc),
-                                   .device_features = vio_device_features(cfg->dev) & ~cfg->hide_features,
+                                   .device_features = (vio_device_features(cfg->dev) &
+                                                       ~cfg->hide_features) |
+                                                      cfg->transport_features,
                                    .allow_legacy = cfg->legacy,
                                    .validate = validate,
                                    .validate_opaque = r};
@@ -261,6 +265,11 @@ int vio_vqr_rings_ok(const struct vio_mem *mem, uint16_t n, uint64_t desc, uint6
 static uint64_t negotiated(const struct vio_vqr *r)
 {
     return vio_status_driver_features(r->st);
+}
+
+bool vio_vqr_negotiated(const struct vio_vqr *r, unsigned bit)
+{
+    return vio_has_feature(negotiated(r), bit);
 }
 
 /* Create, set up and start queue i. Control path; NEEDS_RESET on failure. */

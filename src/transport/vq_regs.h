@@ -56,6 +56,9 @@ struct vio_vqr_config {
     bool legacy;             /* a legacy driver may skip FEATURES_OK / VERSION_1 */
     uint16_t initial_size;   /* 0: queue size resets to 0; else to the queue's max (PCI) */
     uint64_t hide_features;  /* device features the transport does not offer (mask) */
+    uint64_t transport_features; /* features the transport itself offers and implements
+                                    (e.g. NOTIFICATION_DATA): added to the offer, never
+                                    passed to the device (mask) */
     const struct vio_vqr_ops *ops;
     void *opaque;
 };
@@ -77,6 +80,7 @@ struct vio_vqr {
     uint32_t dev_feat_sel, drv_feat_sel;
     unsigned log_budget;      /* rate limit: warnings left until the next reset */
     bool features_applied;    /* vio_device_set_features() accepted the set */
+    uint64_t transport_features;
     _Atomic uint32_t isr;     /* interrupt status bits (MMIO InterruptStatus / PCI ISR); set
                                  on device threads, read and acknowledged by the decoder */
 };
@@ -163,6 +167,9 @@ void vio_vqr_isr_raise(struct vio_vqr *r, uint32_t bits);
 uint32_t vio_vqr_isr(const struct vio_vqr *r);
 uint32_t vio_vqr_isr_ack(struct vio_vqr *r, uint32_t bits);
 uint32_t vio_vqr_isr_take(struct vio_vqr *r);
+
+/* Whether feature bit @p bit is among the driver's features (as written so far). */
+bool vio_vqr_negotiated(const struct vio_vqr *r, unsigned bit);
 
 /* A trapped notify of queue @p idx: -ERANGE no such queue, -EIO not running, else the
  * device's result. */

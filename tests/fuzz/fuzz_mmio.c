@@ -5,7 +5,8 @@
  * model on a loopback backend, with 64 KiB of guest memory in a guard-paged arena (a device
  * access outside it faults; ASan reports any other stray access).
  *
- * Input: byte 0 bit 0 selects legacy (version 1); then records of 7 bytes:
+ * Input: byte 0 bit 0 selects legacy (version 1), bit 1 offers VIRTIO_F_NOTIFICATION_DATA
+ * (version 2 only; QueueNotify then carries data in bits 16-31); then records of 7 bytes:
  *   op      bits 0-1: 0 read, 1 write, 2 write with the value taken as an offset into guest
  *           memory (so ring addresses land inside it often), 3 data path: let the device move
  *           loopback frames into RX and kick TX (vio_mmio_queue_notify of every queue);
@@ -71,11 +72,21 @@ static void check_state(struct vio_mmio *m, bool legacy)
     CHECK(rd(m, VIRTIO_MMIO_VERSION) == (legacy ? 1u : 2u), "version changed");
 }
 
+static unsigned g_nq;
+
+static void notify_data_hook(void *o, unsigned q, uint16_t next)
+{
+    (void)o;
+    (void)next;
+    CHECK(q < g_nq, "notify data for queue %u of %u", q, g_nq);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
     bool legacy = data[0] & 1;
+    bool ndata = data[0] & 2;
     data++;
     size--;
     struct arena a;
@@ -94,9 +105,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     struct vio_mmio *m;
     struct vio_mmio_config mc = {.struct_size = sizeof(mc), .dev = vio_net_dev_device(nd),
-                                 .mem = a.mem, .legacy = legacy};
+                                 .mem = a.mem, .legacy = legacy, .notification_data = ndata,
+                                 .notify_data = notify_data_hook};
     if (vio_mmio_new(&mc, &m) < 0)
         abort();
+    g_nq = vio_device_num_queues(vio_net_dev_device(nd));
     static const unsigned widths[4] = {4, 1, 2, 8};
     unsigned nops = 0;
     uint32_t acked_isr = 0;

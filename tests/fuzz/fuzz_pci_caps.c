@@ -11,9 +11,13 @@
  * Configuration writes are stored, except that BAR registers keep only the bits a BAR of
  * that size implements (how sizing works on real hardware).
  *
+ * A function without the modern capabilities may be taken as a legacy one (the I/O BAR
+ * accessors are given, with an I/O window): its register reads come from the same stream.
+ *
  * Oracles (abort on failure): every configuration access lies in [0, 256); every BAR access
- * names BAR 0..5 and lies inside the size that BAR reported; the bus address passed is the
- * one the BAR registers hold; a probe either fails with one of its documented errnos or
+ * names BAR 0..5 and lies inside the size that BAR reported; every I/O access names BAR 0, an
+ * I/O BAR, inside its size, at the port base its register holds; the bus address passed is
+ * the one the BAR registers hold; a probe either fails with one of its documented errnos or
  * yields info consistent with the space (vendor 0x1af4, windows inside their BARs); no op
  * returns an undocumented positive value.
  */
@@ -131,7 +135,36 @@ static int bar_write(void *o, unsigned bar, uint64_t base, uint64_t off, unsigne
     return 0;
 }
 
-static const struct vio_pci_driver_io io = {cfg_read, cfg_write, bar_read, bar_write};
+static void io_check(struct fz *f, unsigned bar, uint64_t base, uint64_t off, unsigned size)
+{
+    CHECK(bar == 0 && (f->cfg[0x10] & 1));
+    CHECK(size == 1 || size == 2 || size == 4);
+    CHECK(f->size[0] && off < f->size[0] && size <= f->size[0] - off);
+    CHECK(base == (get(f->cfg, 0x10, 4) & ~3ull) && base + f->size[0] <= 0x10000);
+}
+
+static int io_read(void *o, unsigned bar, uint64_t base, uint64_t off, unsigned size, uint64_t *v)
+{
+    struct fz *f = o;
+    io_check(f, bar, base, off, size);
+    uint64_t x = 0;
+    for (unsigned i = 0; i < size && f->slen; i++) {
+        x |= (uint64_t)f->stream[f->spos] << (8 * i);
+        f->spos = (f->spos + 1) % f->slen;
+    }
+    *v = x;
+    return 0;
+}
+
+static int io_write(void *o, unsigned bar, uint64_t base, uint64_t off, unsigned size, uint64_t v)
+{
+    (void)v;
+    io_check(o, bar, base, off, size);
+    return 0;
+}
+
+static const struct vio_pci_driver_io io = {cfg_read, cfg_write, bar_read, bar_write, io_read,
+                                            io_write};
 
 static void ok_err(int r)
 {
@@ -173,7 +206,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct vio_pci_driver_config c = {.struct_size = sizeof(c), .io = &io, .io_opaque = &f,
                                       .bar_window = 0x80000000ull,
-                                      .bar_window_size = 0x80000000ull};
+                                      .bar_window_size = 0x80000000ull,
+                                      .io_window = 0xc000, .io_window_size = 0x1000};
     struct vio_pci_driver *p = NULL;
     int r = vio_pci_driver_new(&c, &p);
     if (r < 0) {
@@ -200,6 +234,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(max >= -ERANGE && max <= 0xffff);
         struct vio_driver_queue dq = {.size = 16, .desc = 0x1000, .driver = 0x2000, .device = 0x3000};
         ok_err(vio_driver_queue_setup(&d, q, &dq));
+        if (max > 0 && max <= 0x8000 && !(max & (max - 1))) { /* the legacy shape */
+            uint64_t used = (0x10000 + 16ull * max + 6 + 2ull * max + 4095) & ~4095ull;
+            dq = (struct vio_driver_queue){(uint16_t)max, 0x10000, 0x10000 + 16ull * max, used};
+            ok_err(vio_driver_queue_setup(&d, q, &dq));
+        }
         ok_err(vio_driver_queue_enable(&d, q));
         ok_err(vio_driver_notify(&d, q));
         ok_err(vio_driver_set_queue_vector(&d, q, (uint16_t)q));

@@ -7,6 +7,9 @@
  *                      assignment, MSI-X vector checks, ISR, an MSI-X message into RAM)
  *   driver_qtest pci-transitional  the same with QEMU's default transitional function
  *                      (1af4:1000, legacy I/O BAR 0 beside the modern capabilities)
+ *   driver_qtest pci-legacy  q35, virtio-net-pci,disable-modern=on: no modern capabilities,
+ *                      the driver falls back to the legacy I/O BAR 0 (VIO_DRIVER_LEGACY: 32
+ *                      feature bits, QUEUE_PFN, vectors only with MSI-X on)
  *   driver_qtest mmio  microvm, virtio-net-device on the last virtio-mmio transport,
  *                      force-legacy=false (MMIO v2 prober, InterruptStatus/ACK)
  *   driver_qtest mmio-legacy  the same with QEMU's default, legacy virtio-mmio version 1
@@ -60,7 +63,7 @@ static int failures;
     } while (0)
 
 static char dir[64];
-static bool legacy, transitional;
+static bool legacy, transitional, pci_legacy;
 static struct qtest *qt;
 static uint8_t *ram;
 static int net_fd = -1;
@@ -104,7 +107,25 @@ static int bar_write(void *o, unsigned bar, uint64_t base, uint64_t off, unsigne
     return qtest_writen(qt, base + off, size, v);
 }
 
-static const struct vio_pci_driver_io pci_io = {cfg_read, cfg_write, bar_read, bar_write};
+static int io_read(void *o, unsigned bar, uint64_t base, uint64_t off, unsigned size, uint64_t *v)
+{
+    (void)o;
+    (void)bar;
+    uint32_t x = 0;
+    int r = qtest_in(qt, size, (uint16_t)(base + off), &x);
+    *v = x;
+    return r;
+}
+
+static int io_write(void *o, unsigned bar, uint64_t base, uint64_t off, unsigned size, uint64_t v)
+{
+    (void)o;
+    (void)bar;
+    return qtest_out(qt, size, (uint16_t)(base + off), (uint32_t)v);
+}
+
+static const struct vio_pci_driver_io pci_io = {cfg_read, cfg_write, bar_read, bar_write,
+                                                io_read, io_write};
 
 /* ---- MMIO accessors ---- */
 static uint64_t mmio_base;
@@ -173,7 +194,8 @@ static int round_trip(const struct vio_driver *drv, struct vio_mem *mem, bool pc
                                           vio_feature_bit(VIO_NET_F_MRG_RXBUF),
                                  &feat);
     CHECK(r == 0, "negotiate: %d", r);
-    CHECK(vio_has_feature(feat, VIO_F_VERSION_1) != legacy && vio_has_feature(feat, VIO_NET_F_MAC) &&
+    CHECK(vio_has_feature(feat, VIO_F_VERSION_1) != (legacy || pci_legacy) &&
+              vio_has_feature(feat, VIO_NET_F_MAC) &&
               vio_has_feature(feat, VIO_NET_F_STATUS) && vio_has_feature(feat, VIO_NET_F_MRG_RXBUF),
           "features 0x%llx", (unsigned long long)feat);
 
@@ -198,6 +220,15 @@ static int round_trip(const struct vio_driver *drv, struct vio_mem *mem, bool pc
          * NO_VECTOR (QEMU's msix_vector_use() fails) and is reported as -ENOSPC */
         struct vio_pci_driver_info info;
         vio_pci_driver_info(pd, &info);
+        if (pci_legacy) {
+            /* the legacy vector registers exist only while MSI-X is on */
+            CHECK(vio_pci_driver_msix_enable(pd, false) == 0, "msix off");
+            CHECK(vio_driver_set_config_vector(drv, 0) == -EINVAL, "legacy vector, MSI-X off");
+            CHECK(vio_pci_driver_msix_enable(pd, true) == 0, "msix on");
+            /* the config moved to offset 24: the MAC still reads right */
+            CHECK(vio_driver_config_read(drv, 0, mac, 6) == 0 && !memcmp(mac, mac_bytes, 6),
+                  "mac with MSI-X on");
+        }
         CHECK(vio_driver_set_config_vector(drv, 0) == 0, "config vector 0");
         CHECK(vio_driver_set_queue_vector(drv, 1, 1) == 0, "queue 1 vector 1");
         r = vio_driver_set_queue_vector(drv, 1, (uint16_t)(info.msix_vectors + 5));
@@ -308,10 +339,11 @@ out:
 int main(int argc, char **argv)
 {
     transitional = argc > 1 && !strcmp(argv[1], "pci-transitional");
-    bool pci = argc > 1 && (!strcmp(argv[1], "pci") || transitional);
+    pci_legacy = argc > 1 && !strcmp(argv[1], "pci-legacy");
+    bool pci = argc > 1 && (!strcmp(argv[1], "pci") || transitional || pci_legacy);
     legacy = argc > 1 && !strcmp(argv[1], "mmio-legacy");
     if (argc < 2 || (!pci && !legacy && strcmp(argv[1], "mmio"))) {
-        fprintf(stderr, "usage: %s pci|pci-transitional|mmio|mmio-legacy\n", argv[0]);
+        fprintf(stderr, "usage: %s pci|pci-transitional|pci-legacy|mmio|mmio-legacy\n", argv[0]);
         return 2;
     }
     if (system("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0) {
@@ -363,6 +395,9 @@ int main(int argc, char **argv)
                             "virtio-net-pci,netdev=n0,disable-legacy=on,romfile=,mac=" MAC, NULL};
     if (transitional)
         av_pci[sizeof(av_pci) / sizeof(av_pci[0]) - 2] = "virtio-net-pci,netdev=n0,romfile=,mac=" MAC;
+    if (pci_legacy)
+        av_pci[sizeof(av_pci) / sizeof(av_pci[0]) - 2] =
+            "virtio-net-pci,netdev=n0,disable-legacy=off,disable-modern=on,romfile=,mac=" MAC;
     const char *av_mmio[] = {"qemu-system-x86_64", "-machine", "microvm,memory-backend=mem",
                              "-accel", "tcg", "-bios", bios_path, "-display", "none", "-nodefaults", "-m",
                              "128M", "-object", mem_arg, "-netdev", net_arg, "-device",
@@ -390,14 +425,15 @@ int main(int argc, char **argv)
         for (unsigned slot = 0; slot < 32 && !found; slot++) {
             pci_devfn = slot << 3;
             uint32_t id;
-            uint32_t want = (transitional ? 0x1000u : 0x1041u) << 16 | 0x1af4u;
+            uint32_t want = (transitional || pci_legacy ? 0x1000u : 0x1041u) << 16 | 0x1af4u;
             if (cfg_read(NULL, 0, 4, &id) == 0 && id == want)
                 found = true;
         }
         CHECK(found, "no virtio-net function on bus 0");
         struct vio_pci_driver_config pc = {.struct_size = sizeof(pc), .io = &pci_io,
                                            .bar_window = 0xe0000000u,
-                                           .bar_window_size = 0x10000000u, .log = log_fn};
+                                           .bar_window_size = 0x10000000u, .log = log_fn,
+                                           .io_window = 0xc000, .io_window_size = 0x1000};
         CHECK((r = vio_pci_driver_new(&pc, &pd)) == 0, "pci probe %d", r);
         struct vio_pci_driver_info info;
         vio_pci_driver_info(pd, &info);
@@ -411,6 +447,7 @@ int main(int argc, char **argv)
         CHECK(info.virtio_id == 1 && info.msix_vectors > 0 && info.device_cfg_len >= 8,
               "probe info");
         drv = vio_pci_driver_get(pd);
+        CHECK(!!(drv.ops->flags & VIO_DRIVER_LEGACY) == pci_legacy, "legacy flag");
     } else {
         /* the device sits on the last transport; the empty ones read device id 0 */
         int empty = 0;
@@ -431,7 +468,8 @@ int main(int argc, char **argv)
                 (unsigned long long)mmio_base, empty);
         drv = vio_mmio_driver_get(md);
     }
-    CHECK(vio_driver_set_queue_vector(&drv, 0, 0) == (pci ? 0 : -ENOTSUP), "vector op");
+    CHECK(vio_driver_set_queue_vector(&drv, 0, 0) == (pci_legacy ? -EINVAL : pci ? 0 : -ENOTSUP),
+          "vector op");
     /* microvm puts the virtio-mmio lines on its second IOAPIC (at 0xfec10000, QOM path
      * /machine/unattached/device[3] in QEMU 7.2) */
     const char *ioapic = pci ? "ioapic" : "/machine/unattached/device[3]";

@@ -4,6 +4,9 @@
  * a virtio-PCI modern function (configuration space with BAR sizing, a common
  * configuration with select registers, notify / ISR / device windows, an MSI-X table) and
  * a virtio-MMIO v2 window. Hostile capability lists and register values get exact errnos.
+ * The legacy PCI seat (VIO_DRIVER_LEGACY over I/O BAR 0) runs against our own transitional
+ * device side (vio_pci + the virtio-net model on a loopback backend) with the modern
+ * capabilities hidden, moving frames, and against that device made hostile.
  * QEMU's real models are exercised by tests/integration/driver_qtest.c.
  */
 #include <check.h>
@@ -16,7 +19,13 @@
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_pci.h>
 
+#include "arena.h"
+#include "net_transport.h"
 #include "virtio/driver.h"
+#include "virtio/net.h"
+#include "virtio/net_backend.h"
+#include "virtio/net_driver.h"
+#include "virtio/pci.h"
 #include "virtio/status.h"
 
 #define V1 ((uint64_t)1 << VIO_F_VERSION_1)
@@ -754,6 +763,297 @@ START_TEST(test_mmio_probe_bad)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* legacy PCI seat against our transitional device with the modern capabilities hidden      */
+
+enum lmode {
+    L_OK,          /* a well-behaved legacy function */
+    L_NO_IO,       /* the application gives no io_read / io_write */
+    L_REV1,        /* revision 1: not transitional */
+    L_IO_TINY,     /* the I/O BAR sizes to 16 bytes */
+    L_IO_MEM,      /* BAR 0 claims to be a memory BAR */
+    L_NO_WINDOW,   /* BAR 0 unassigned and no I/O window */
+    L_PFN_DROP,    /* QUEUE_PFN writes are lost */
+    L_QNUM_FOREVER, /* QUEUE_NUM never reads 0: queue counting stops at 1024 */
+    L_IO_HIGH       /* BAR 0 already placed past the 64 KiB port space */
+};
+
+struct lfx {
+    struct arena a;
+    struct net_transport t;
+    struct vio_net_dev *nd; /* t's */
+    struct vio_pci *p;      /* t's */
+    enum lmode mode;
+    uint8_t vndr[8];
+    unsigned nvndr;
+    bool sizing0;
+};
+
+static const uint8_t LMAC[6] = {0x52, 0x54, 0x00, 0x0e, 0x9a, 0x1c};
+
+static int l_cfg_read(void *o, unsigned off, unsigned size, uint32_t *v)
+{
+    struct lfx *x = o;
+    int r = vio_pci_config_read(x->p, off, size, v);
+    for (unsigned i = 0; i < size; i++) {
+        unsigned at = off + i;
+        uint32_t m = 0xffu << (8 * i);
+        for (unsigned k = 0; k < x->nvndr; k++)
+            if (at == x->vndr[k])
+                *v &= ~m; /* a capability of ID 0: the walk passes over it */
+        if (at == PCI_REVISION_ID && x->mode == L_REV1)
+            *v = (*v & ~m) | (1u << (8 * i));
+        if (at == PCI_BASE_ADDRESS_0 && x->mode == L_IO_TINY && x->sizing0)
+            *v = 0xfffffff1u;
+        if (at == PCI_BASE_ADDRESS_0 && x->mode == L_IO_MEM)
+            *v &= ~1u;
+    }
+    return r;
+}
+
+static int l_cfg_write(void *o, unsigned off, unsigned size, uint32_t v)
+{
+    struct lfx *x = o;
+    if (off == PCI_BASE_ADDRESS_0)
+        x->sizing0 = v == 0xffffffffu;
+    return vio_pci_config_write(x->p, off, size, v);
+}
+
+static int l_bar_read(void *o, unsigned bar, uint64_t base, uint64_t off, unsigned size,
+                      uint64_t *v)
+{
+    (void)base;
+    return vio_pci_bar_read(((struct lfx *)o)->p, bar, off, size, v);
+}
+
+static int l_bar_write(void *o, unsigned bar, uint64_t base, uint64_t off, unsigned size,
+                       uint64_t v)
+{
+    (void)base;
+    return vio_pci_bar_write(((struct lfx *)o)->p, bar, off, size, v);
+}
+
+static int l_io_read(void *o, unsigned bar, uint64_t base, uint64_t off, unsigned size,
+                     uint64_t *v)
+{
+    struct lfx *x = o;
+    ck_assert_uint_eq(base, vio_pci_bar_address(x->p, 0)); /* the port the driver placed */
+    int r = vio_pci_bar_read(x->p, bar, off, size, v);
+    if (x->mode == L_QNUM_FOREVER && off == VIRTIO_PCI_QUEUE_NUM)
+        *v = 256;
+    return r;
+}
+
+static int l_io_write(void *o, unsigned bar, uint64_t base, uint64_t off, unsigned size,
+                      uint64_t v)
+{
+    struct lfx *x = o;
+    (void)base;
+    if (x->mode == L_PFN_DROP && off == VIRTIO_PCI_QUEUE_PFN)
+        return 0;
+    return vio_pci_bar_write(x->p, bar, off, size, v);
+}
+
+static const struct vio_pci_driver_io lio = {l_cfg_read, l_cfg_write, l_bar_read, l_bar_write,
+                                             l_io_read, l_io_write};
+static const struct vio_pci_driver_io lio_noio = {l_cfg_read, l_cfg_write, l_bar_read,
+                                                  l_bar_write, NULL, NULL};
+
+static void lfx_open(struct lfx *x, enum lmode mode)
+{
+    memset(x, 0, sizeof(*x));
+    x->mode = mode;
+    ck_assert_int_eq(arena_init_simple(&x->a, 0x100000, 8u << 20), 0);
+    struct net_transport_config nc = {.mem = x->a.mem, .transitional = true, .msix_vectors = 4,
+                                      .mac = LMAC, .queue_size = 256};
+    ck_assert_int_eq(net_transport_open(&x->t, &nc), 0);
+    x->nd = x->t.nd;
+    x->p = x->t.pci;
+    /* note where the vendor capabilities sit, to hide them */
+    uint32_t c;
+    ck_assert_int_eq(vio_pci_config_read(x->p, PCI_CAPABILITY_LIST, 1, &c), 0);
+    for (unsigned hops = 0; c && hops < 16; hops++) {
+        uint32_t id, next;
+        vio_pci_config_read(x->p, c, 1, &id);
+        vio_pci_config_read(x->p, c + 1, 1, &next);
+        if (id == PCI_CAP_ID_VNDR && x->nvndr < 8)
+            x->vndr[x->nvndr++] = (uint8_t)c;
+        c = next;
+    }
+    ck_assert_uint_eq(x->nvndr, 5);
+    if (mode == L_IO_HIGH)
+        ck_assert_int_eq(vio_pci_config_write(x->p, PCI_BASE_ADDRESS_0, 4, 0xffffffc0u), 0);
+}
+
+static void lfx_close(struct lfx *x)
+{
+    net_transport_close(&x->t);
+    arena_fini(&x->a);
+}
+
+static int lprobe(struct lfx *x, const struct vio_pci_driver_io *io, uint32_t io_window,
+                  struct vio_pci_driver **out)
+{
+    struct vio_pci_driver_config pc = {.struct_size = sizeof(pc), .io = io, .io_opaque = x,
+                                       .bar_window = 0xe0000000u, .bar_window_size = 1u << 20,
+                                       .io_window = io_window,
+                                       .io_window_size = io_window ? 0x100 : 0};
+    return vio_pci_driver_new(&pc, out);
+}
+
+START_TEST(test_pci_legacy_on_ours)
+{
+    struct lfx x;
+    lfx_open(&x, L_OK);
+    struct vio_pci_driver *pd = NULL;
+    ck_assert_int_eq(lprobe(&x, &lio, 0xc000, &pd), 0);
+    struct vio_pci_driver_info info;
+    ck_assert_int_eq(vio_pci_driver_info(pd, &info), 0);
+    ck_assert_uint_eq(info.device_id, 0x1000);
+    ck_assert_uint_eq(info.virtio_id, 1);
+    ck_assert_uint_eq(info.bar_addr[0], 0xc000);
+    ck_assert_uint_eq(info.bar_size[0], 64);
+    ck_assert_uint_eq(info.msix_vectors, 4);
+    ck_assert_uint_eq(vio_pci_bar_address(x.p, 0), 0xc000);
+    uint32_t cmd;
+    vio_pci_config_read(x.p, PCI_COMMAND, 2, &cmd);
+    ck_assert_uint_ne(cmd & PCI_COMMAND_IO, 0);
+    struct vio_driver drv = vio_pci_driver_get(pd);
+    ck_assert_uint_eq(drv.ops->flags & VIO_DRIVER_LEGACY, VIO_DRIVER_LEGACY);
+    ck_assert_int_eq(vio_driver_num_queues(&drv), 3);
+    ck_assert_int_eq(vio_driver_queue_max_size(&drv, 0), 256);
+    ck_assert_int_eq(vio_driver_queue_max_size(&drv, 3), -ERANGE);
+
+    for (int round = 0; round < 2; round++) {
+        uint64_t feat = 0;
+        uint64_t want = vio_feature_bit(VIO_NET_F_MAC) | vio_feature_bit(VIO_NET_F_MRG_RXBUF) |
+                        vio_feature_bit(VIO_NET_F_STATUS);
+        ck_assert_int_eq(vio_pci_driver_msix_enable(pd, false), 0);
+        ck_assert_int_eq(vio_driver_negotiate(&drv, want, &feat), 0);
+        ck_assert_uint_eq(feat, want); /* no VERSION_1 over 32 bits */
+        uint8_t st;
+        ck_assert_int_eq(vio_driver_get_status(&drv, &st), 0);
+        ck_assert_uint_eq(st, VIO_S_ACKNOWLEDGE | VIO_S_DRIVER); /* no FEATURES_OK step */
+        ck_assert_int_eq(vio_driver_set_features(&drv, V1), -EINVAL);
+        uint8_t mac[6];
+        ck_assert_int_eq(vio_driver_config_read(&drv, 0, mac, 6), 0); /* config at 20 */
+        ck_assert_mem_eq(mac, LMAC, 6);
+        ck_assert_int_eq(vio_driver_set_config_vector(&drv, 0), -EINVAL); /* MSI-X off */
+        ck_assert_int_eq(vio_pci_driver_msix_enable(pd, true), 0);
+        memset(mac, 0, 6);
+        ck_assert_int_eq(vio_driver_config_read(&drv, 0, mac, 6), 0); /* config at 24 */
+        ck_assert_mem_eq(mac, LMAC, 6);
+        ck_assert_int_eq(vio_driver_config_read(&drv, 60, mac, 6), -ERANGE);
+        ck_assert_int_eq(vio_driver_set_config_vector(&drv, 0), 0);
+        ck_assert_int_eq(vio_driver_set_queue_vector(&drv, 1, 9), -ENOSPC);
+        ck_assert_int_eq(vio_driver_set_queue_vector(&drv, 1, 2), 0);
+        if (round == 1) {
+            ck_assert_int_eq(vio_pci_driver_msix_enable(pd, false), 0);
+            ck_assert_int_eq(vio_driver_config_read(&drv, 0, mac, 6), 0);
+            ck_assert_mem_eq(mac, LMAC, 6);
+        }
+
+        struct vio_net_driver_config nc = {.struct_size = sizeof(nc), .mem = x.a.mem,
+                                           .features = feat, .queue_size = 256};
+        nc.area_size = vio_net_driver_area_size(&nc);
+        nc.area = arena_alloc(&x.a, nc.area_size, 4096);
+        ck_assert_uint_ne(nc.area, 0);
+        struct vio_net_driver *nd;
+        ck_assert_int_eq(vio_net_driver_new(&nc, &nd), 0);
+        /* legacy queue rules: the size is QUEUE_NUM's, the layout the legacy one */
+        struct vio_net_driver_queue_addr qa;
+        ck_assert_int_eq(vio_net_driver_queue_addr(nd, 0, &qa), 0);
+        ck_assert_uint_eq(qa.device % 4096, 0);
+        struct vio_driver_queue bad = {128, qa.desc, qa.desc + 16 * 128, qa.device};
+        ck_assert_int_eq(vio_driver_queue_setup(&drv, 0, &bad), -ERANGE);
+        bad = (struct vio_driver_queue){256, qa.desc, qa.driver, qa.device + 4096};
+        ck_assert_int_eq(vio_driver_queue_setup(&drv, 0, &bad), -EINVAL);
+        ck_assert_int_eq(vio_driver_notify(&drv, 0), -EINVAL); /* not enabled */
+        ck_assert_int_eq(vio_net_driver_attach(nd, &drv), 0);
+        ck_assert_int_eq(vio_driver_get_status(&drv, &st), 0);
+        ck_assert_uint_eq(st, VIO_S_ACKNOWLEDGE | VIO_S_DRIVER | VIO_S_DRIVER_OK);
+        ck_assert_uint_eq(vio_net_dev_features(x.nd), feat);
+        struct vio_driver_queue dq = {qa.size, qa.desc, qa.driver, qa.device};
+        ck_assert_int_eq(vio_driver_queue_setup(&drv, 0, &dq), -EBUSY); /* live */
+
+        ck_assert_int_gt(vio_net_driver_rx_fill(nd, 0), 0);
+        ck_assert_int_ge(vio_net_driver_kick(nd, VIO_NET_DRIVER_RXQ(0)), 0);
+        for (unsigned k = 0; k < 4; k++) {
+            uint8_t fr[200], got[2048];
+            memcpy(fr, LMAC, 6);
+            memcpy(fr + 6, "\x02\x00\x00\x00\x00\x09", 6);
+            fr[12] = 0x88;
+            fr[13] = 0xb5;
+            for (unsigned i = 14; i < sizeof(fr); i++)
+                fr[i] = (uint8_t)(i * 5 + k + round);
+            ck_assert_int_eq(vio_net_driver_send(nd, 0, NULL, fr, sizeof(fr)), 0);
+            ck_assert_int_eq(vio_net_driver_kick(nd, VIO_NET_DRIVER_TXQ(0)), 1);
+            ck_assert_int_ge(vio_net_dev_rx_process(x.nd, 0, 0), 0);
+            ck_assert_int_eq(vio_net_driver_recv(nd, 0, NULL, got, sizeof(got)), (int)sizeof(fr));
+            ck_assert_mem_eq(got, fr, sizeof(fr));
+            vio_net_driver_tx_reclaim(nd, 0, NULL, 0);
+            ck_assert_int_ge(vio_net_driver_kick(nd, VIO_NET_DRIVER_RXQ(0)), 0);
+        }
+        if (round == 1) {
+            int cause = vio_driver_ack_interrupt(&drv); /* INTx: the ISR */
+            ck_assert_int_eq(cause & VIO_DRIVER_INT_VRING, VIO_DRIVER_INT_VRING);
+            ck_assert_int_eq(vio_driver_ack_interrupt(&drv), 0);
+        }
+        ck_assert_int_eq(vio_driver_reset(&drv), 0);
+        ck_assert_uint_eq(vio_pci_status(x.p), 0);
+        ck_assert_int_eq(vio_driver_notify(&drv, 0), -EINVAL);
+        vio_net_driver_free(nd);
+    }
+    vio_pci_driver_free(pd);
+    lfx_close(&x);
+}
+END_TEST
+
+static const struct {
+    enum lmode mode;
+    bool no_io;
+    uint32_t io_window;
+    int probe_err;   /* vio_pci_driver_new() */
+    int enable_err;  /* queue 0 enable, when the probe succeeds */
+    unsigned nq;
+} bad_legacy[] = {
+    {L_OK, true, 0xc000, -ENOTSUP, 0, 0},
+    {L_REV1, false, 0xc000, -ENOTSUP, 0, 0},
+    {L_IO_TINY, false, 0xc000, -EPROTO, 0, 0},
+    {L_IO_MEM, false, 0xc000, -ENOTSUP, 0, 0},
+    {L_NO_WINDOW, false, 0, -ENXIO, 0, 0},
+    {L_OK, false, 0xfff0, -ENXIO, 0, 0}, /* the window ends past port 0xffff */
+    {L_PFN_DROP, false, 0xc000, 0, -EPROTO, 3},
+    {L_QNUM_FOREVER, false, 0xc000, 0, 0, 1024},
+    {L_IO_HIGH, false, 0xc000, -EPROTO, 0, 0},
+};
+
+START_TEST(test_pci_legacy_hostile)
+{
+    struct lfx x;
+    lfx_open(&x, bad_legacy[_i].mode);
+    struct vio_pci_driver *pd = (void *)1;
+    int r = lprobe(&x, bad_legacy[_i].no_io ? &lio_noio : &lio, bad_legacy[_i].io_window, &pd);
+    ck_assert_int_eq(r, bad_legacy[_i].probe_err);
+    if (r < 0) {
+        ck_assert_ptr_null(pd);
+        lfx_close(&x);
+        return;
+    }
+    struct vio_driver drv = vio_pci_driver_get(pd);
+    ck_assert_int_eq(vio_driver_num_queues(&drv), (int)bad_legacy[_i].nq);
+    uint64_t feat;
+    ck_assert_int_eq(vio_driver_negotiate(&drv, vio_feature_bit(VIO_NET_F_MRG_RXBUF), &feat), 0);
+    uint64_t ring = arena_alloc(&x.a, 3 * 4096 + 256 * 16, 4096);
+    uint64_t avail = ring + 16 * 256, used = (avail + 6 + 512 + 4095) & ~4095ull;
+    struct vio_driver_queue q = {256, ring, avail, used};
+    ck_assert_int_eq(vio_driver_queue_setup(&drv, 0, &q), 0);
+    ck_assert_int_eq(vio_driver_queue_enable(&drv, 0), bad_legacy[_i].enable_err);
+    vio_pci_driver_free(pd);
+    lfx_close(&x);
+}
+END_TEST
+
 static Suite *driver_suite(void)
 {
     Suite *s = suite_create("driver");
@@ -767,6 +1067,11 @@ static Suite *driver_suite(void)
     tcase_add_test(tc, test_mmio);
     tcase_add_test(tc, test_mmio_legacy);
     tcase_add_loop_test(tc, test_mmio_probe_bad, 0, (int)(sizeof(bad_mmio) / sizeof(bad_mmio[0])));
+    suite_add_tcase(s, tc);
+    tc = tcase_create("pci_legacy");
+    tcase_add_test(tc, test_pci_legacy_on_ours);
+    tcase_add_loop_test(tc, test_pci_legacy_hostile, 0,
+                        (int)(sizeof(bad_legacy) / sizeof(bad_legacy[0])));
     suite_add_tcase(s, tc);
     tc = tcase_create("generic");
     tcase_add_test(tc, test_wrappers);

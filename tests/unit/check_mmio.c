@@ -35,9 +35,19 @@ struct fx {
     uint64_t area_size;
     uint64_t feats;
     unsigned raised, lowered, log_warn, log_err;
+    unsigned nd_calls, nd_q, nd_next; /* notify_data hook */
 };
 
 static struct fx F;
+static bool want_notif_data;
+
+static void ndata(void *o, unsigned q, uint16_t next)
+{
+    struct fx *f = o;
+    f->nd_calls++;
+    f->nd_q = q;
+    f->nd_next = next;
+}
 
 static void tlog(void *o, int level, const char *obj, const char *msg)
 {
@@ -93,7 +103,8 @@ static void open_fx(bool legacy)
     struct vio_mmio_config mc = {.struct_size = sizeof(mc), .dev = vio_net_dev_device(F.nd),
                                  .mem = F.a.mem, .legacy = legacy, .log = tlog, .log_opaque = &F,
                                  .raise_irq = raise_irq, .lower_irq = lower_irq,
-                                 .irq_opaque = &F};
+                                 .irq_opaque = &F, .notification_data = want_notif_data,
+                                 .notify_data = ndata};
     ck_assert_int_eq(vio_mmio_new(&mc, &F.m), 0);
     F.area_size = 2u << 20;
     F.area = arena_alloc(&F.a, F.area_size, 4096);
@@ -133,9 +144,12 @@ static void probe_features(void)
     uint64_t f = (uint64_t)rd(VIRTIO_MMIO_DEVICE_FEATURES) << 32;
     wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
     f |= rd(VIRTIO_MMIO_DEVICE_FEATURES);
-    ck_assert_uint_eq(f, vio_device_features(vio_net_dev_device(F.nd)));
+    /* the device's offer (plus NOTIFICATION_DATA, bit 38, when the transport offers it) */
+    ck_assert_uint_eq(f & ~vio_feature_bit(38), vio_device_features(vio_net_dev_device(F.nd)));
+    ck_assert_uint_eq(vio_has_feature(f, 38), want_notif_data);
     uint64_t want = vio_feature_bit(VIO_F_VERSION_1) | vio_feature_bit(VIO_F_EVENT_IDX) |
-                    vio_feature_bit(VIO_NET_F_MAC) | vio_feature_bit(VIO_NET_F_MRG_RXBUF);
+                    vio_feature_bit(VIO_NET_F_MAC) | vio_feature_bit(VIO_NET_F_MRG_RXBUF) |
+                    (want_notif_data ? vio_feature_bit(38) : 0);
     F.feats = f & want;
     ck_assert_uint_eq(F.feats, want);
     wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
@@ -559,6 +573,37 @@ START_TEST(legacy_pfn)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* VIRTIO_F_NOTIFICATION_DATA                                                */
+
+START_TEST(notification_data)
+{
+    want_notif_data = true; /* the fixture offers it, probe_features() expects and takes it */
+    open_fx(false);
+    bring_up();
+    want_notif_data = false;
+    ck_assert(!vio_has_feature(vio_net_dev_features(F.nd), 38)); /* the transport's bit */
+    /* QueueNotify: vqn in bits 0-15, the next avail index in 16-31, passed on */
+    wr(VIRTIO_MMIO_QUEUE_NOTIFY, 0x00070001u);
+    ck_assert_uint_eq(F.nd_calls, 1);
+    ck_assert_uint_eq(F.nd_q, 1);
+    ck_assert_uint_eq(F.nd_next, 7);
+    /* a queue the device does not have, whatever the data */
+    ck_assert_int_eq(vio_mmio_write(F.m, VIRTIO_MMIO_QUEUE_NOTIFY, 4, 0x00070009u), -EPROTO);
+    ck_assert_uint_eq(F.nd_calls, 1);
+    traffic(2); /* net_driver kicks with the bare index (data 0) */
+    ck_assert_uint_gt(F.nd_calls, 1);
+    teardown();
+    /* not on a legacy transport (bit 38 is beyond its reach anyway) */
+    want_notif_data = true;
+    open_fx(true);
+    want_notif_data = false;
+    wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+    ck_assert(!(rd(VIRTIO_MMIO_DEVICE_FEATURES) & (1u << 6)));
+    teardown();
+}
+END_TEST
+
 static Suite *mmio_suite(void)
 {
     Suite *s = suite_create("mmio");
@@ -578,6 +623,9 @@ static Suite *mmio_suite(void)
     tc = tcase_create("legacy");
     tcase_add_checked_fixture(tc, setup_legacy, teardown);
     tcase_add_test(tc, legacy_pfn);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("notification_data");
+    tcase_add_test(tc, notification_data);
     suite_add_tcase(s, tc);
     return s;
 }
