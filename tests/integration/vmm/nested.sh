@@ -14,6 +14,9 @@
 #             (sha256 compared); with ioeventfd at most one trapped notify per queue
 #   pci-trap  the same with --no-ioeventfd: every notify traps, the data still arrives intact
 #   mmio, mmio-trap   the same on transport=mmio (the guest finds it in the DSDT, LNRO0005)
+#   pci-hostile  a static program in L2 unbinds virtio-pci, sends 30000 random accesses to the
+#             card's BARs, enables a queue outside memory and notifies a looping chain (both must
+#             set NEEDS_RESET), then binds the driver again: the link works and vio-vmm lives on
 #   pci-mq    queues=2 with 2 vCPUs: two TCP flows sent from L2's two CPUs; every one of the 4
 #             data queues must carry packets and both blobs arrive intact
 # Default: all of them. L2's /init prints what it saw and powers off or reboots; vio-vmm must
@@ -24,8 +27,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 guest=$(cd "$here/../../support/guest" && pwd -P)
 vmm=${1:?usage: nested.sh VIO_VMM_STATIC [CASE...]}
 shift
+hostile_src=$here/hostile_guest.c
 cases=("$@")
-[[ ${#cases[@]} -gt 0 ]] || cases=(pvh bzimage smp noacpi pci pci-trap mmio mmio-trap pci-mq)
+[[ ${#cases[@]} -gt 0 ]] || cases=(pvh bzimage smp noacpi pci pci-trap mmio mmio-trap pci-mq pci-hostile)
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
 [[ -x /bin/busybox ]] || { echo "SKIP: busybox-static not installed"; exit 77; }
 [[ -x $vmm ]] || { echo "FAIL: $vmm is not an executable"; exit 1; }
@@ -70,6 +74,18 @@ echo "L2-LISTENING"
 wait $pid
 echo "L2-GOT $(sha256sum /tmp/got | cut -c1-64) $(wc -c < /tmp/got)"
 L2NET
+gcc -static -O2 -o "$work/hostile_guest" "$hostile_src" ||
+    { echo "SKIP: cannot build a static program (libc6-dev static libraries)"; exit 77; }
+cat > "$work/l2hostile" <<'L2H'
+#!/bin/sh
+. /lib/vio/lib.sh
+ping -c 2 -W 3 10.0.0.1 >/dev/null || vio_fail "no ping reply before the attack"
+/tests/hostile_guest || vio_fail "the hostile program failed"
+vio_wait_iface eth0 100 || vio_fail "no eth0 after binding virtio-pci again"
+ip link set eth0 up && ip addr add 10.0.0.2/24 dev eth0 || vio_fail "cannot configure the new eth0"
+ping -c 3 -W 3 10.0.0.1 >/dev/null || vio_fail "no ping reply after the driver came back"
+echo "L2-PING-AFTER-OK"
+L2H
 cat > "$work/l2mq" <<'L2MQ'
 #!/bin/sh
 . /lib/vio/lib.sh
@@ -84,31 +100,60 @@ wait $b || vio_fail "flow from CPU 1 failed"
 echo "L2-SENT-BOTH"
 L2MQ
 "$guest/mkinitramfs.sh" "$work/l2net.cpio.gz" --add "$work/blob:/data/blob" \
-    --test "l2net=$work/l2net" --test "l2mq=$work/l2mq" >/dev/null
+    --test "l2net=$work/l2net" --test "l2mq=$work/l2mq" --test "l2hostile=$work/l2hostile" \
+    --add "$work/hostile_guest:/tests/hostile_guest" >/dev/null
 
 # L1: loads kvm-amd, runs vio-vmm per vio.vmm_case, prints what it saw.
 cat > "$work/vmmboot" <<'L1'
 #!/bin/sh
 . /lib/vio/lib.sh
-[ -c /dev/kvm ] || vio_fail "no /dev/kvm in L1 (kvm_amd: $(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null))"
-if [ "$VIO_VMM_CASE" = pci-mq ]; then
-    mkfifo /tmp/hold1 /tmp/hold2
-    nc -l -p 5001 <>/tmp/hold1 >/tmp/from_l2_a &
-    nc -l -p 5003 <>/tmp/hold2 >/tmp/from_l2_b &
-    /bin/vio-vmm --kernel /l2/vmlinux --initrd /l2/initrd-net --mem 256 --cpus 2 --counters --verbose \
-        --network tap=vmtap0,transport=pci,vhost=off,queues=2,mac=52:54:00:00:00:02 \
-        --params "console=ttyS0 panic=-1 vio.ip=10.0.0.2/24 vio.test=l2mq" \
-        > /tmp/l2.log 2>&1 </dev/null &
+# vio-vmm in the background, its console and stderr in /tmp/l2.log and on L1's console as it
+# goes (a timeout then still shows where L2 was); wait_vmm sets rc to its exit status.
+start_vmm() {
+    : > /tmp/l2.log
+    ( /bin/vio-vmm "$@" </dev/null 2>&1; echo "VMM-EXIT $?" ) |
+        while IFS= read -r line; do echo "$line" >> /tmp/l2.log; echo "L2| $line"; done &
     vmm=$!
+}
+wait_vmm() {
+    wait $vmm
+    rc=$(sed -n 's/^VMM-EXIT //p' /tmp/l2.log)
+    [ -n "$rc" ] || rc=255
+}
+[ -c /dev/kvm ] || vio_fail "no /dev/kvm in L1 (kvm_amd: $(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null))"
+if [ "$VIO_VMM_CASE" = pci-hostile ]; then
+    start_vmm --kernel /l2/vmlinux --initrd /l2/initrd-net --mem 256 --counters --verbose \
+        --network tap=vmtap0,transport=pci,vhost=off,mac=52:54:00:00:00:02 \
+        --params "console=ttyS0 panic=-1 vio.ip=10.0.0.2/24 vio.test=l2hostile" \
     i=0
     while [ ! -e /sys/class/net/vmtap0 ]; do
         i=$((i + 1)); [ $i -gt 100 ] && { cat /tmp/l2.log; vio_fail "vio-vmm made no tap"; }
         sleep 0.1
     done
     ip addr add 10.0.0.1/24 dev vmtap0 && ip link set vmtap0 up || vio_fail "cannot configure vmtap0"
-    wait $vmm
-    rc=$?
-    sed 's/^/L2| /' /tmp/l2.log
+    wait_vmm
+    [ "$rc" = 0 ] || vio_fail "vio-vmm exited $rc"
+    grep -q "VIO-GUEST-RESULT: PASS" /tmp/l2.log || vio_fail "L2's test failed: $(grep 'VIO-GUEST-RESULT\|HOSTILE-FAIL' /tmp/l2.log)"
+    grep -q "HOSTILE-OK queue outside guest memory: status 0x4b" /tmp/l2.log ||
+        vio_fail "a queue outside memory did not give exactly ACK|DRIVER|FEATURES_OK|NEEDS_RESET"
+    grep -q "L2-PING-AFTER-OK" /tmp/l2.log || vio_fail "the link did not come back"
+    echo "hostile guest survived: NEEDS_RESET twice, link back after rebind"
+    exit 0
+fi
+if [ "$VIO_VMM_CASE" = pci-mq ]; then
+    mkfifo /tmp/hold1 /tmp/hold2
+    nc -l -p 5001 <>/tmp/hold1 >/tmp/from_l2_a &
+    nc -l -p 5003 <>/tmp/hold2 >/tmp/from_l2_b &
+    start_vmm --kernel /l2/vmlinux --initrd /l2/initrd-net --mem 256 --cpus 2 --counters --verbose \
+        --network tap=vmtap0,transport=pci,vhost=off,queues=2,mac=52:54:00:00:00:02 \
+        --params "console=ttyS0 panic=-1 vio.ip=10.0.0.2/24 vio.test=l2mq" \
+    i=0
+    while [ ! -e /sys/class/net/vmtap0 ]; do
+        i=$((i + 1)); [ $i -gt 100 ] && { cat /tmp/l2.log; vio_fail "vio-vmm made no tap"; }
+        sleep 0.1
+    done
+    ip addr add 10.0.0.1/24 dev vmtap0 && ip link set vmtap0 up || vio_fail "cannot configure vmtap0"
+    wait_vmm
     [ "$rc" = 0 ] || vio_fail "vio-vmm exited $rc"
     grep -q "VIO-GUEST-RESULT: PASS" /tmp/l2.log || vio_fail "L2's test failed: $(grep VIO-GUEST-RESULT /tmp/l2.log)"
     grep -q "L2-PING-OK cpus=2 rx_queues=2" /tmp/l2.log || vio_fail "L2 does not see 2 CPUs and 2 queue pairs"
@@ -131,11 +176,9 @@ if [ $net = 1 ]; then
     transport=${VIO_VMM_CASE%-trap}
     mkfifo /tmp/hold
     nc -l -p 5001 <>/tmp/hold >/tmp/from_l2 &
-    /bin/vio-vmm --kernel /l2/vmlinux --initrd /l2/initrd-net --mem 256 --counters --verbose $extra \
+    start_vmm --kernel /l2/vmlinux --initrd /l2/initrd-net --mem 256 --counters --verbose $extra \
         --network tap=vmtap0,transport=$transport,vhost=off,mac=52:54:00:00:00:02 \
         --params "console=ttyS0 panic=-1 vio.ip=10.0.0.2/24 vio.test=l2net" \
-        > /tmp/l2.log 2>&1 </dev/null &
-    vmm=$!
     i=0
     while [ ! -e /sys/class/net/vmtap0 ]; do
         i=$((i + 1)); [ $i -gt 100 ] && { cat /tmp/l2.log; vio_fail "vio-vmm made no tap"; }
@@ -150,9 +193,7 @@ if [ $net = 1 ]; then
     done
     grep -q L2-LISTENING /tmp/l2.log && nc 10.0.0.2 5002 < /data/blob
     echo "L1 tap: rx_packets=$(cat /sys/class/net/vmtap0/statistics/rx_packets) tx_packets=$(cat /sys/class/net/vmtap0/statistics/tx_packets)"
-    wait $vmm
-    rc=$?
-    sed 's/^/L2| /' /tmp/l2.log
+    wait_vmm
     [ "$rc" = 0 ] || vio_fail "vio-vmm exited $rc"
     grep -q "VIO-GUEST-RESULT: PASS" /tmp/l2.log || vio_fail "L2's test failed: $(grep VIO-GUEST-RESULT /tmp/l2.log)"
     grep -q L2-PING-OK /tmp/l2.log || vio_fail "L2 could not ping L1"
@@ -183,11 +224,10 @@ case "$VIO_VMM_CASE" in
     *) vio_fail "unknown case $VIO_VMM_CASE" ;;
 esac
 start=$(cut -d' ' -f1 /proc/uptime)
-/bin/vio-vmm "$@" --initrd /l2/initrd --mem 128 --counters --verbose \
-    --params "console=ttyS0 panic=-1 quiet l2_exit=$exit_how" > /tmp/l2.log 2>&1 </dev/null
-rc=$?
+start_vmm "$@" --initrd /l2/initrd --mem 128 --counters --verbose \
+    --params "console=ttyS0 panic=-1 quiet l2_exit=$exit_how"
+wait_vmm
 end=$(cut -d' ' -f1 /proc/uptime)
-sed 's/^/L2| /' /tmp/l2.log
 echo "vio-vmm exit $rc after $start -> $end s"
 [ "$rc" = 0 ] || vio_fail "vio-vmm exited $rc"
 grep -q L2-INIT-REACHED /tmp/l2.log || vio_fail "L2 never reached /init"
@@ -214,7 +254,7 @@ for c in "${cases[@]}"; do
         --test vmmboot --vio "vmm_case=$c" --timeout 240 --log "$log" -- -cpu max >/dev/null 2>&1
     rc=$?
     set -e
-    grep -a 'L2|\|vio-vmm exit\|FAIL\|intact\|notifies:\|L1 tap\|^queue ' "$log" | grep -av '^VIO-GUEST-RESULT\|L2| \[ ' |
+    grep -a 'L2|\|vio-vmm exit\|FAIL\|intact\|notifies:\|L1 tap\|^queue \|hostile guest' "$log" | grep -av '^VIO-GUEST-RESULT\|L2| \[ ' |
         tail -n 40 | sed "s/^/[$c] /" || true
     if [[ $rc == 0 ]]; then
         echo "PASS $c"
