@@ -780,8 +780,10 @@ static int reconnect(struct app *a, double at)
         (void)vio_driver_notify(&a->drv, VIO_NET_DRIVER_TXQ(qp));
     }
     double ms = (double)(mono_ns() - t0) / 1e6;
-    printf("[%6.1fs] reconnected after %.0f ms (reconnect %u): traffic resumes\n",
-           (double)(mono_ns() - a->t_start) / 1e9, ms, a->reconnects);
+    struct totals t = totals(a);
+    printf("[%6.1fs] reconnected after %.0f ms (reconnect %u, verified so far %" PRIu64
+           "): traffic resumes\n",
+           (double)(mono_ns() - a->t_start) / 1e9, ms, a->reconnects, t.verified);
     fflush(stdout);
     fprintf(stderr, PROG ": reconnected after %.0f ms\n", ms);
     return 0;
