@@ -157,6 +157,7 @@ struct opts {
     double reconnect_timeout;
     uint64_t mem_size;
     bool rx_only;
+    bool tx_only;
     bool setup_only;
     bool no_mrg;
     double timeout;       /* connect / accept */
@@ -467,6 +468,11 @@ static int setup_frontend(struct app *a)
     uint64_t wanted = vio_feature_bit(VIO_F_VERSION_1) | vio_feature_bit(VIO_F_EVENT_IDX);
     if (!a->o.no_mrg)
         wanted |= vio_feature_bit(VIO_NET_F_MRG_RXBUF);
+    /* More than one pair: MQ, as DPDK's virtio_user does. The control queue stays the
+     * frontend's (ours has none: every pair is on), so CTRL_VQ is not taken; the backend
+     * learns which rings run from SET_VRING_ENABLE. */
+    if (a->o.queues > 1 && !a->o.vhost_net)
+        wanted |= vio_feature_bit(VIO_NET_F_MQ);
     e = vio_driver_negotiate(&a->drv, wanted, &a->features);
     if (e < 0)
         return fail("feature negotiation (vio_driver_negotiate)", e);
@@ -881,7 +887,7 @@ static int run(struct app *a)
                 work += s;
             }
         }
-        for (unsigned qp = 0; qp < nq; qp++)
+        for (unsigned qp = 0; qp < nq && !a->o.tx_only; qp++)
             work += rx_burst(a, qp, a->o.burst * 2u);
         if (a->broken) {
             fprintf(stderr, PROG ": a ring broke (the backend violated the ring rules)\n");
@@ -934,7 +940,7 @@ static int run(struct app *a)
     uint64_t t_end = mono_ns();
 
     /* drain: frames still in flight come back within a few ring trips */
-    if (!a->lost && !a->broken && !a->o.rx_only) {
+    if (!a->lost && !a->broken && !a->o.rx_only && !a->o.tx_only) {
         uint64_t deadline = t_end + (uint64_t)(a->o.drain * 1e9), last_progress = t_end;
         for (;;) {
             unsigned got = 0;
@@ -961,7 +967,7 @@ static int run(struct app *a)
     double txm = secs > 0 ? (double)t.tx / secs / 1e6 : 0;
     double rxm = secs > 0 ? (double)(t.rx - t.foreign) / secs / 1e6 : 0;
 
-    if (!reflected && t.tx > 0 && !a->o.rx_only)
+    if (!reflected && t.tx > 0 && !a->o.rx_only && !a->o.tx_only)
         fprintf(stderr, PROG ": no frames came back: the peer does not reflect (%" PRIu64
                         " frames sent)\n", t.tx);
     if (!a->o.json) {
@@ -979,7 +985,7 @@ static int run(struct app *a)
                    (double)a->lat.min / 1e3, (double)hist_quantile(&a->lat, 0.5) / 1e3,
                    (double)hist_quantile(&a->lat, 0.99) / 1e3,
                    (double)hist_quantile(&a->lat, 0.999) / 1e3, (double)a->lat.max / 1e3, a->lat.n);
-        if (!reflected && !a->o.rx_only)
+        if (!reflected && !a->o.rx_only && !a->o.tx_only)
             printf("no frames came back: the peer does not reflect; %" PRIu64 " frames sent\n", t.tx);
     } else {
         printf("{\"tool\":\"vio-pktgen\",\"backend\":\"%s\",\"size\":%u,\"queues\":%u,"
@@ -1038,6 +1044,8 @@ static void usage(FILE *f)
 "      --no-mrg-rxbuf      do not negotiate VIRTIO_NET_F_MRG_RXBUF\n"
 "      --rx-only           send nothing: count and verify what arrives (a second\n"
 "                          vio-pktgen's frames through a switch)\n"
+"      --tx-only           receive nothing (the backend drops what it cannot return):\n"
+"                          the transmit rate alone, as DPDK testpmd's txonly\n"
 "Connection:\n"
 "      --reconnect         when the backend vanishes, say so, reconnect (re-sending the\n"
 "                          state) and resume; without it the run ends with exit status 1\n"
@@ -1116,7 +1124,7 @@ static int parse_secs(const char *s, double min, double max, double *out)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-    enum { O_VU = 256, O_SERVER, O_VNET, O_TAP, O_VDEV, O_QSIZE, O_NOMRG, O_RXONLY, O_RECONN,
+    enum { O_VU = 256, O_SERVER, O_VNET, O_TAP, O_VDEV, O_QSIZE, O_NOMRG, O_RXONLY, O_TXONLY, O_RECONN,
            O_RECONN_TO, O_TIMEOUT, O_MEM, O_SETUP, O_JSON, O_QUIET };
     static const struct option lo[] = {
         {"vhost-user", required_argument, NULL, O_VU},
@@ -1133,6 +1141,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"queue-size", required_argument, NULL, O_QSIZE},
         {"no-mrg-rxbuf", no_argument, NULL, O_NOMRG},
         {"rx-only", no_argument, NULL, O_RXONLY},
+        {"tx-only", no_argument, NULL, O_TXONLY},
         {"reconnect", no_argument, NULL, O_RECONN},
         {"reconnect-timeout", required_argument, NULL, O_RECONN_TO},
         {"timeout", required_argument, NULL, O_TIMEOUT},
@@ -1196,6 +1205,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             break;
         case O_NOMRG: o->no_mrg = true; break;
         case O_RXONLY: o->rx_only = true; break;
+        case O_TXONLY: o->tx_only = true; break;
         case O_RECONN: o->reconnect = true; break;
         case O_RECONN_TO:
             if (parse_secs(optarg, 0.1, 86400, &o->reconnect_timeout))
@@ -1252,6 +1262,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         BAD("--reconnect is for a vhost-user backend");
     if (o->rx_only && (o->count || o->rate))
         BAD("--rx-only sends nothing: it takes neither --count nor --rate");
+    if (o->rx_only && o->tx_only)
+        BAD("--rx-only and --tx-only exclude each other");
     if (o->burst > o->queue_size)
         BAD("--burst (%u) cannot exceed --queue-size (%u)", o->burst, o->queue_size);
     if (!dur_given && !o->count)
