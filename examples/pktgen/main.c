@@ -432,7 +432,9 @@ static int setup_frontend(struct app *a)
             .event_opaque = a,
             .log = log_cb,
         };
+        /* [pktgen-connect] */
         e = vio_vhost_user_connect(&uc, &a->vhost);
+        /* [pktgen-connect] */
         if (e < 0) {
             char what[600];
             snprintf(what, sizeof(what), "%s vhost-user backend at %s", a->o.server ? "accept a" : "connect to the",
@@ -443,6 +445,7 @@ static int setup_frontend(struct app *a)
     }
     a->connect_ms = (double)(mono_ns() - t0) / 1e6;
 
+    /* [pktgen-adapter] */
     struct vio_vhost_mem_region reg = {
         .guest_addr = GPA_BASE,
         .size = a->map_size,
@@ -464,7 +467,9 @@ static int setup_frontend(struct app *a)
     if (e < 0)
         return fail("vio_vhost_driver_new", e);
     a->drv = vio_vhost_driver_get(a->vdrv);
+    /* [pktgen-adapter] */
 
+    /* [pktgen-driver] */
     uint64_t wanted = vio_feature_bit(VIO_F_VERSION_1) | vio_feature_bit(VIO_F_EVENT_IDX);
     if (!a->o.no_mrg)
         wanted |= vio_feature_bit(VIO_NET_F_MRG_RXBUF);
@@ -493,6 +498,7 @@ static int setup_frontend(struct app *a)
             return fail("vio_net_driver_rx_fill", e);
         (void)vio_net_driver_kick(a->nd, VIO_NET_DRIVER_RXQ(qp));
     }
+    /* [pktgen-driver] */
     a->setup_ms = (double)(mono_ns() - t0) / 1e6;
 
     char fn[512], pn[512];
