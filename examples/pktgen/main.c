@@ -941,6 +941,10 @@ static int run(struct app *a)
             uint64_t until = wake < next_check ? wake : next_check;
             rate_wait(a, until);
             now = mono_ns();
+        } else if (a->o.rx_only && work == 0) {
+            /* nothing to send: sleep on the receive interrupts while nothing arrives */
+            rate_wait(a, next_check);
+            now = mono_ns();
         }
     }
     uint64_t t_end = mono_ns();
@@ -1000,7 +1004,7 @@ static int run(struct app *a)
                ",\"tx_mpps\":%.4f,\"rx_mpps\":%.4f,\"drops\":%" PRIu64 ",\"errors\":%" PRIu64
                ",\"bad_magic\":%" PRIu64 ",\"bad_length\":%" PRIu64 ",\"bad_payload\":%" PRIu64
                ",\"out_of_order\":%" PRIu64 ",\"duplicate\":%" PRIu64 ",\"driver_drops\":%" PRIu64
-               ",\"tx_ring_full\":%" PRIu64 ",\"reflected\":%s,\"reconnects\":%u,\"backend_lost\":%s,"
+               ",\"seq_gaps\":%" PRIu64 ",\"tx_ring_full\":%" PRIu64 ",\"reflected\":%s,\"reconnects\":%u,\"backend_lost\":%s,"
                "\"lat_samples\":%" PRIu64 ",\"lat_min_us\":%.3f,\"lat_p50_us\":%.3f,"
                "\"lat_p99_us\":%.3f,\"lat_p999_us\":%.3f,\"lat_max_us\":%.3f,"
                "\"features\":\"0x%" PRIx64 "\",\"protocol_features\":\"0x%" PRIx64 "\","
@@ -1008,7 +1012,7 @@ static int run(struct app *a)
                a->o.vhost_net ? "vhost-net" : "vhost-user", a->o.size, nq, secs, t.tx,
                t.rx - t.foreign, t.verified, t.stale, t.foreign, txm, rxm, drops, t.errors,
                t.bad_magic, t.bad_len, t.bad_payload, t.out_of_order, t.duplicate, t.dropped,
-               t.tx_full, reflected ? "true" : "false", a->reconnects, a->lost ? "true" : "false",
+               t.gaps, t.tx_full, reflected ? "true" : "false", a->reconnects, a->lost ? "true" : "false",
                a->lat.n, (double)a->lat.min / 1e3, (double)hist_quantile(&a->lat, 0.5) / 1e3,
                (double)hist_quantile(&a->lat, 0.99) / 1e3,
                (double)hist_quantile(&a->lat, 0.999) / 1e3, (double)a->lat.max / 1e3, a->features,

@@ -3,11 +3,13 @@
 # deployments use): a netdev bridge with two `dpdkvhostuser` ports, p1 and p2, OVS listening.
 #
 #   1. OpenFlow in_port=p1 -> output:p2: one vio-pktgen sends on p1, a second one on p2
-#      (--rx-only) counts and verifies what arrives; OVS's port counters agree with both
-#      (p1 rx = frames sent, p2 tx = frames verified at p2), the sender reports that nothing
-#      came back (the peer does not reflect), no errors anywhere.
+#      (--rx-only) counts and verifies what arrives; OVS's counters agree with both (the
+#      flow's n_packets = frames sent; frames missing from the receiver's sequence = OVS's
+#      tx failures on p2; verified = the rest), the sender reports that nothing came back
+#      (the peer does not reflect), no errors anywhere.
 #   2. OpenFlow in_port=p1 -> in_port: frames come back out of p1 and are verified by the
-#      sender (rx_verified > 0, errors 0), and OVS's p1 counters equal pktgen's.
+#      sender (rx_verified > 0, errors 0); the flow counted every frame sent, and what did
+#      not come back (pktgen's drops) is OVS's tx failures on p1.
 # Exit: 0 pass, 1 fail, 77 skip (no root, no Open vSwitch with DPDK, or OVS-DPDK cannot start:
 # its log is printed).
 set -euo pipefail
@@ -86,15 +88,27 @@ for p in p1 p2; do
     [[ -S "$D/$p" ]] || vu_fail "OVS made no vhost-user socket for $p ($D/$p)"
 done
 
-stat_of() { # PORT rx|tx -> packets (ovs-ofctl dump-ports is live)
-    ovs-ofctl dump-ports "$br" "$1" | sed -n "s/.*$2 pkts=\([0-9]*\).*/\1/p" | head -n 1
+# OVS 3.1 has no packet counters for dpdkvhostuser ports (dump-ports shows "?", dpctl/show
+# "could not retrieve stats"): the flows' n_packets count what a port received, and the
+# interface's custom statistic ovs_tx_failure_drops what OVS could not deliver to it (in the
+# database, refreshed every 5 s).
+txfail() { vsctl get Interface "$1" statistics:ovs_tx_failure_drops 2>/dev/null || echo 0; }
+# wait_txfail PORT BASE WANT: until the drops since BASE read WANT (at most 15 s) -> TXFAIL
+wait_txfail() {
+    local i
+    for ((i = 0; i < 150; i++)); do
+        TXFAIL=$(( $(txfail "$1") - $2 ))
+        [[ $TXFAIL -eq $3 ]] && return 0
+        sleep 0.1
+    done
+    return 0
 }
 jget() { tail -n 1 "$VU_DIR/$1.out" | sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p"; }
-# pg_start NAME ARGS...: vio-pktgen in the background -> PG_PID
-pg_start() {
+# pg_start NAME taskset -c CPU ARGS...: vio-pktgen in the background -> PG_PID
+pg_start() { # NAME taskset -c CPU ARGS...
     local name=$1
     shift
-    "$PKTGEN" "$@" >"$VU_DIR/$name.out" 2>"$VU_DIR/$name.err" &
+    "$1" "$2" "$3" "$PKTGEN" "${@:4}" >"$VU_DIR/$name.out" 2>"$VU_DIR/$name.err" &
     PG_PID=$!
     vu_track "$PG_PID"
 }
@@ -112,48 +126,60 @@ wait_ready() { # NAME PID
     return 1
 }
 
+flow_pkts() { # MATCH -> n_packets of the flow matching MATCH (flow counters outlive a port's vhost device)
+    ovs-ofctl dump-flows "$br" "$1" | sed -n 's/.*n_packets=\([0-9]*\).*/\1/p' | head -n 1
+}
+# the two vio-pktgens share CPU 0 with OVS's main thread; the PMD thread polls on CPU 1
+PG_CPU=${PG_CPU:-0}
+
 # --- 1. p1 -> p2, counted by a second pktgen ------------------------------------------------
 ovs-ofctl del-flows "$br"
 ovs-ofctl add-flow "$br" "in_port=p1,actions=output:p2"
 ovs-ofctl add-flow "$br" "in_port=p2,actions=drop"
-pg_start rx2 --vhost-user "$D/p2" --rx-only --duration $((PG_S + 4)) --json
+pg_start rx2 taskset -c "$PG_CPU" --vhost-user "$D/p2" --rx-only --duration $((PG_S + 4)) --json
 rxpid=$PG_PID
 wait_ready rx2 "$rxpid" || vu_fail "the counting pktgen on p2 did not come up"
 sleep 0.5
-p1rx0=$(stat_of p1 rx); p2tx0=$(stat_of p2 tx)
-pg_start tx1 --vhost-user "$D/p1" --duration "$PG_S" --rate "$RATE" --json
+f2=$(txfail p2)
+pg_start tx1 taskset -c "$PG_CPU" --vhost-user "$D/p1" --duration "$PG_S" --rate "$RATE" --json
 pg_wait "$PG_PID"
 txrc=$PG_RC
+sleep 0.5
+# read while the receiver is still connected (a vhost port's counters go with its device)
+p1in=$(flow_pkts in_port=p1)
 pg_wait "$rxpid"
 rxrc=$PG_RC
-p1rx=$(( $(stat_of p1 rx) - p1rx0 )); p2tx=$(( $(stat_of p2 tx) - p2tx0 ))
-tx=$(jget tx1 tx_packets); got=$(jget rx2 rx_verified)
-vu_log "p1 -> p2: sender tx=$tx ($(jget tx1 tx_mpps) Mpps), receiver verified=$got errors=$(jget rx2 errors); OVS p1 rx=$p1rx p2 tx=$p2tx"
+tx=$(jget tx1 tx_packets); got=$(jget rx2 rx_verified); gaps=$(jget rx2 seq_gaps)
+wait_txfail p2 "$f2" "$gaps"
+vu_log "p1 -> p2: sender tx=$tx ($(jget tx1 tx_mpps) Mpps), receiver verified=$got missing=$gaps errors=$(jget rx2 errors) p50=$(jget rx2 lat_p50_us) us; OVS: flow in_port=p1 $p1in packets, p2 tx failures $TXFAIL"
 vu_check "p1 -> p2: sender exited 0 (status $txrc)" test "$txrc" -eq 0
 vu_check "p1 -> p2: receiver exited 0 (status $rxrc)" test "$rxrc" -eq 0
 vu_check "p1 -> p2: frames sent ($tx)" test "${tx:-0}" -gt 1000
 vu_check "p1 -> p2: the sender saw nothing come back and said so" \
     grep -q 'no frames came back: the peer does not reflect' "$VU_DIR/tx1.err"
-vu_check "p1 -> p2: OVS received every frame on p1 ($p1rx == $tx)" test "$p1rx" -eq "$tx"
-vu_check "p1 -> p2: the receiver verified every frame OVS sent on p2 ($got == $p2tx)" test "$got" -eq "$p2tx"
-vu_check "p1 -> p2: frames arrived at p2 ($got)" test "${got:-0}" -gt 1000
+vu_check "p1 -> p2: OVS received every frame the sender sent ($p1in == $tx)" test "$p1in" -eq "$tx"
+vu_check "p1 -> p2: frames missing at the receiver are OVS's p2 tx failures ($gaps == $TXFAIL)" test "$gaps" -eq "$TXFAIL"
+vu_check "p1 -> p2: the receiver verified every other frame ($got == $p1in - $TXFAIL)" test "$got" -eq $((p1in - TXFAIL))
+vu_check "p1 -> p2: frames arrived at p2 ($got of $tx)" test "$got" -gt 1000
 vu_check "p1 -> p2: no errors at the receiver" test "$(jget rx2 errors)" = 0
 
 # --- 2. p1 -> in_port: OVS reflects -----------------------------------------------------------
 ovs-ofctl del-flows "$br"
 ovs-ofctl add-flow "$br" "in_port=p1,actions=in_port"
 ovs-ofctl add-flow "$br" "in_port=p2,actions=drop"
-p1rx0=$(stat_of p1 rx); p1tx0=$(stat_of p1 tx)
-pg_start refl --vhost-user "$D/p1" --duration "$PG_S" --rate "$RATE" --json
+f1=$(txfail p1)
+pg_start refl taskset -c "$PG_CPU" --vhost-user "$D/p1" --duration "$PG_S" --rate "$RATE" --json
 pg_wait "$PG_PID"
-p1rx=$(( $(stat_of p1 rx) - p1rx0 )); p1tx=$(( $(stat_of p1 tx) - p1tx0 ))
-tx=$(jget refl tx_packets); rx=$(jget refl rx_packets); ver=$(jget refl rx_verified)
-vu_log "reflect: pktgen tx=$tx rx=$rx verified=$ver drops=$(jget refl drops) p50=$(jget refl lat_p50_us) us p99=$(jget refl lat_p99_us) us; OVS p1 rx=$p1rx tx=$p1tx"
+p1in=$(flow_pkts in_port=p1)
+tx=$(jget refl tx_packets); rx=$(jget refl rx_packets); ver=$(jget refl rx_verified); drops=$(jget refl drops)
+wait_txfail p1 "$f1" "$drops"
+vu_log "reflect: pktgen tx=$tx rx=$rx verified=$ver drops=$drops p50=$(jget refl lat_p50_us) us p99=$(jget refl lat_p99_us) us; OVS: flow in_port=p1 $p1in packets, p1 tx failures $TXFAIL"
 vu_check "reflect: pktgen exited 0 (status $PG_RC)" test "$PG_RC" -eq 0
 vu_check "reflect: frames came back verified ($ver)" test "${ver:-0}" -gt 1000
 vu_check "reflect: no errors" test "$(jget refl errors)" = 0
 vu_check "reflect: reflected" test "$(jget refl reflected)" = true
-vu_check "reflect: OVS received every frame pktgen sent ($p1rx == $tx)" test "$p1rx" -eq "$tx"
-vu_check "reflect: pktgen received every frame OVS sent back ($rx == $p1tx)" test "$rx" -eq "$p1tx"
+vu_check "reflect: OVS received every frame pktgen sent ($p1in == $tx)" test "$p1in" -eq "$tx"
+vu_check "reflect: every frame came back or is counted as dropped ($ver + $drops == $tx)" test $((ver + drops)) -eq "$tx"
+vu_check "reflect: pktgen's drops are OVS's p1 tx failures ($drops == $TXFAIL)" test "$drops" -eq "$TXFAIL"
 
 vu_pass "vio-pktgen through OVS-DPDK dpdkvhostuser ports: p1 -> p2 counted ($got), p1 -> in_port verified ($ver)"
