@@ -758,7 +758,7 @@ static bool backend_gone(struct app *a)
 }
 
 /* 0 reconnected, -errno gave up */
-static int reconnect(struct app *a, double at)
+static int reconnect(struct app *a, double at, uint64_t run_end)
 {
     printf("[%6.1fs] backend vanished: %s\n", at,
            a->o.reconnect ? "reconnecting" : "stopping (no --reconnect)");
@@ -770,6 +770,8 @@ static int reconnect(struct app *a, double at)
     for (unsigned i = 0; i < a->rings; i++)
         (void)vio_vhost_set_vring_base(a->vhost, i, used_idx(a, i));
     uint64_t t0 = mono_ns(), deadline = t0 + (uint64_t)(a->o.reconnect_timeout * 1e9);
+    if (run_end && run_end < deadline)
+        deadline = run_end; /* the run ends meanwhile: no point in waiting longer */
     int e;
     for (;;) {
         e = vio_vhost_reconnect(a->vhost);
@@ -907,7 +909,8 @@ static int run(struct app *a)
                 break;
             if (!a->o.vhost_net && backend_gone(a)) {
                 fold_interval(a);
-                if (reconnect(a, (double)(now - a->t_start) / 1e9) < 0) {
+                if (reconnect(a, (double)(now - a->t_start) / 1e9,
+                              dur_ns ? a->t_start + dur_ns : 0) < 0) {
                     a->lost = true;
                     rc = 1;
                     break;
@@ -962,8 +965,9 @@ static int run(struct app *a)
             struct totals c = totals(a);
             if (got)
                 last_progress = t;
+            /* patient: on a loaded machine a backend thread may not run for tens of ms */
             if (c.rx - c.foreign >= c.tx || t >= deadline || a->broken ||
-                t - last_progress > 50000000ull || (c.rx == 0 && t - t_end > 100000000ull))
+                t - last_progress > 500000000ull || (c.rx == 0 && t - t_end > 500000000ull))
                 break;
         }
     }
@@ -1292,7 +1296,7 @@ int main(int argc, char **argv)
         .queue_size = 256,
         .reconnect_timeout = 30,
         .timeout = 10,
-        .drain = 1.0,
+        .drain = 2.0,
         .verbosity = VIO_LOG_WARN,
     };
     a->memfd = -1;

@@ -133,7 +133,8 @@ done
 # ---- 4. reconnect: testpmd killed mid-run and restarted ----
 testpmd_be tp-rc1 io "$sock"
 tp1=$TP
-taskset -c "$VU_PEER_CPU" "$PKTGEN" --vhost-user "$sock" --reconnect --duration 9 --rate 200000 --json \
+# a long run ended by SIGINT 3 s after the reconnect (testpmd takes seconds to start under load)
+taskset -c "$VU_PEER_CPU" "$PKTGEN" --vhost-user "$sock" --reconnect --duration 120 --rate 200000 --json \
     >"$VU_DIR/pg-rc.out" 2>"$VU_DIR/pg-rc.err" &
 pg=$!
 vu_track "$pg"
@@ -143,6 +144,13 @@ wait "$tp1" 2>/dev/null || true
 sleep 1
 testpmd_be tp-rc2 io "$sock"
 tp2=$TP
+for ((i = 0; i < 300; i++)); do
+    grep -q 'reconnected after' "$VU_DIR/pg-rc.out" && break
+    kill -0 "$pg" 2>/dev/null || break
+    sleep 0.1
+done
+sleep 3
+kill -INT "$pg" 2>/dev/null || true
 rc=0
 wait "$pg" || rc=$?
 vu_testpmd_stop "$tp2"
