@@ -409,8 +409,13 @@ static int setup_frontend(struct app *a)
     uint64_t t0 = mono_ns();
     if (a->o.vhost_net) {
         e = open_tap(a->o.tap, &a->tapfd);
-        if (e < 0)
-            return fail("open tap (needs CAP_NET_ADMIN and /dev/net/tun)", e);
+        if (e < 0) {
+            char what[128];
+            snprintf(what, sizeof(what), "open tap '%s'%s", a->o.tap,
+                     e == -EPERM || e == -EACCES ? " (needs CAP_NET_ADMIN)"
+                     : e == -ENOENT ? " (no /dev/net/tun: modprobe tun)" : "");
+            return fail(what, e);
+        }
         struct vio_vhost_kernel_config kc = {
             .struct_size = sizeof(kc),
             .path = a->o.vhost_dev,
@@ -418,8 +423,12 @@ static int setup_frontend(struct app *a)
             .log = log_cb,
         };
         e = vio_vhost_kernel_open(&kc, &a->vhost);
-        if (e < 0)
-            return fail(e == -ENOENT ? "open /dev/vhost-net (modprobe vhost_net?)" : "open vhost device", e);
+        if (e < 0) {
+            char what[600];
+            snprintf(what, sizeof(what), "open the vhost device %s",
+                     a->o.vhost_dev ? a->o.vhost_dev : "/dev/vhost-net");
+            return fail(what, e);
+        }
     } else {
         struct vio_vhost_user_frontend_config uc = {
             .struct_size = sizeof(uc),
