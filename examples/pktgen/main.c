@@ -873,6 +873,10 @@ static int run(struct app *a)
 
     for (unsigned i = 0; i < a->rings; i++)
         vio_net_driver_disable_cb(a->nd, i);
+    /* our own frames start at sequence 0: frames lost before the first one that comes back
+     * are gaps too (another sender's frames, --rx-only, set the start at their first) */
+    for (unsigned qp = 0; qp < nq && !a->o.rx_only; qp++)
+        a->st[qp] = (struct seqtrack){.expect = 0, .have = true};
 
     a->t_start = mono_ns();
     uint64_t now = a->t_start, next_check = now + 1000000, next_report = now + 1000000000ull;
