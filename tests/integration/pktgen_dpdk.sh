@@ -12,7 +12,8 @@
 # 3. Our own vio-vhost-user-net --loopback, one and two queue pairs: frames verified, the
 #    daemon's end-of-session counters equal pktgen's.
 # 4. Reconnect: testpmd killed (-9) mid-run and started again; pktgen --reconnect reports the
-#    vanished backend, reconnects, and frames come back verified after the restart.
+#    vanished backend, reconnects, and frames come back verified after the restart. The same
+#    with our daemon killed and restarted.
 # Exit: 0 pass, 1 fail, 77 skip (no dpdk-testpmd, not root).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -193,4 +194,41 @@ ver=$(jget pg-rc rx_verified)
 before=$(sed -n 's/.*reconnected after.*verified so far \([0-9]*\).*/\1/p' "$VU_DIR/pg-rc.out" | head -n 1)
 vu_check "reconnect: rx_verified grew after the restart ($before -> $ver)" test "${before:-x}" -ge 0 -a "$ver" -gt $((before + 1000))
 
-vu_pass "vio-pktgen verified traffic through DPDK net_vhost (io, macswap, 2 queues), our daemon, and a backend restart"
+# ---- 4b. the same with our daemon killed and restarted ----
+rsock=$VU_DIR/rd.sock
+vu_daemon rd1 --socket "$rsock" --loopback
+rd=$VU_PID
+vu_wait_socket "$rsock" "$rd" 10 || vu_fail "daemon (reconnect) made no socket"
+taskset -c "$VU_PEER_CPU" "$PKTGEN" --vhost-user "$rsock" --reconnect --duration 120 --rate 200000 --json \
+    >"$VU_DIR/pg-rcd.out" 2>"$VU_DIR/pg-rcd.err" &
+pg=$!
+vu_track "$pg"
+sleep 3
+kill -KILL "$rd"
+wait "$rd" 2>/dev/null || true
+rm -f "$rsock"
+sleep 1
+vu_daemon rd2 --socket "$rsock" --loopback
+rd=$VU_PID
+for ((i = 0; i < 300; i++)); do
+    grep -q 'reconnected after' "$VU_DIR/pg-rcd.out" && break
+    kill -0 "$pg" 2>/dev/null || break
+    sleep 0.1
+done
+sleep 3
+kill -INT "$pg" 2>/dev/null || true
+rc=0
+wait "$pg" || rc=$?
+vu_log "daemon reconnect: $(grep -a -e vanished -e reconnected "$VU_DIR/pg-rcd.out" | tr '\n' ' ')"
+vu_log "daemon reconnect: $(tail -n 1 "$VU_DIR/pg-rcd.out")"
+ver=$(jget pg-rcd rx_verified)
+before=$(sed -n 's/.*reconnected after.*verified so far \([0-9]*\).*/\1/p' "$VU_DIR/pg-rcd.out" | head -n 1)
+vu_check "daemon reconnect: pktgen exited 0 (status $rc)" test "$rc" -eq 0
+vu_check "daemon reconnect: the vanished backend was reported" grep -q 'backend vanished' "$VU_DIR/pg-rcd.out"
+vu_check "daemon reconnect: pktgen reconnected" test "$(jget pg-rcd reconnects)" -ge 1
+vu_check "daemon reconnect: no errors" test "$(jget pg-rcd errors)" = 0
+vu_check "daemon reconnect: rx_verified grew after the restart ($before -> $ver)" test "${before:-x}" -ge 0 -a "$ver" -gt $((before + 1000))
+kill -TERM "$rd"
+wait "$rd" 2>/dev/null || true
+
+vu_pass "vio-pktgen verified traffic through DPDK net_vhost (io, macswap, 2 queues), our daemon, and a backend restart (testpmd and our daemon)"
