@@ -20,6 +20,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 . "$here/vhost_user_lib.sh"
 
 PKTGEN=${1:?usage: pktgen_dpdk.sh PKTGEN DAEMON}
+# shellcheck disable=SC2034  # read by vhost_user_lib.sh (vu_daemon)
 VU_DAEMON=${2:?usage: pktgen_dpdk.sh PKTGEN DAEMON}
 vu_init pktgen_dpdk
 [[ -x "$PKTGEN" ]] || vu_fail "pktgen binary '$PKTGEN' not found"
