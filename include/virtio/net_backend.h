@@ -301,6 +301,28 @@ VIO_API int vio_net_tap_open(const struct vio_net_backend_config *cfg, struct vi
 VIO_API const char *vio_net_tap_ifname(const struct vio_net_backend *b);
 
 /**
+ * @brief Hand a tap queue pair's fd to the kernel's vhost-net (VHOST_NET_SET_BACKEND, see
+ * vio_vhost_net_set_backend() in vhost.h) after setting the tap's vnet header size to what
+ * vhost-net will use: 12 when VIRTIO_F_VERSION_1 or VIRTIO_NET_F_MRG_RXBUF is negotiated, 10
+ * otherwise (vhost-net then passes frames with that header through the tap unchanged).
+ *
+ * @param[in] b            a backend from vio_net_tap_open()
+ * @param[in] qp           the queue pair whose fd is wanted
+ * @param[in] vnet_hdr_len 10 or 12
+ * @return the fd (>= 0), borrowed: it stays owned by @p b and is closed by
+ *         vio_net_backend_destroy(); destroy the backend only after vhost-net let go of it
+ * @retval -EINVAL @p b is not a tap backend, @p qp >= its queue pairs, or @p vnet_hdr_len is
+ *                 neither 10 nor 12
+ * @retval -ENODEV the interface is gone
+ * @retval other -errno of TUNSETVNETHDRSZ (logged)
+ *
+ * The header size belongs to the tap device, not to the fd: after a call with 10, the backend's
+ * own tx / rx calls (which move 12-byte headers) must not be used on any queue pair. While
+ * vhost-net owns the fd, nothing else should read or write it. Control thread.
+ */
+VIO_API int vio_net_tap_vhost_fd(struct vio_net_backend *b, unsigned qp, unsigned vnet_hdr_len);
+
+/**
  * @brief Open an AF_PACKET backend bound to cfg->ifname, with PACKET_VNET_HDR, a mmap'ed receive
  * ring (TPACKET_V2) and PACKET_QDISC_BYPASS; one socket per queue pair (PACKET_FANOUT_HASH for
  * several).

@@ -9,6 +9,7 @@
  * header itself, so checksum and segmentation offload pass through untouched. The
  * kernel only hands us partial checksums / GSO frames for the offloads enabled with
  * TUNSETOFFLOAD, which configure() derives from the negotiated GUEST_* features.
+ * vio_net_tap_vhost_fd() hands a queue's fd to vhost-net, with the header size vhost-net uses.
  *
  * Concurrency: each queue pair has its own fd and scratch iovec array; calls on one
  * queue pair are serialized by the caller, calls on different queue pairs share only
@@ -440,4 +441,26 @@ const char *vio_net_tap_ifname(const struct vio_net_backend *b)
     if (!b || b->ops != &tap_ops || !b->opaque)
         return NULL;
     return ((struct tap *)b->opaque)->ifname;
+}
+
+int vio_net_tap_vhost_fd(struct vio_net_backend *b, unsigned qp, unsigned vnet_hdr_len)
+{
+    if (!b || b->ops != &tap_ops || !b->opaque)
+        return -EINVAL;
+    struct tap *t = b->opaque;
+    if (qp >= t->nqp || (vnet_hdr_len != 10 && vnet_hdr_len != VIO_NET_HDR_SIZE))
+        return -EINVAL;
+    if (vio_be_is_gone(&t->gone))
+        return -ENODEV;
+    int fd = t->qp[qp].fd;
+    int hdrsz = (int)vnet_hdr_len;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &hdrsz) < 0) {
+        int err = errno;
+        if (tap_check_gone(t, fd))
+            return -ENODEV;
+        vio_logf(t->log, t->log_opaque, VIO_LOG_ERROR, t->object, "TUNSETVNETHDRSZ %u: %s",
+                 vnet_hdr_len, strerror(err));
+        return -err;
+    }
+    return fd;
 }
