@@ -179,7 +179,10 @@ static int sync_mem(struct vio_vhost_dev *d, unsigned qidx)
             in[i] = st.st_ino;
         }
         /* an fd number the transport reused for another file is another region */
-        if (same && (memcmp(&m[i], &d->mem[i], sizeof(m[i])) != 0 || dv[i] != d->mem_dev[i] ||
+        const struct vio_vhost_mem_region *o = &d->mem[i];
+        if (same && (m[i].guest_addr != o->guest_addr || m[i].size != o->size ||
+                     m[i].user_addr != o->user_addr || m[i].fd != o->fd ||
+                     m[i].fd_offset != o->fd_offset || dv[i] != d->mem_dev[i] ||
                      in[i] != d->mem_ino[i]))
             same = false;
     }
