@@ -10,8 +10,11 @@
  * Transports today: the vhost-user back-end (vhost_user.h), the virtio-MMIO register decoder
  * (mmio.h) and the virtio-PCI modern transport (pci.h) bind to this interface; the libev
  * adapter (ev.h) and in-process glue (a VMM calling the wrappers itself) use it the same way.
- * The vhost frontends (vhost-net ioctls, a vhost-user frontend) are not written yet: they sit
- * in the driver seat and will not use this interface.
+ * The vhost frontends (vhost-net ioctls, a vhost-user frontend, vhost.h) sit in the driver
+ * seat and do not use this interface; the offload device (vhost_dev.h) is a device model on
+ * top of them, whose queues run in a vhost back-end: a transport that implements
+ * @ref vio_device_hooks::mem_regions and @ref vio_device_hooks::queue_offload hands it the
+ * driver's memory, rings and eventfds and leaves the claimed rings alone.
  *
  * A device model (virtio-net is the first) fills a `const struct vio_device_ops` table and
  * hands out a struct vio_device naming that table and its state. A transport then:
