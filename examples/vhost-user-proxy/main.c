@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <virtio/net.h>
@@ -62,6 +63,7 @@ static void usage(FILE *f)
 "  -b, --backend PATH     socket of the back-end that runs the queues (it listens)\n"
 "  -q, --queues N         queue pairs (default 1)\n"
 "  -m, --mac MAC          MAC address in the config space (default 52:54:00:12:34:57)\n"
+"      --stats SEC        also print the rings' state every SEC seconds (1..3600)\n"
 "      --log-level L      error, warn, info (default) or debug\n"
 "  -h, --help             this text\n"
 "Signals: SIGUSR1 prints every ring's state and the offload counters to stdout.\n");
@@ -112,11 +114,13 @@ int main(int argc, char **argv)
     const char *listen_path = NULL, *backend_path = NULL;
     unsigned pairs = 1;
     uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x57};
-    enum { O_LOGLEVEL = 256 };
+    enum { O_LOGLEVEL = 256, O_STATS };
+    int stats_ms = -1;
     static const struct option lo[] = {
         {"listen", required_argument, NULL, 'l'}, {"backend", required_argument, NULL, 'b'},
         {"queues", required_argument, NULL, 'q'}, {"mac", required_argument, NULL, 'm'},
         {"log-level", required_argument, NULL, O_LOGLEVEL}, {"help", no_argument, NULL, 'h'},
+        {"stats", required_argument, NULL, O_STATS},
         {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "l:b:q:m:h", lo, NULL)) != -1) {
@@ -149,6 +153,16 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case O_STATS: {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || v < 1 || v > 3600) {
+                fprintf(stderr, PROG ": --stats wants seconds (1..3600), not '%s'\n", optarg);
+                return 2;
+            }
+            stats_ms = (int)v * 1000;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -218,6 +232,9 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, PROG ": listening on %s, queues run in %s\n", listen_path, backend_path);
     unsigned nq = vio_device_num_queues(vio_vhost_dev_device(vd));
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long long next_stats = stats_ms > 0 ? stats_ms : -1;
 
     for (;;) {
         struct vio_device_watch w[MAX_WATCHES];
@@ -228,7 +245,20 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++)
             pfd[i] = (struct pollfd){.fd = w[i].fd, .events = (short)w[i].events};
         pfd[n] = (struct pollfd){.fd = sfd, .events = POLLIN};
-        int r = poll(pfd, (nfds_t)n + 1, vio_vhost_user_timeout_ms(vu));
+        int tmo = vio_vhost_user_timeout_ms(vu);
+        if (next_stats >= 0) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            long long now = (t.tv_sec - t0.tv_sec) * 1000LL + (t.tv_nsec - t0.tv_nsec) / 1000000;
+            if (now >= next_stats) {
+                print_state(vu, vd, nq);
+                next_stats = now + stats_ms;
+            }
+            long long left = next_stats - now;
+            if (tmo < 0 || left < tmo)
+                tmo = (int)left;
+        }
+        int r = poll(pfd, (nfds_t)n + 1, tmo);
         if (r < 0 && errno != EINTR)
             break;
         vio_vhost_user_tick(vu);
