@@ -78,9 +78,9 @@ struct vu_map {
     ino_t ino;
     uint64_t offset; /* mmap_offset of the region in its file */
     uint64_t gpa, size, uva;
-    unsigned refs;
+    unsigned refs;   /* ADD_MEM_REG of an identical region counts, REM_MEM_REG uncounts */
     int fd;          /* the front-end's memory fd, kept for a device that hands the memory on
-                      * (vio_device_hooks::mem_regions); closed with the mapping */   /* ADD_MEM_REG of an identical region counts, REM_MEM_REG uncounts */
+                      * (vio_device_hooks::mem_regions); closed with the mapping */
 };
 
 struct vu_ring {
