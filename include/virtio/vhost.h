@@ -149,6 +149,10 @@ VIO_API int vio_vhost_kernel_open(const struct vio_vhost_kernel_config *cfg, str
  * @retval -ECONNREFUSED / -ENOENT nothing listens at the path
  * @retval -EPROTO the backend answered wrongly (logged: which request, what was wrong)
  * @retval -ERANGE the backend has fewer queues than @ref vio_vhost_user_frontend_config::num_queues
+ * @retval -ENOTCONN the backend closed the connection during the handshake
+ * @retval -EIO the backend refused SET_BACKEND_REQ_FD (a failed REPLY_ACK)
+ * @retval -EEXIST server mode: something that is not a socket is at the path
+ * @retval other the errno of socket(), bind(), listen() or connect()
  */
 VIO_API int vio_vhost_user_connect(const struct vio_vhost_user_frontend_config *cfg,
                                    struct vio_vhost **out);
@@ -168,7 +172,8 @@ VIO_API int vio_vhost_fd(const struct vio_vhost *v);
 
 /**
  * @brief Handle what is ready on vio_vhost_fd(): backend requests (CONFIG_CHANGE_MSG ...),
- * a closed socket (reported as #VIO_VHOST_EV_DISCONNECTED). Never blocks.
+ * a closed socket (reported as #VIO_VHOST_EV_DISCONNECTED). Does not wait for the backend (the
+ * rest of a request whose first bytes came, or the write of its ack, at most 100 ms).
  * @retval 0 handled (or nothing was ready)
  * @retval -ENOTCONN the backend is gone
  * @retval -EINVAL @p v NULL
@@ -179,13 +184,15 @@ VIO_API int vio_vhost_handle(struct vio_vhost *v);
 VIO_API bool vio_vhost_connected(const struct vio_vhost *v);
 
 /**
- * @brief vhost-user with @ref vio_vhost_user_frontend_config::reconnect: connect again and
+ * @brief vhost-user with @ref vio_vhost_user_frontend_config::reconnect set: connect again and
  * re-send everything sent so far (owner, features, protocol features, memory table, every
  * ring's num / addr / base (the last base read or the used index the application passes with
  * vio_vhost_set_vring_base()), kick, call, err and enable).
  * @retval 0 reconnected
  * @retval -ENOTSUP not vhost-user, or reconnect was not asked for
- * @retval other as vio_vhost_user_connect()
+ * @retval -EPROTO the new backend negotiates other protocol features, or no longer offers
+ *                 a feature bit that was set
+ * @retval other as vio_vhost_user_connect(), or a failed request while re-sending
  */
 VIO_API int vio_vhost_reconnect(struct vio_vhost *v);
 
@@ -193,7 +200,10 @@ VIO_API int vio_vhost_reconnect(struct vio_vhost *v);
  * @name Features, owner and reset
  * Every call below returns 0 or a negative errno: -EINVAL for NULL / out-of-range arguments,
  * -ENOTSUP where the implementation lacks the operation, -ENOTCONN when the backend is gone,
- * -EPROTO for a bad vhost-user reply, the ioctl's errno negated for the kernel.
+ * -EPROTO for a bad vhost-user reply, -ETIMEDOUT when a vhost-user backend did not answer
+ * within the timeout (the connection is dropped, as for -EPROTO), -EIO when a vhost-user
+ * backend refused the request (a failed REPLY_ACK, an empty GET_CONFIG reply, no inflight
+ * area), the ioctl's errno negated for the kernel.
  * @{
  */
 /** @brief The backend's virtio feature bits (vhost-user: without PROTOCOL_FEATURES). */
@@ -263,7 +273,8 @@ VIO_API int vio_vhost_set_vring_num(struct vio_vhost *v, unsigned idx, unsigned 
 /** @brief Ring addresses (virtual addresses of this process). */
 VIO_API int vio_vhost_set_vring_addr(struct vio_vhost *v, unsigned idx,
                                      const struct vio_vhost_vring_addr *a);
-/** @brief Where the backend starts reading the avail ring (its last_avail_idx). */
+/** @brief Where the backend starts reading the avail ring (its last_avail_idx). vhost-user with
+ *  reconnect while the backend is gone: recorded for vio_vhost_reconnect() (returns 0). */
 VIO_API int vio_vhost_set_vring_base(struct vio_vhost *v, unsigned idx, unsigned base);
 /** @brief Stop the ring and read where the backend stopped (its last_avail_idx). */
 VIO_API int vio_vhost_get_vring_base(struct vio_vhost *v, unsigned idx, unsigned *base);
@@ -325,9 +336,12 @@ struct vio_vhost_driver;
 
 /**
  * @brief Create an adapter (it creates one kick and one call eventfd per ring). Control thread.
+ * It makes the adapter the backend's owner (vio_vhost_set_owner(); an -EBUSY from an owner
+ * the application set already is fine).
  * @retval 0 success
  * @retval -EINVAL bad parameters
  * @retval -ENOMEM out of memory
+ * @retval other the error of vio_vhost_set_owner(), or of eventfd()
  */
 VIO_API int vio_vhost_driver_new(const struct vio_vhost_driver_config *cfg,
                                  struct vio_vhost_driver **out);

@@ -126,8 +126,13 @@ static int vd_get_status(void *o, uint8_t *st)
     if (!vio_vhost_connected(d->v))
         s |= VIO_S_NEEDS_RESET;
     uint8_t b;
-    if (s && vio_vhost_get_status(d->v, &b) == 0)
+    if (s && vio_vhost_get_status(d->v, &b) == 0) {
         s |= b & VIO_S_NEEDS_RESET;
+        /* a backend with STATUS that could not take the features clears FEATURES_OK
+         * (spec 3.1.1 step 6): the driver must see that */
+        if (!(b & VIO_S_FEATURES_OK))
+            s &= (uint8_t)~VIO_S_FEATURES_OK;
+    }
     *st = s;
     return 0;
 }
@@ -138,7 +143,9 @@ static int vd_set_status(void *o, uint8_t st)
     if (st == 0)
         return -EINVAL;
     int r;
-    if ((st & VIO_S_FEATURES_OK) && !(d->status & VIO_S_FEATURES_OK)) {
+    /* the step to FEATURES_OK hands the features and the memory over (not when the driver
+     * is only marking the device FAILED after that step went wrong) */
+    if ((st & VIO_S_FEATURES_OK) && !(d->status & VIO_S_FEATURES_OK) && !(st & VIO_S_FAILED)) {
         if ((r = vio_vhost_set_features(d->v, d->features)) < 0) {
             LOG(d, VIO_LOG_ERROR, "SET_FEATURES 0x%llx failed (%s)",
                 (unsigned long long)d->features, strerror(-r));

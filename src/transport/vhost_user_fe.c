@@ -37,6 +37,7 @@
 #define MAX_MEM_SLOTS 65536u
 #define MAX_RECORDED_REGIONS 4096u
 #define BREQ_BUDGET 64        /* backend requests handled per vio_vhost_handle() */
+#define BREQ_TIMEOUT_MS 100   /* the rest of a backend request once its first byte came */
 
 /* The protocol features this frontend implements. */
 #define FE_PF_ALL                                                                                  \
@@ -75,6 +76,7 @@ struct vu_fe {
     uint64_t features;  /* GET_FEATURES (bit 30 included) */
     uint64_t pf;        /* negotiated protocol features */
     unsigned qnum;      /* GET_QUEUE_NUM (0 without MQ) */
+    uint64_t n_config_change, n_refused; /* backend requests seen (their logs are limited) */
 
     /* recorded state (reconnect) */
     bool owner;
@@ -207,27 +209,21 @@ static int connect_client(struct vu_fe *f, int *out)
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (s < 0)
         return -errno;
-    int r = 0;
-    if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        r = -errno;
-        if (r == -EAGAIN || r == -EINPROGRESS) {
-            /* the listen backlog is full: wait for room, bounded */
-            struct pollfd p = {.fd = s, .events = POLLOUT};
-            int n;
-            do {
-                n = poll(&p, 1, f->timeout_ms);
-            } while (n < 0 && errno == EINTR);
-            int err = 0;
-            socklen_t el = sizeof(err);
-            if (n == 0)
-                r = -ETIMEDOUT;
-            else if (n < 0)
-                r = -errno;
-            else if (getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-                r = -errno;
-            else
-                r = -err;
+    int r;
+    int64_t end = now_ms() + f->timeout_ms;
+    for (;;) {
+        r = connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+        if (r == -EINTR)
+            continue;
+        /* a unix socket's full listen backlog: EAGAIN, and nothing goes on in the
+         * background; try again until the timeout */
+        if (r != -EAGAIN)
+            break;
+        if (now_ms() >= end) {
+            r = -ETIMEDOUT;
+            break;
         }
+        usleep(5000);
     }
     if (r == 0 && fcntl(s, F_SETFL, 0) < 0)
         r = -errno;
@@ -445,6 +441,12 @@ static int breq_reply(struct vu_fe *f, const struct vu_msg *in, uint64_t status)
     return r;
 }
 
+/* Rate limit for what a backend can repeat at will: the first 8, then every power of 2. */
+static bool log_this(uint64_t n)
+{
+    return n <= 8 || (n & (n - 1)) == 0;
+}
+
 /* One message from the backend request channel: 0 handled, -EAGAIN nothing waiting,
  * -ENOTCONN the channel closed, -EPROTO a malformed message (the connection is dropped). */
 static int breq_one(struct vu_fe *f)
@@ -485,14 +487,18 @@ static int breq_one(struct vu_fe *f)
         }
         if (!has_pf(f, VU_PF_CONFIG))
             LOG(f, VIO_LOG_WARN, "CONFIG_CHANGE_MSG without the CONFIG protocol feature");
-        LOG(f, VIO_LOG_INFO, "the backend's configuration changed");
+        if (log_this(++f->n_config_change))
+            LOG(f, VIO_LOG_INFO, "the backend's configuration changed (%llu times)",
+                (unsigned long long)f->n_config_change);
         emit(f, VIO_VHOST_EV_CONFIG_CHANGED);
         if (need)
             breq_reply(f, &m, 0);
         return 0;
     }
-    LOG(f, VIO_LOG_ERROR, "backend request %u (size %u, %u fds) is not implemented: refused",
-        m.hdr.request, m.hdr.size, m.nfds);
+    if (log_this(++f->n_refused))
+        LOG(f, VIO_LOG_ERROR,
+            "backend request %u (size %u, %u fds) is not implemented: refused (%llu so far)",
+            m.hdr.request, m.hdr.size, m.nfds, (unsigned long long)f->n_refused);
     vu_msg_close_fds(&m);
     if (need)
         breq_reply(f, &m, 1);
@@ -557,7 +563,10 @@ static int handshake(struct vu_fe *f)
             return r;
         }
         f->breq = sp[0];
-        if ((r = set_timeouts(f->breq, f->timeout_ms)) < 0 || (r = epoll_add(f, f->breq)) < 0)
+        /* vio_vhost_handle() must not block: a backend request is read whole (a backend
+         * writes one small message at once) and its ack written within a short bound */
+        int bound = f->timeout_ms < BREQ_TIMEOUT_MS ? f->timeout_ms : BREQ_TIMEOUT_MS;
+        if ((r = set_timeouts(f->breq, bound)) < 0 || (r = epoll_add(f, f->breq)) < 0)
             return r;
     }
     return epoll_add(f, f->sock);
@@ -1048,16 +1057,14 @@ static int fe_set_log_base(struct vio_vhost *v, uint64_t user_addr, int fd, uint
     msg_init(&m, VU_SET_LOG_BASE, &lg, sizeof(lg));
     m.fds[0] = fd;
     m.nfds = 1;
-    /* with LOG_SHMFD the backend always answers (QEMU waits for it): DPDK with an empty
-     * payload, libvhost-user and ours with a u64 status */
+    /* with LOG_SHMFD the backend always answers (QEMU waits for it, and checks only the
+     * request code): DPDK with an empty payload, ours with a u64 status, libvhost-user with
+     * a u64 that is not a status (what was in the request's first 8 bytes), so the value
+     * cannot be read as an ack */
     if ((r = fe_send(f, &m)) < 0 || (r = fe_recv(f, VU_SET_LOG_BASE, &m, 0)) < 0)
         return r;
     if (m.hdr.size != 0 && m.hdr.size != 8)
         return violation(f, VU_SET_LOG_BASE, "payload size %u, expected 0 or 8", m.hdr.size);
-    if (m.hdr.size == 8 && m.p.u64 != 0) {
-        LOG(f, VIO_LOG_WARN, "SET_LOG_BASE: the backend refused the log");
-        return -EIO;
-    }
     return 0;
 }
 
@@ -1376,20 +1383,27 @@ static int fe_reconnect(struct vio_vhost *v)
     if (!f->reconnect)
         return -ENOTSUP;
     conn_close(f);
-    uint64_t old_pf = f->pf;
+    /* what the session was negotiated with: a new backend must give the same */
+    uint64_t old_pf = f->pf, old_features = f->features;
+    unsigned old_qnum = f->qnum;
     int r = open_conn(f);
-    if (r < 0)
-        return r;
-    if (f->pf != old_pf) {
+    if (r == 0 && f->pf != old_pf) {
         LOG(f, VIO_LOG_ERROR, "reconnect: protocol features 0x%llx, were 0x%llx",
             (unsigned long long)f->pf, (unsigned long long)old_pf);
         conn_close(f);
+        r = -EPROTO;
+    }
+    if (r < 0) {
         f->pf = old_pf;
-        return -EPROTO;
+        f->features = old_features;
+        f->qnum = old_qnum;
+        return r;
     }
     if ((r = replay(f)) < 0) {
         LOG(f, VIO_LOG_ERROR, "reconnect: re-sending the state failed (%s)", strerror(-r));
         conn_close(f);
+        f->features = old_features;
+        f->qnum = old_qnum;
         return r;
     }
     LOG(f, VIO_LOG_INFO, "reconnected to %s, state re-sent", f->path);
@@ -1470,7 +1484,8 @@ int vio_vhost_user_connect(const struct vio_vhost_user_frontend_config *cfg,
     else if (f->epfd < 0)
         r = -errno;
     if (r == 0) {
-        record_clear(f);
+        for (unsigned i = 0; i < nrings; i++)
+            f->rings[i] = (struct fe_ring){.enable = -1, .kick = -2, .call = -2, .err = -2};
         if (f->server)
             r = listen_server(f);
     }
