@@ -45,7 +45,8 @@ static struct vhost_kernel *vk_of(struct vio_vhost *v)
 }
 
 /* Logs a refused call (before or after the ioctl) at error level. */
-__attribute__((format(printf, 2, 3))) static void vk_err(struct vhost_kernel *k, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void vk_err(struct vhost_kernel *k,
+                                                          const char *fmt, ...)
 {
     if (!k->base.log)
         return;
@@ -279,7 +280,8 @@ static int vk_set_vring_num(struct vio_vhost *v, unsigned idx, unsigned num)
     return vk_ring_ioctl(k, VHOST_SET_VRING_NUM, &s, "VHOST_SET_VRING_NUM", idx);
 }
 
-static int vk_set_vring_addr(struct vio_vhost *v, unsigned idx, const struct vio_vhost_vring_addr *a)
+static int vk_set_vring_addr(struct vio_vhost *v, unsigned idx,
+                             const struct vio_vhost_vring_addr *a)
 {
     struct vhost_kernel *k = vk_of(v);
     /* Split-ring alignments (virtio 1.2, 2.7): descriptor table 16, avail 2, used 4. */
