@@ -17,7 +17,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 guest=$here/../support/guest
+# shellcheck source=tests/integration/vhost_user_lib.sh
 . "$here/vhost_user_lib.sh"
+# shellcheck source=tests/support/guest/netns.sh
 . "$guest/netns.sh"
 
 PROXY=${1:?usage: offload_qemu.sh PROXY DAEMON}
