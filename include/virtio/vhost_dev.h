@@ -60,14 +60,19 @@
 extern "C" {
 #endif
 
-/** Watch id of the vhost frontend's fd (below the vhost-user transport's device-id limit and
- *  above any id the virtio-net model uses). */
+/** Watch id of the (first) vhost frontend's fd; frontend i of
+ *  @ref vio_vhost_dev_config::vhosts has id VIO_VHOST_DEV_WATCH + i (below the vhost-user
+ *  transport's device-id limit and above any id the virtio-net model uses). */
 #define VIO_VHOST_DEV_WATCH 0x7FFFFF00u
+
+/** Most frontends one offload device takes (@ref vio_vhost_dev_config::num_vhosts). */
+#define VIO_VHOST_DEV_MAX_FRONTENDS 128u
 
 /** Creation parameters of an offload device. */
 struct vio_vhost_dev_config {
     uint32_t struct_size;      /**< sizeof(struct vio_vhost_dev_config) */
-    struct vio_vhost *vhost;   /**< the back-end, connected (borrowed; outlives the device) */
+    struct vio_vhost *vhost;   /**< the back-end, connected (borrowed; outlives the device);
+                                    ignored when @ref num_vhosts is set */
     struct vio_device *model;  /**< optional (borrowed, outlives the device, not bound to
                                     anything else): the in-process model that serves the
                                     configuration space and the control queue and whose queues,
@@ -75,7 +80,9 @@ struct vio_vhost_dev_config {
                                     binds it to itself */
     int net_backend_fd;        /**< vhost-net: the tap fd (opened with IFF_VNET_HDR, e.g.
                                     vio_net_tap_vhost_fd()) attached to every back-end ring at
-                                    start; -1 = none (vhost-user) */
+                                    start; -1 = none (vhost-user). Its vnet header size must
+                                    match what the driver will negotiate (12 with VERSION_1 or
+                                    MRG_RXBUF, which every transport here offers) */
     unsigned num_queues;       /**< queues of the device; 0 = the model's, or without a model
                                     the back-end's (vio_vhost_get_queue_num(), 2 for the kernel) */
     uint32_t device_id;        /**< without a model: the virtio device ID to present */
@@ -85,6 +92,16 @@ struct vio_vhost_dev_config {
     uint64_t model_features;   /**< feature bits (mask of bit numbers) the model serves without
                                     the back-end; 0 = the default of the model's device type
                                     (see above; none for other types) */
+    /** several back-ends, one per queue pair (vhost-net: one `/dev/vhost-net` fd serves two
+     *  rings, so a multi-queue device takes one per pair, as QEMU does): queue q is ring
+     *  q % 2 of vhosts[q / 2]; each gets its own owner, features and memory table, and the
+     *  offer is what every one of them offers. NULL / 0: @ref vhost alone runs every queue.
+     *  Borrowed (array and frontends), at most #VIO_VHOST_DEV_MAX_FRONTENDS. */
+    struct vio_vhost *const *vhosts;
+    unsigned num_vhosts;       /**< entries in @ref vhosts; 0 = use @ref vhost */
+    const int *net_backend_fds; /**< with @ref vhosts, vhost-net: the tap fd of each pair
+                                     (num_vhosts entries, e.g. vio_net_tap_vhost_fd(b, pair,
+                                     12)); NULL = @ref net_backend_fd for every pair */
     vio_log_fn log;            /**< optional log callback (object name "vhost-dev") */
     void *log_opaque;          /**< passed to @ref log */
 };
@@ -98,8 +115,9 @@ struct vio_vhost_dev;
  * @param[in]  cfg the configuration (copied)
  * @param[out] out the device, owned by the caller (vio_vhost_dev_free())
  * @retval 0 success
- * @retval -EINVAL cfg / out / vhost NULL, struct_size too small, no model and no device_id, or
- *                 no queues
+ * @retval -EINVAL cfg / out NULL, no frontend (vhost NULL without vhosts, a NULL entry in
+ *                 vhosts, more than #VIO_VHOST_DEV_MAX_FRONTENDS), struct_size too small, no
+ *                 model and no device_id, or no queues
  * @retval -ENOMEM out of memory
  * @retval -ENOTCONN the back-end is gone
  * @retval other the error of vio_vhost_get_features()

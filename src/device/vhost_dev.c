@@ -42,11 +42,24 @@ struct vd_ring {
     bool backend;        /* started in the back-end (else: the model's, if q) */
 };
 
+/* One vhost frontend and what it has been told. With several (vhost-net with more than one
+ * queue pair: one /dev/vhost-net fd per pair), queue q is ring q % 2 of frontend q / 2. */
+struct vd_fe {
+    struct vio_vhost *v;
+    int net_fd;    /* vhost-net: the tap fd of this frontend's pair; -1 none */
+    bool owner;
+    bool mem_sent; /* the memory table the back-end has */
+    unsigned nmem;
+    struct vio_vhost_mem_region mem[VIO_VHOST_MAX_MEM_REGIONS];
+    dev_t mem_dev[VIO_VHOST_MAX_MEM_REGIONS];
+    ino_t mem_ino[VIO_VHOST_MAX_MEM_REGIONS];
+};
+
 struct vio_vhost_dev {
     struct vio_device dev;
-    struct vio_vhost *vhost;
+    struct vd_fe *fe;
+    unsigned nfe;
     struct vio_device *model;
-    int net_fd;
     unsigned nq;
     uint32_t device_id, config_size;
     uint16_t max_qsize;
@@ -61,22 +74,33 @@ struct vio_vhost_dev {
 
     uint64_t negotiated;
     bool features_set;
-    bool owner;
     bool lost;             /* needs_reset raised for a vanished back-end */
     uint32_t generation;   /* config generation without a model */
-
-    /* the memory table the back-end has */
-    bool mem_sent;
-    unsigned nmem;
-    struct vio_vhost_mem_region mem[VIO_VHOST_MAX_MEM_REGIONS];
-    dev_t mem_dev[VIO_VHOST_MAX_MEM_REGIONS];
-    ino_t mem_ino[VIO_VHOST_MAX_MEM_REGIONS];
 
     struct vio_vhost_dev_stats st;
     struct vd_ring *rings;
 };
 
 /* ------------------------------------------------------------------------ */
+
+/* The frontend that runs queue @p qidx, and the queue's ring index there. */
+static struct vd_fe *fe_of(struct vio_vhost_dev *d, unsigned qidx, unsigned *ring)
+{
+    if (d->nfe == 1) {
+        *ring = qidx;
+        return &d->fe[0];
+    }
+    *ring = qidx % 2u;
+    return qidx / 2u < d->nfe ? &d->fe[qidx / 2u] : NULL;
+}
+
+static bool any_disconnected(const struct vio_vhost_dev *d)
+{
+    for (unsigned i = 0; i < d->nfe; i++)
+        if (!vio_vhost_connected(d->fe[i].v))
+            return true;
+    return false;
+}
 
 static void backend_lost(struct vio_vhost_dev *d, const char *why)
 {
@@ -94,7 +118,7 @@ static int vd_fail(struct vio_vhost_dev *d, int rc, const char *what, unsigned q
 {
     d->st.errors++;
     LOG(d, VIO_LOG_ERROR, "queue %u: %s failed (%s)", qidx, what, strerror(-rc));
-    if (rc == -ENOTCONN || !vio_vhost_connected(d->vhost))
+    if (rc == -ENOTCONN || any_disconnected(d))
         backend_lost(d, what);
     return rc;
 }
@@ -139,7 +163,7 @@ static void fwd_needs_reset(void *o)
 static void fwd_set_watch(void *o, int fd, unsigned events, uint32_t id)
 {
     struct vio_vhost_dev *d = o;
-    if (id == VIO_VHOST_DEV_WATCH) {
+    if (id >= VIO_VHOST_DEV_WATCH && id < VIO_VHOST_DEV_WATCH + VIO_VHOST_DEV_MAX_FRONTENDS) {
         LOG(d, VIO_LOG_ERROR, "the model's watch id 0x%x is the offload device's own; ignored",
             id);
         return;
@@ -152,7 +176,7 @@ static void fwd_set_watch(void *o, int fd, unsigned events, uint32_t id)
 /* Back-end rings                                                            */
 
 /* Send the memory table if the transport's differs from what the back-end has. */
-static int sync_mem(struct vio_vhost_dev *d, unsigned qidx)
+static int sync_mem(struct vio_vhost_dev *d, struct vd_fe *fe, unsigned qidx)
 {
     struct vio_device_mem_region r[VIO_VHOST_MAX_MEM_REGIONS];
     if (!d->hooks.mem_regions)
@@ -168,7 +192,7 @@ static int sync_mem(struct vio_vhost_dev *d, unsigned qidx)
     struct vio_vhost_mem_region m[VIO_VHOST_MAX_MEM_REGIONS];
     dev_t dv[VIO_VHOST_MAX_MEM_REGIONS] = {0};
     ino_t in[VIO_VHOST_MAX_MEM_REGIONS] = {0};
-    bool same = d->mem_sent && d->nmem == (unsigned)n;
+    bool same = fe->mem_sent && fe->nmem == (unsigned)n;
     for (int i = 0; i < n; i++) {
         m[i] = (struct vio_vhost_mem_region){.guest_addr = r[i].guest_addr, .size = r[i].size,
                                              .user_addr = r[i].host_addr, .fd = r[i].fd,
@@ -179,23 +203,23 @@ static int sync_mem(struct vio_vhost_dev *d, unsigned qidx)
             in[i] = st.st_ino;
         }
         /* an fd number the transport reused for another file is another region */
-        const struct vio_vhost_mem_region *o = &d->mem[i];
+        const struct vio_vhost_mem_region *o = &fe->mem[i];
         if (same && (m[i].guest_addr != o->guest_addr || m[i].size != o->size ||
                      m[i].user_addr != o->user_addr || m[i].fd != o->fd ||
-                     m[i].fd_offset != o->fd_offset || dv[i] != d->mem_dev[i] ||
-                     in[i] != d->mem_ino[i]))
+                     m[i].fd_offset != o->fd_offset || dv[i] != fe->mem_dev[i] ||
+                     in[i] != fe->mem_ino[i]))
             same = false;
     }
     if (same)
         return 0;
-    int rc = vio_vhost_set_mem_table(d->vhost, m, (unsigned)n);
+    int rc = vio_vhost_set_mem_table(fe->v, m, (unsigned)n);
     if (rc < 0)
         return vd_fail(d, rc, "SET_MEM_TABLE", qidx);
-    memcpy(d->mem, m, (size_t)n * sizeof(m[0]));
-    memcpy(d->mem_dev, dv, sizeof(dv));
-    memcpy(d->mem_ino, in, sizeof(in));
-    d->nmem = (unsigned)n;
-    d->mem_sent = true;
+    memcpy(fe->mem, m, (size_t)n * sizeof(m[0]));
+    memcpy(fe->mem_dev, dv, sizeof(dv));
+    memcpy(fe->mem_ino, in, sizeof(in));
+    fe->nmem = (unsigned)n;
+    fe->mem_sent = true;
     d->st.mem_tables++;
     LOG(d, VIO_LOG_INFO, "memory table: %d region(s) handed to the back-end", n);
     return 0;
@@ -210,7 +234,14 @@ static int backend_start(struct vio_vhost_dev *d, unsigned qidx, struct vio_queu
             "queue_offload hook)", qidx);
         return -ENOTSUP;
     }
-    int rc = sync_mem(d, qidx);
+    unsigned ri;
+    struct vd_fe *fe = fe_of(d, qidx, &ri);
+    if (!fe) {
+        LOG(d, VIO_LOG_ERROR, "queue %u: no vhost frontend serves it (%u given, one per queue "
+            "pair)", qidx, d->nfe);
+        return -ERANGE;
+    }
+    int rc = sync_mem(d, fe, qidx);
     if (rc < 0)
         return rc;
     struct vio_device_queue_offload o = {.struct_size = sizeof(o)};
@@ -223,32 +254,38 @@ static int backend_start(struct vio_vhost_dev *d, unsigned qidx, struct vio_queu
     struct vio_vhost_vring_addr a = {.desc = o.desc_host, .avail = o.avail_host,
                                      .used = o.used_host, .log_guest_addr = o.used_gpa};
     const char *what;
-    if ((rc = vio_vhost_set_vring_num(d->vhost, qidx, o.size)) < 0) {
+    struct vio_vhost *v = fe->v;
+    if ((rc = vio_vhost_set_vring_num(v, ri, o.size)) < 0) {
         what = "SET_VRING_NUM";
-    } else if ((rc = vio_vhost_set_vring_addr(d->vhost, qidx, &a)) < 0) {
+    } else if ((rc = vio_vhost_set_vring_addr(v, ri, &a)) < 0) {
         what = "SET_VRING_ADDR";
-    } else if ((rc = vio_vhost_set_vring_base(d->vhost, qidx, o.base)) < 0) {
+    } else if ((rc = vio_vhost_set_vring_base(v, ri, o.base)) < 0) {
         what = "SET_VRING_BASE";
-    } else if ((rc = vio_vhost_set_vring_call(d->vhost, qidx, o.call_fd)) < 0) {
+    } else if ((rc = vio_vhost_set_vring_call(v, ri, o.call_fd)) < 0) {
         what = "SET_VRING_CALL";
-    } else if (o.err_fd >= 0 && (rc = vio_vhost_set_vring_err(d->vhost, qidx, o.err_fd)) < 0 &&
+    } else if (o.err_fd >= 0 && (rc = vio_vhost_set_vring_err(v, ri, o.err_fd)) < 0 &&
                rc != -ENOTSUP) {
         what = "SET_VRING_ERR";
-    } else if ((rc = vio_vhost_set_vring_kick(d->vhost, qidx, o.kick_fd)) < 0) {
+    } else if ((rc = vio_vhost_set_vring_kick(v, ri, o.kick_fd)) < 0) {
         /* the kick starts a vhost-user ring: last but enable */
         what = "SET_VRING_KICK";
-    } else if (vio_vhost_kind(d->vhost) == VIO_VHOST_USER &&
-               (rc = vio_vhost_set_vring_enable(d->vhost, qidx, true)) < 0 && rc != -ENOTSUP) {
+    } else if (vio_vhost_kind(v) == VIO_VHOST_USER &&
+               (rc = vio_vhost_set_vring_enable(v, ri, true)) < 0 && rc != -ENOTSUP) {
         what = "SET_VRING_ENABLE";
-    } else if (vio_vhost_kind(d->vhost) == VIO_VHOST_KERNEL && d->net_fd >= 0 &&
-               (rc = vio_vhost_net_set_backend(d->vhost, qidx, d->net_fd)) < 0) {
+    } else if (vio_vhost_kind(v) == VIO_VHOST_KERNEL && fe->net_fd >= 0 &&
+               (rc = vio_vhost_net_set_backend(v, ri, fe->net_fd)) < 0) {
         what = "VHOST_NET_SET_BACKEND";
     } else {
         d->rings[qidx].q = q;
         d->rings[qidx].backend = true;
         d->st.rings_started++;
-        LOG(d, VIO_LOG_INFO, "queue %u runs in the back-end: size %u, base %u, %s", qidx,
-            o.size, o.base, o.kick_fd >= 0 ? "kick fd" : "polled");
+        if (d->nfe > 1)
+            LOG(d, VIO_LOG_INFO, "queue %u runs in the back-end (frontend %u, ring %u): size %u, "
+                "base %u, %s", qidx, (unsigned)(fe - d->fe), ri, o.size, o.base,
+                o.kick_fd >= 0 ? "kick fd" : "polled");
+        else
+            LOG(d, VIO_LOG_INFO, "queue %u runs in the back-end: size %u, base %u, %s", qidx,
+                o.size, o.base, o.kick_fd >= 0 ? "kick fd" : "polled");
         return 0;
     }
     return vd_fail(d, rc, what, qidx);
@@ -257,15 +294,16 @@ static int backend_start(struct vio_vhost_dev *d, unsigned qidx, struct vio_queu
 static void backend_stop(struct vio_vhost_dev *d, unsigned qidx)
 {
     struct vd_ring *r = &d->rings[qidx];
-    unsigned base = 0;
+    unsigned base = 0, ri;
+    struct vd_fe *fe = fe_of(d, qidx, &ri); /* not NULL: the queue started on it */
     int rc = -ENOTCONN;
     if (!d->lost) {
-        if (vio_vhost_kind(d->vhost) == VIO_VHOST_KERNEL && d->net_fd >= 0) {
-            rc = vio_vhost_net_set_backend(d->vhost, qidx, -1);
+        if (vio_vhost_kind(fe->v) == VIO_VHOST_KERNEL && fe->net_fd >= 0) {
+            rc = vio_vhost_net_set_backend(fe->v, ri, -1);
             if (rc < 0)
                 vd_fail(d, rc, "VHOST_NET_SET_BACKEND -1", qidx);
         }
-        rc = vio_vhost_get_vring_base(d->vhost, qidx, &base);
+        rc = vio_vhost_get_vring_base(fe->v, ri, &base);
         if (rc < 0)
             vd_fail(d, rc, "GET_VRING_BASE", qidx);
     }
@@ -315,7 +353,7 @@ static int op_config_read(void *o, uint32_t off, void *buf, uint32_t len)
         return -ENOTSUP;
     if (off > d->config_size || len > d->config_size - off)
         return -ERANGE;
-    return vio_vhost_get_config(d->vhost, off, buf, len);
+    return vio_vhost_get_config(d->fe[0].v, off, buf, len);
 }
 
 static int op_config_write(void *o, uint32_t off, const void *buf, uint32_t len)
@@ -327,7 +365,7 @@ static int op_config_write(void *o, uint32_t off, const void *buf, uint32_t len)
         return -ENOTSUP;
     if (off > d->config_size || len > d->config_size - off)
         return -ERANGE;
-    return vio_vhost_set_config(d->vhost, off, buf, len);
+    return vio_vhost_set_config(d->fe[0].v, off, buf, len);
 }
 
 static uint32_t op_config_generation(void *o)
@@ -368,19 +406,22 @@ static int op_set_features(void *o, uint64_t negotiated)
     if (d->lost)
         return -ENOTSUP; /* FEATURES_OK stays clear: the driver sees a device that cannot go on */
     int rc;
-    if (!d->owner) {
-        rc = vio_vhost_set_owner(d->vhost);
+    for (unsigned i = 0; i < d->nfe; i++) {
+        struct vd_fe *fe = &d->fe[i];
+        if (!fe->owner) {
+            rc = vio_vhost_set_owner(fe->v);
+            if (rc < 0) {
+                vd_fail(d, rc, "SET_OWNER", 2 * i);
+                return -ENOTSUP;
+            }
+            fe->owner = true;
+            fe->mem_sent = false; /* a new owner has no memory table */
+        }
+        rc = vio_vhost_set_features(fe->v, negotiated & d->backend_features);
         if (rc < 0) {
-            vd_fail(d, rc, "SET_OWNER", 0);
+            vd_fail(d, rc, "SET_FEATURES", 2 * i);
             return -ENOTSUP;
         }
-        d->owner = true;
-        d->mem_sent = false; /* a new owner has no memory table */
-    }
-    rc = vio_vhost_set_features(d->vhost, negotiated & d->backend_features);
-    if (rc < 0) {
-        vd_fail(d, rc, "SET_FEATURES", 0);
-        return -ENOTSUP;
     }
     if (d->model) {
         rc = vio_device_set_features(d->model, negotiated);
@@ -442,14 +483,17 @@ static void op_reset(void *o)
     struct vio_vhost_dev *d = o;
     for (unsigned i = 0; i < d->nq; i++)
         op_queue_stop(d, i);
-    if (d->owner && !d->lost) {
-        int rc = vio_vhost_reset(d->vhost);
-        if (rc < 0 && rc != -ENOTSUP)
-            vd_fail(d, rc, "RESET_OWNER", 0);
+    for (unsigned i = 0; i < d->nfe; i++) {
+        struct vd_fe *fe = &d->fe[i];
+        if (fe->owner && !d->lost) {
+            int rc = vio_vhost_reset(fe->v);
+            if (rc < 0 && rc != -ENOTSUP)
+                vd_fail(d, rc, "RESET_OWNER", 2 * i);
+        }
+        fe->owner = false;
+        fe->mem_sent = false;
     }
-    d->owner = false;
-    d->mem_sent = false;
-    if (d->lost && vio_vhost_connected(d->vhost)) {
+    if (d->lost && !any_disconnected(d)) {
         /* reconnected (vio_vhost_reconnect()): the reset device starts from scratch on it */
         d->lost = false;
         LOG(d, VIO_LOG_INFO, "the back-end is connected again");
@@ -460,13 +504,25 @@ static void op_reset(void *o)
         vio_device_reset(d->model);
 }
 
+/* Watch (or stop watching) every frontend's fd. */
+static void watch_frontends(struct vio_vhost_dev *d, bool on)
+{
+    if (!d->hooks.set_watch)
+        return;
+    for (unsigned i = 0; i < d->nfe; i++) {
+        int fd = vio_vhost_fd(d->fe[i].v);
+        if (fd >= 0)
+            d->hooks.set_watch(d->hooks.opaque, fd, on ? VIO_WATCH_IN : 0,
+                               VIO_VHOST_DEV_WATCH + i);
+    }
+}
+
 static int op_bind(void *o, const struct vio_device_hooks *h)
 {
     struct vio_vhost_dev *d = o;
-    int fd = vio_vhost_fd(d->vhost);
     if (!h) {
-        if (d->bound && fd >= 0 && d->hooks.set_watch)
-            d->hooks.set_watch(d->hooks.opaque, fd, 0, VIO_VHOST_DEV_WATCH);
+        if (d->bound)
+            watch_frontends(d, false);
         if (d->model && d->bound)
             vio_device_bind(d->model, NULL);
         memset(&d->hooks, 0, sizeof(d->hooks));
@@ -487,8 +543,7 @@ static int op_bind(void *o, const struct vio_device_hooks *h)
         }
     }
     d->bound = true;
-    if (fd >= 0 && d->hooks.set_watch)
-        d->hooks.set_watch(d->hooks.opaque, fd, VIO_WATCH_IN, VIO_VHOST_DEV_WATCH);
+    watch_frontends(d, true);
     return 0;
 }
 
@@ -496,11 +551,13 @@ static int op_watches(void *o, struct vio_device_watch *out, unsigned cap)
 {
     struct vio_vhost_dev *d = o;
     unsigned n = 0;
-    int fd = vio_vhost_fd(d->vhost);
-    if (fd >= 0 && !d->lost) {
+    for (unsigned i = 0; i < d->nfe && !d->lost; i++) {
+        int fd = vio_vhost_fd(d->fe[i].v);
+        if (fd < 0)
+            continue;
         if (n < cap)
             out[n] = (struct vio_device_watch){.fd = fd, .events = VIO_WATCH_IN,
-                                               .id = VIO_VHOST_DEV_WATCH};
+                                               .id = VIO_VHOST_DEV_WATCH + i};
         n++;
     }
     if (d->model) {
@@ -514,13 +571,14 @@ static int op_watches(void *o, struct vio_device_watch *out, unsigned cap)
 static int op_handle(void *o, uint32_t id, unsigned revents)
 {
     struct vio_vhost_dev *d = o;
-    if (id != VIO_VHOST_DEV_WATCH)
+    if (id < VIO_VHOST_DEV_WATCH || id >= VIO_VHOST_DEV_WATCH + d->nfe)
         return d->model ? vio_device_handle(d->model, id, revents) : -ENOENT;
-    int rc = vio_vhost_handle(d->vhost);
-    if (rc == -ENOTCONN || !vio_vhost_connected(d->vhost)) {
-        int fd = vio_vhost_fd(d->vhost);
+    struct vio_vhost *v = d->fe[id - VIO_VHOST_DEV_WATCH].v;
+    int fd = vio_vhost_fd(v); /* before handling: a lost frontend may close it */
+    int rc = vio_vhost_handle(v);
+    if (rc == -ENOTCONN || !vio_vhost_connected(v)) {
         if (fd >= 0 && d->hooks.set_watch) /* a closed socket stays readable: stop watching */
-            d->hooks.set_watch(d->hooks.opaque, fd, 0, VIO_VHOST_DEV_WATCH);
+            d->hooks.set_watch(d->hooks.opaque, fd, 0, id);
         backend_lost(d, "the frontend reported it disconnected");
         return 0;
     }
@@ -553,22 +611,34 @@ static const struct vio_device_ops vd_ops = {
 
 int vio_vhost_dev_new(const struct vio_vhost_dev_config *cfg, struct vio_vhost_dev **out)
 {
-    if (!cfg || !out || cfg->struct_size < sizeof(*cfg) || !cfg->vhost ||
-        (cfg->model && !cfg->model->ops) || (!cfg->model && !cfg->device_id))
+    if (!cfg || !out || cfg->struct_size < sizeof(*cfg) ||
+        (cfg->model && !cfg->model->ops) || (!cfg->model && !cfg->device_id) ||
+        cfg->num_vhosts > VIO_VHOST_DEV_MAX_FRONTENDS || (cfg->num_vhosts && !cfg->vhosts) ||
+        (!cfg->num_vhosts && !cfg->vhost))
         return -EINVAL;
-    if (!vio_vhost_connected(cfg->vhost))
-        return -ENOTCONN;
-    uint64_t bf = 0;
-    int rc = vio_vhost_get_features(cfg->vhost, &bf);
-    if (rc < 0) {
-        vio_logf(cfg->log, cfg->log_opaque, VIO_LOG_ERROR, VD_OBJ,
-                 "cannot read the back-end's features (%s)", strerror(-rc));
-        return rc;
+    unsigned nfe = cfg->num_vhosts ? cfg->num_vhosts : 1;
+    struct vio_vhost *const *vs = cfg->num_vhosts ? cfg->vhosts : &cfg->vhost;
+    uint64_t bf = ~0ull;
+    for (unsigned i = 0; i < nfe; i++) {
+        if (!vs[i])
+            return -EINVAL;
+        if (!vio_vhost_connected(vs[i]))
+            return -ENOTCONN;
+        uint64_t f = 0;
+        int rc = vio_vhost_get_features(vs[i], &f);
+        if (rc < 0) {
+            vio_logf(cfg->log, cfg->log_opaque, VIO_LOG_ERROR, VD_OBJ,
+                     "cannot read the back-end's features (frontend %u: %s)", i, strerror(-rc));
+            return rc;
+        }
+        bf &= f; /* every pair's back-end must honour what the driver gets */
     }
     unsigned nq = cfg->num_queues;
     if (!nq && cfg->model)
         nq = vio_device_num_queues(cfg->model);
-    if (!nq && vio_vhost_get_queue_num(cfg->vhost, &nq) < 0)
+    if (!nq && nfe > 1)
+        nq = 2 * nfe;
+    if (!nq && vio_vhost_get_queue_num(vs[0], &nq) < 0)
         nq = 2;
     if (!nq || nq > VIO_DEVICE_MAX_QUEUES)
         return -EINVAL;
@@ -576,31 +646,44 @@ int vio_vhost_dev_new(const struct vio_vhost_dev_config *cfg, struct vio_vhost_d
     if (!d)
         return -ENOMEM;
     d->rings = calloc(nq, sizeof(*d->rings));
-    if (!d->rings) {
+    d->fe = calloc(nfe, sizeof(*d->fe));
+    if (!d->rings || !d->fe) {
+        free(d->rings);
+        free(d->fe);
         free(d);
         return -ENOMEM;
     }
-    d->vhost = cfg->vhost;
+    d->nfe = nfe;
+    for (unsigned i = 0; i < nfe; i++) {
+        d->fe[i].v = vs[i];
+        d->fe[i].net_fd = cfg->num_vhosts && cfg->net_backend_fds ? cfg->net_backend_fds[i]
+                                                                  : cfg->net_backend_fd;
+    }
     d->model = cfg->model;
-    d->net_fd = cfg->net_backend_fd;
     d->nq = nq;
     d->device_id = cfg->model ? vio_device_id(cfg->model) : cfg->device_id;
     d->config_size = cfg->config_size;
     d->max_qsize = cfg->max_queue_size ? cfg->max_queue_size : 1024;
     d->backend_features = bf & ~VD_VHOST_BITS;
     d->model_bits = cfg->model_features;
-    if (!d->model_bits && d->model && d->device_id == VIO_DEVICE_ID_NET)
+    if (!d->model_bits && d->model && d->device_id == VIO_DEVICE_ID_NET) {
         d->model_bits = VD_NET_MODEL_BITS;
+        /* one back-end per pair: the pairs are the model's (VQ_PAIRS_SET on its control queue),
+         * no back-end needs to know about them (vhost-net has no MQ bit) */
+        if (nfe > 1)
+            d->model_bits |= 1ull << VIO_NET_F_MQ;
+    }
     uint64_t pf = 0;
-    if (!d->model && vio_vhost_kind(d->vhost) == VIO_VHOST_USER &&
-        vio_vhost_get_protocol_features(d->vhost, &pf) == 0 && vio_has_feature(pf, VD_PF_CONFIG))
+    if (!d->model && vio_vhost_kind(vs[0]) == VIO_VHOST_USER &&
+        vio_vhost_get_protocol_features(vs[0], &pf) == 0 && vio_has_feature(pf, VD_PF_CONFIG))
         d->backend_config = d->config_size > 0;
     d->log = cfg->log;
     d->log_opaque = cfg->log_opaque;
     d->dev = (struct vio_device){.ops = &vd_ops, .opaque = d, .log = cfg->log,
                                  .log_opaque = cfg->log_opaque};
-    LOG(d, VIO_LOG_INFO, "offload device on %s: %u queues, back-end features 0x%llx%s",
-        vio_vhost_kind(d->vhost) == VIO_VHOST_KERNEL ? "vhost kernel" : "vhost-user", nq,
+    LOG(d, VIO_LOG_INFO, "offload device on %s%s: %u queues, back-end features 0x%llx%s",
+        vio_vhost_kind(vs[0]) == VIO_VHOST_KERNEL ? "vhost kernel" : "vhost-user",
+        nfe > 1 ? " (one frontend per queue pair)" : "", nq,
         (unsigned long long)d->backend_features, d->model ? ", with a model" : "");
     *out = d;
     return 0;
@@ -613,6 +696,7 @@ void vio_vhost_dev_free(struct vio_vhost_dev *d)
     if (d->bound && d->model)
         vio_device_bind(d->model, NULL);
     free(d->rings);
+    free(d->fe);
     free(d);
 }
 
@@ -653,5 +737,5 @@ int vio_vhost_dev_get_stats(const struct vio_vhost_dev *d, struct vio_vhost_dev_
 
 bool vio_vhost_dev_queue_in_backend(const struct vio_vhost_dev *d, unsigned qidx)
 {
-    return d && qidx < d->nq && !is_model_queue(d, qidx);
+    return d && qidx < d->nq && !is_model_queue(d, qidx) && (d->nfe == 1 || qidx / 2u < d->nfe);
 }

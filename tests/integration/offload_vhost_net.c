@@ -99,20 +99,23 @@ static uint16_t csum(const void *data, size_t len)
 static const uint8_t MY_MAC[6] = {0x52, 0x54, 0x00, 0x00, 0x00, 0x02};
 static const uint8_t MY_IP[4] = {10, 9, 0, 2}, PEER_IP[4] = {10, 9, 0, 1};
 
-/* Wait for a frame of @p ethertype addressed to us; returns its length or -1. */
-static ssize_t wait_frame(struct vufe *f, uint16_t ethertype, uint8_t *buf, size_t cap,
-                          int timeout_ms)
+/* Wait for a frame of @p ethertype addressed to us, on any pair (the multi-queue tap picks
+ * the queue); returns its length or -1. */
+static ssize_t wait_frame(struct vufe *f, unsigned pairs, uint16_t ethertype, uint8_t *buf,
+                          size_t cap, int timeout_ms)
 {
     for (int t = 0; t < timeout_ms; t += 5) {
-        for (;;) {
-            ssize_t r = vio_net_driver_recv(f->drv, 0, NULL, buf, cap);
-            if (r == -EAGAIN)
-                break;
-            if (r < 0)
-                return -1;
-            vio_net_driver_kick(f->drv, VIO_NET_DRIVER_RXQ(0));
-            if (r >= 14 && !memcmp(buf, MY_MAC, 6) && (buf[12] << 8 | buf[13]) == ethertype)
-                return r;
+        for (unsigned qp = 0; qp < pairs; qp++) {
+            for (;;) {
+                ssize_t r = vio_net_driver_recv(f->drv, qp, NULL, buf, cap);
+                if (r == -EAGAIN)
+                    break;
+                if (r < 0)
+                    return -1;
+                vio_net_driver_kick(f->drv, VIO_NET_DRIVER_RXQ(qp));
+                if (r >= 14 && !memcmp(buf, MY_MAC, 6) && (buf[12] << 8 | buf[13]) == ethertype)
+                    return r;
+            }
         }
         struct timespec ts = {0, 5000000};
         nanosleep(&ts, NULL);
@@ -134,45 +137,58 @@ static long sysfs_counter(const char *ifname, const char *what)
     return v;
 }
 
-int main(void)
+/* One run with @p pairs queue pairs: one /dev/vhost-net fd and one tap queue per pair. */
+static void run(unsigned pairs)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("--- %u queue pair(s)\n", pairs);
     int rc;
+    atomic_store(&g_stop, false);
     /* the tap the kernel's vhost worker moves frames to, with an address the kernel answers */
     struct vio_net_backend tap = {0};
     struct vio_net_backend_config tc = {.struct_size = sizeof(tc), .ifname = "vtap0",
-                                        .log = log_cb};
+                                        .queue_pairs = pairs, .log = log_cb};
+    struct vio_vhost *vh[2] = {NULL, NULL};
+    int tapfd[2] = {-1, -1};
     rc = vio_net_tap_open(&tc, &tap);
     CHECK(rc == 0, "tap open: %s", strerror(-rc));
     if (rc < 0)
-        goto out;
-    int tapfd = vio_net_tap_vhost_fd(&tap, 0, 12);
-    CHECK(tapfd >= 0, "tap vhost fd: %s", strerror(-tapfd));
+        return;
+    for (unsigned i = 0; i < pairs; i++) {
+        tapfd[i] = vio_net_tap_vhost_fd(&tap, i, 12);
+        CHECK(tapfd[i] >= 0, "tap vhost fd %u: %s", i, strerror(-tapfd[i]));
+    }
     if (system("ip addr add 10.9.0.1/24 dev vtap0 && ip link set vtap0 up") != 0)
         CHECK(0, "cannot configure vtap0");
 
-    struct vio_vhost *vh = NULL;
-    struct vio_vhost_kernel_config kc = {.struct_size = sizeof(kc), .fd = -1, .log = log_cb};
-    rc = vio_vhost_kernel_open(&kc, &vh);
-    CHECK(rc == 0, "open /dev/vhost-net: %s", strerror(-rc));
-    if (rc < 0)
-        goto out;
+    for (unsigned i = 0; i < pairs; i++) {
+        struct vio_vhost_kernel_config kc = {.struct_size = sizeof(kc), .fd = -1,
+                                             .log = log_cb};
+        rc = vio_vhost_kernel_open(&kc, &vh[i]);
+        CHECK(rc == 0, "open /dev/vhost-net: %s", strerror(-rc));
+        if (rc < 0)
+            goto out;
+    }
 
     struct vio_net_backend lb = {0};
-    struct vio_net_backend_config lc = {.struct_size = sizeof(lc)};
+    struct vio_net_backend_config lc = {.struct_size = sizeof(lc), .queue_pairs = pairs};
     struct vio_net_dev *model = NULL;
     rc = vio_net_loopback_open(&lc, &lb);
     if (rc == 0) {
         struct vio_net_dev_config nc = {.struct_size = sizeof(nc), .backend = &lb,
                                         .mac = {0x52, 0x54, 0, 0, 0, 2}, .mac_valid = true,
-                                        .log = log_cb};
+                                        .max_queue_pairs = (uint16_t)pairs, .log = log_cb};
         rc = vio_net_dev_new(&nc, &model);
     }
     CHECK(rc == 0, "model: %s", strerror(-rc));
     struct vio_vhost_dev *vd = NULL;
-    struct vio_vhost_dev_config dc = {.struct_size = sizeof(dc), .vhost = vh,
+    struct vio_vhost_dev_config dc = {.struct_size = sizeof(dc), .vhost = vh[0],
                                       .model = vio_net_dev_device(model),
-                                      .net_backend_fd = tapfd, .log = log_cb};
+                                      .net_backend_fd = tapfd[0], .log = log_cb};
+    if (pairs > 1) {
+        dc.vhosts = vh;
+        dc.num_vhosts = pairs;
+        dc.net_backend_fds = tapfd;
+    }
     rc = vio_vhost_dev_new(&dc, &vd);
     CHECK(rc == 0, "offload device: %s", strerror(-rc));
     if (rc < 0)
@@ -197,7 +213,7 @@ int main(void)
 
     struct vufe f;
     rc = vufe_open(&f, NULL, sv[1]);
-    struct vufe_config fc = {.queue_pairs = 1, .queue_size = 256, .reply_ack = true};
+    struct vufe_config fc = {.queue_pairs = pairs, .queue_size = 256, .reply_ack = true};
     if (rc == 0)
         rc = vufe_setup(&f, &fc);
     CHECK(rc == 0, "front-end set-up: %s (%s)", strerror(-rc), f.err);
@@ -207,8 +223,13 @@ int main(void)
         goto out;
     }
     printf("front-end negotiated 0x%llx\n", (unsigned long long)f.features);
-    vio_net_driver_rx_fill(f.drv, 0);
-    vio_net_driver_kick(f.drv, VIO_NET_DRIVER_RXQ(0));
+    if (pairs > 1)
+        CHECK(f.features & (1ull << VIO_NET_F_MQ), "MQ (the model's, one vhost-net per pair) "
+              "not negotiated");
+    for (unsigned qp = 0; qp < pairs; qp++) {
+        vio_net_driver_rx_fill(f.drv, qp);
+        vio_net_driver_kick(f.drv, VIO_NET_DRIVER_RXQ(qp));
+    }
 
     /* ARP: who has 10.9.0.1? */
     uint8_t fr[128] = {0}, got[2048];
@@ -222,7 +243,7 @@ int main(void)
     memcpy(fr + 38, PEER_IP, 4);
     rc = vio_net_driver_send(f.drv, 0, NULL, fr, 60);
     vio_net_driver_kick(f.drv, VIO_NET_DRIVER_TXQ(0));
-    ssize_t n = wait_frame(&f, 0x0806, got, sizeof(got), 5000);
+    ssize_t n = wait_frame(&f, pairs, 0x0806, got, sizeof(got), 5000);
     CHECK(n >= 42 && got[21] == 2 && !memcmp(got + 28, PEER_IP, 4) && !memcmp(got + 38, MY_IP, 4),
           "no ARP reply from 10.9.0.1 through vhost-net (%zd)", n);
     uint8_t peer_mac[6];
@@ -251,15 +272,17 @@ int main(void)
         ic[8 + i] = (uint8_t)(i * 31 + 7);
     c = csum(ic, ilen);
     ic[2] = (uint8_t)(c >> 8), ic[3] = (uint8_t)c;
-    rc = vio_net_driver_send(f.drv, 0, NULL, big, 14 + iplen);
-    vio_net_driver_kick(f.drv, VIO_NET_DRIVER_TXQ(0));
-    n = wait_frame(&f, 0x0800, got, sizeof(got), 5000);
+    unsigned txp = pairs - 1; /* with two pairs, the echo request leaves on tx1 */
+    rc = vio_net_driver_send(f.drv, txp, NULL, big, 14 + iplen);
+    vio_net_driver_kick(f.drv, VIO_NET_DRIVER_TXQ(txp));
+    n = wait_frame(&f, pairs, 0x0800, got, sizeof(got), 5000);
     bool echo = n == (ssize_t)(14 + iplen) && got[14 + 9] == 1 && got[34] == 0 &&
                 !memcmp(got + 34 + 4, ic + 4, 4) && !memcmp(got + 34 + 8, ic + 8, plen);
     CHECK(echo, "no intact ICMP echo reply through vhost-net (%zd bytes)", n);
     if (echo)
         printf("ICMP echo reply: %zu bytes of payload intact\n", plen);
-    vio_net_driver_tx_reclaim(f.drv, 0, NULL, 0);
+    for (unsigned qp = 0; qp < pairs; qp++)
+        vio_net_driver_tx_reclaim(f.drv, qp, NULL, 0);
 
     long tap_rx = sysfs_counter("vtap0", "rx_packets"), tap_tx = sysfs_counter("vtap0", "tx_packets");
     printf("vtap0: rx_packets=%ld tx_packets=%ld\n", tap_rx, tap_tx);
@@ -268,7 +291,8 @@ int main(void)
     /* the transport never ran the rings: stop its thread, then read its queue objects */
     atomic_store(&g_stop, true);
     pthread_join(th, NULL);
-    for (unsigned q = 0; q < 2; q++) {
+    unsigned tx_used = 0, rx_used = 0;
+    for (unsigned q = 0; q < 2 * pairs; q++) {
         struct vio_vhost_user_queue_state qs;
         struct vio_queue_ring_state rs;
         vio_vhost_user_queue_state(g_vu, q, &qs);
@@ -279,12 +303,19 @@ int main(void)
         CHECK(rc == 0 && qs.offloaded, "queue %u not offloaded", q);
         CHECK(rs.last_avail == 0 && rs.used_idx == 0 && rs.inflight == 0,
               "queue %u: the transport took chains", q);
-        CHECK(rs.ring_used_idx >= 2, "queue %u: the kernel completed %u chains", q,
-              rs.ring_used_idx);
+        if (q & 1)
+            tx_used += rs.ring_used_idx;
+        else
+            rx_used += rs.ring_used_idx;
+        if (q & 1) /* each transmit ring sent something: ARP on tx0, the echo on the last */
+            CHECK(rs.ring_used_idx >= 1, "tx queue %u: the kernel completed %u chains", q,
+                  rs.ring_used_idx);
     }
+    CHECK(tx_used >= 2 && rx_used >= 2, "the kernel completed %u tx / %u rx chains", tx_used,
+          rx_used);
     struct vio_vhost_dev_stats st;
     vio_vhost_dev_get_stats(vd, &st);
-    CHECK(st.errors == 0 && st.rings_started >= 2 && st.mem_tables == 1,
+    CHECK(st.errors == 0 && st.rings_started >= 2 * pairs && st.mem_tables == pairs,
           "offload counters: errors %llu started %llu tables %llu",
           (unsigned long long)st.errors, (unsigned long long)st.rings_started,
           (unsigned long long)st.mem_tables);
@@ -293,15 +324,25 @@ int main(void)
         if (vio_vhost_user_handle(g_vu) < 0)
             break;
     vio_vhost_dev_get_stats(vd, &st);
-    CHECK(st.rings_stopped >= 2 && st.errors == 0, "rings not stopped cleanly (%llu, errors %llu)",
+    CHECK(st.rings_stopped >= 2 * pairs && st.errors == 0,
+          "rings not stopped cleanly (%llu, errors %llu)",
           (unsigned long long)st.rings_stopped, (unsigned long long)st.errors);
     vio_vhost_user_free(g_vu);
     vio_vhost_dev_free(vd);
     vio_net_dev_free(model);
     vio_net_backend_destroy(&lb);
-    vio_vhost_free(vh);
 out:
+    for (unsigned i = 0; i < 2; i++)
+        vio_vhost_free(vh[i]);
     vio_net_backend_destroy(&tap);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    run(1);
+    if (!fails)
+        run(2);
     if (fails) {
         FILE *r = fopen("/run/vio-reason", "w");
         if (r) {
@@ -311,6 +352,7 @@ out:
         printf("FAIL\n");
         return 1;
     }
-    printf("PASS: vhost-net ran the offloaded rings (ARP and ICMP answered by the guest kernel)\n");
+    printf("PASS: vhost-net ran the offloaded rings (ARP and ICMP answered by the guest kernel, "
+           "1 and 2 queue pairs)\n");
     return 0;
 }

@@ -587,6 +587,88 @@ START_TEST(test_new_bad_args)
 }
 END_TEST
 
+/* vhost-net with two queue pairs: one frontend per pair, each its own owner, features and
+ * memory table; queue 2 is ring 0 of the second frontend with the second tap fd. */
+START_TEST(test_one_frontend_per_pair)
+{
+    struct env e;
+    env_open(&e, &kernel_ops, -1); /* e.fk is the first frontend; its device is not used */
+    struct fake fk2;
+    memset(&fk2, 0, sizeof(fk2));
+    fk2.base.ops = &kernel_ops;
+    fk2.features = backend_offer() & ~(1ull << EVENT_IDX); /* the pairs' offers intersect */
+    fk2.connected = true;
+    fk2.fd = -1;
+    struct vio_vhost *vs[2] = {&e.fk.base, &fk2.base};
+    const int taps[2] = {41, 42};
+    struct vio_net_backend be2;
+    struct vio_net_backend_config bc = {.struct_size = sizeof(bc), .queue_pairs = 2};
+    ck_assert_int_eq(vio_net_loopback_open(&bc, &be2), 0);
+    struct vio_net_dev_config nc = {.struct_size = sizeof(nc), .backend = &be2,
+                                    .max_queue_pairs = 2};
+    struct vio_net_dev *nd2 = NULL;
+    ck_assert_int_eq(vio_net_dev_new(&nc, &nd2), 0);
+    struct vio_vhost_dev_config dc = {.struct_size = sizeof(dc), .vhosts = vs, .num_vhosts = 2,
+                                      .net_backend_fds = taps, .net_backend_fd = -1,
+                                      .model = vio_net_dev_device(nd2)};
+    struct vio_vhost_dev *vd = NULL;
+    ck_assert_int_eq(vio_vhost_dev_new(&dc, &vd), 0);
+    struct vio_device *dev = vio_vhost_dev_device(vd);
+    uint64_t offer = vio_device_features(dev);
+    ck_assert(!(offer & (1ull << EVENT_IDX)));
+    ck_assert(offer & (1ull << VIO_NET_F_MQ)); /* the model's: no vhost-net offers MQ */
+    struct vio_device_hooks h = {.struct_size = sizeof(h), .opaque = &e,
+                                 .needs_reset = t_needs_reset, .set_watch = t_set_watch,
+                                 .mem_regions = t_mem_regions,
+                                 .queue_offload = t_queue_offload};
+    ck_assert_int_eq(vio_device_bind(dev, &h), 0);
+    ck_assert_int_eq(e.watch_fd, 99); /* the first frontend's fd; the second has none */
+    uint64_t f = (1ull << VERSION_1) | (1ull << VIO_NET_F_MQ) | (1ull << VIO_NET_F_CTRL_VQ);
+    ck_assert_int_eq(vio_device_set_features(dev, f), 0);
+    ck_assert(!vio_vhost_dev_queue_in_backend(vd, 4)); /* the control queue after 2 pairs */
+    ck_assert_str_eq(e.fk.log[0], "SET_OWNER");
+    ck_assert_str_eq(fk2.log[0], "SET_OWNER");
+    ck_assert_str_eq(fk2.log[1], "SET_FEATURES 0x100000000");
+    /* queue 2 would be rx1: set up a ring for it in slot 2 of the environment */
+    struct vio_device_queue_info qi;
+    ck_assert_int_eq(vio_device_queue_info(dev, 2, &qi), 0);
+    struct vio_queue_config qc = {.struct_size = sizeof(qc), .max_size = qi.max_size,
+                                  .index = 2, .dir = qi.dir};
+    ck_assert_int_eq(vio_queue_new(&qc, &e.q[2]), 0);
+    ck_assert_int_eq(rawring_init(&e.rr[2], &e.a, 64, 4), 0);
+    ck_assert_int_eq(vio_queue_setup(e.q[2], e.a.mem, 64, 1ull << VERSION_1, e.rr[2].desc,
+                                     e.rr[2].avail,
+                                     e.rr[2].used), 0);
+    ck_assert_int_eq(vio_device_queue_start(dev, 2, e.q[2]), 0);
+    ck_assert_uint_eq(e.fk.n, 2); /* nothing more for the first pair's frontend */
+    ck_assert(!strncmp(fk2.log[2], "SET_MEM_TABLE 1 ", 16));
+    ck_assert_str_eq(fk2.log[3], "SET_VRING_NUM 0 64");
+    ck_assert_str_eq(fk2.log[8], "NET_SET_BACKEND 0 42");
+    fk2.base_reply = 4;
+    vio_device_queue_stop(dev, 2);
+    ck_assert_str_eq(fk2.log[9], "NET_SET_BACKEND 0 -1");
+    ck_assert_str_eq(fk2.log[10], "GET_VRING_BASE 0");
+    ck_assert_uint_eq(vio_queue_get_last_avail(e.q[2]), 4);
+    /* tx1 is the second frontend's ring 1 */
+    ck_assert(vio_vhost_dev_queue_in_backend(vd, 3));
+    vio_device_reset(dev);
+    vio_device_bind(dev, NULL);
+    vio_vhost_dev_free(vd);
+    vio_net_dev_free(nd2);
+    vio_net_backend_destroy(&be2);
+    /* bad frontend arrays */
+    struct vio_vhost *bad[2] = {&e.fk.base, NULL};
+    dc.vhosts = bad;
+    ck_assert_int_eq(vio_vhost_dev_new(&dc, &vd), -EINVAL);
+    dc.vhosts = NULL;
+    ck_assert_int_eq(vio_vhost_dev_new(&dc, &vd), -EINVAL);
+    dc.vhosts = vs;
+    dc.num_vhosts = VIO_VHOST_DEV_MAX_FRONTENDS + 1;
+    ck_assert_int_eq(vio_vhost_dev_new(&dc, &vd), -EINVAL);
+    env_close(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("vhost_dev");
@@ -600,6 +682,7 @@ static Suite *suite(void)
                         (int)(sizeof(lost_ops) / sizeof(lost_ops[0])));
     tcase_add_test(tc, test_backend_lost_while_running);
     tcase_add_test(tc, test_new_bad_args);
+    tcase_add_test(tc, test_one_frontend_per_pair);
     suite_add_tcase(s, tc);
     return s;
 }
