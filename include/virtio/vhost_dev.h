@@ -41,7 +41,9 @@
  * - **reset**: every back-end ring stops, then RESET_OWNER / RESET_DEVICE; the model resets.
  * - **A vanished back-end** (the vhost frontend reports it disconnected, or a ring call fails
  *   with -ENOTCONN) raises @ref vio_device_hooks::needs_reset once: the driver sees
- *   NEEDS_RESET. The device watches the frontend's fd (vio_vhost_fd()) through the transport's
+ *   NEEDS_RESET. A back-end that stays but refuses a ring or the memory table (the kernel's
+ *   EFAULT, say) fails that queue_start with its errno and raises needs_reset too: the driver
+ *   would otherwise wait on a queue nobody runs. The device watches the frontend's fd (vio_vhost_fd()) through the transport's
  *   set_watch hook with id #VIO_VHOST_DEV_WATCH and handles it in vio_device_handle().
  *
  * Threading: the device adds no data path: everything above is control path, under the rules

@@ -242,8 +242,11 @@ static int backend_start(struct vio_vhost_dev *d, unsigned qidx, struct vio_queu
         return -ERANGE;
     }
     int rc = sync_mem(d, fe, qidx);
-    if (rc < 0)
+    if (rc < 0) {
+        if (rc != -ENOTSUP && !d->lost && d->hooks.needs_reset) /* as for a refused ring below */
+            d->hooks.needs_reset(d->hooks.opaque);
         return rc;
+    }
     struct vio_device_queue_offload o = {.struct_size = sizeof(o)};
     rc = d->hooks.queue_offload(d->hooks.opaque, qidx, &o);
     if (rc < 0) {
@@ -288,7 +291,13 @@ static int backend_start(struct vio_vhost_dev *d, unsigned qidx, struct vio_queu
                 o.size, o.base, o.kick_fd >= 0 ? "kick fd" : "polled");
         return 0;
     }
-    return vd_fail(d, rc, what, qidx);
+    vd_fail(d, rc, what, qidx);
+    /* A back-end that refuses the ring (the kernel's EFAULT for a ring outside the table, say)
+     * leaves a queue the driver believes running with nobody behind it: the device cannot go
+     * on (a vanished back-end has raised it already). */
+    if (!d->lost && d->hooks.needs_reset)
+        d->hooks.needs_reset(d->hooks.opaque);
+    return rc;
 }
 
 static void backend_stop(struct vio_vhost_dev *d, unsigned qidx)

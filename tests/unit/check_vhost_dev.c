@@ -507,6 +507,33 @@ START_TEST(test_backend_lost_at_start)
 }
 END_TEST
 
+/* A back-end that refuses a ring but stays: the start fails with its errno, the driver is
+ * told (needs_reset), the back-end is not declared lost, and the next ring still starts. */
+START_TEST(test_backend_refuses_a_ring)
+{
+    struct env e;
+    env_open(&e, &kernel_ops, 7);
+    env_bind(&e, sizeof(struct vio_device_hooks));
+    uint64_t f = 1ull << VERSION_1;
+    ck_assert_int_eq(vio_device_set_features(e.dev, f), 0);
+    struct vio_queue *q0 = env_queue(&e, 0, f);
+    e.fk.fail_op = "SET_VRING_ADDR";
+    e.fk.fail_rc = -EFAULT;
+    ck_assert_int_eq(vio_device_queue_start(e.dev, 0, q0), -EFAULT);
+    ck_assert_uint_eq(e.needs_reset, 1);
+    struct vio_vhost_dev_stats st;
+    ck_assert_int_eq(vio_vhost_dev_get_stats(e.vd, &st), 0);
+    ck_assert(!st.backend_lost);
+    ck_assert_uint_eq(st.errors, 1);
+    ck_assert_uint_eq(st.rings_started, 0);
+    e.fk.fail_op = NULL;
+    struct vio_queue *q1 = env_queue(&e, 1, f);
+    ck_assert_int_eq(vio_device_queue_start(e.dev, 1, q1), 0);
+    ck_assert_str_eq(line(&e, e.fk.n - 1), "NET_SET_BACKEND 1 7");
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(test_backend_lost_while_running)
 {
     struct env e;
@@ -680,6 +707,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_transport_without_offload_hooks);
     tcase_add_loop_test(tc, test_backend_lost_at_start, 0,
                         (int)(sizeof(lost_ops) / sizeof(lost_ops[0])));
+    tcase_add_test(tc, test_backend_refuses_a_ring);
     tcase_add_test(tc, test_backend_lost_while_running);
     tcase_add_test(tc, test_new_bad_args);
     tcase_add_test(tc, test_one_frontend_per_pair);
