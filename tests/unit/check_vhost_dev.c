@@ -683,7 +683,9 @@ START_TEST(test_one_frontend_per_pair)
     vio_vhost_dev_free(vd);
     vio_net_dev_free(nd2);
     vio_net_backend_destroy(&be2);
-    /* bad frontend arrays */
+    /* bad frontend arrays (the model is gone: a generic device) */
+    dc.model = NULL;
+    dc.device_id = 1;
     struct vio_vhost *bad[2] = {&e.fk.base, NULL};
     dc.vhosts = bad;
     ck_assert_int_eq(vio_vhost_dev_new(&dc, &vd), -EINVAL);
