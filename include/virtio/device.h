@@ -10,8 +10,11 @@
  * Transports today: the vhost-user back-end (vhost_user.h), the virtio-MMIO register decoder
  * (mmio.h) and the virtio-PCI modern transport (pci.h) bind to this interface; the libev
  * adapter (ev.h) and in-process glue (a VMM calling the wrappers itself) use it the same way.
- * The vhost frontends (vhost-net ioctls, a vhost-user frontend) are not written yet: they sit
- * in the driver seat and will not use this interface.
+ * The vhost frontends (vhost-net ioctls, a vhost-user frontend, vhost.h) sit in the driver
+ * seat and do not use this interface; the offload device (vhost_dev.h) is a device model on
+ * top of them, whose queues run in a vhost back-end: a transport that implements
+ * @ref vio_device_hooks::mem_regions and @ref vio_device_hooks::queue_offload hands it the
+ * driver's memory, rings and eventfds and leaves the claimed rings alone.
  *
  * A device model (virtio-net is the first) fills a `const struct vio_device_ops` table and
  * hands out a struct vio_device naming that table and its state. A transport then:
@@ -114,6 +117,48 @@ enum vio_device_bind_flags {
     VIO_DEVICE_BIND_FRONTEND_CTRL = 1u << 0
 };
 
+/**
+ * One region of the memory a transport shares with its driver, as a device that runs queues
+ * outside the transport needs it (@ref vio_device_hooks::mem_regions): where the region is in
+ * guest-physical space, where the transport has it mapped, and a shareable fd of it so that
+ * another process (a vhost-user back-end) can map the same pages.
+ */
+struct vio_device_mem_region {
+    uint64_t guest_addr; /**< guest-physical start (what ring entries contain) */
+    uint64_t size;       /**< length in bytes, > 0 */
+    uint64_t host_addr;  /**< where the region starts in this process (the transport's mapping) */
+    int fd;              /**< shareable fd of the memory (memfd, tmpfs or hugetlbfs file), or -1
+                              when the transport has none (the vhost kernel needs none). Owned by
+                              the transport; valid until the memory table changes (see
+                              @ref vio_device_hooks::queue_offload for what happens then) */
+    uint64_t fd_offset;  /**< offset in @ref fd of the region's first byte */
+};
+
+/**
+ * A queue handed to a device that runs it outside the transport (a vhost back-end), filled by
+ * @ref vio_device_hooks::queue_offload. Every fd is the transport's (borrowed): the device
+ * passes it on (a vhost frontend duplicates it) and never closes it. Valid until
+ * vio_device_queue_stop() of the queue.
+ */
+struct vio_device_queue_offload {
+    uint32_t struct_size; /**< set by the device before the call: sizeof(this struct) */
+    int kick_fd;          /**< eventfd the driver's notifications arrive on (vhost-user: the
+                               front-end's kick fd; a VMM: its KVM ioeventfd); -1: there is
+                               none, whoever runs the ring must poll it */
+    int call_fd;          /**< eventfd that raises the queue's used-buffer interrupt
+                               (vhost-user: the call fd; a VMM: its irqfd); -1: none */
+    int err_fd;           /**< eventfd for ring errors; -1: none */
+    uint16_t size;        /**< ring size the driver chose */
+    uint16_t base;        /**< next avail index to read (where the transport's queue stands) */
+    uint64_t desc_gpa;    /**< guest-physical address of the descriptor area */
+    uint64_t avail_gpa;   /**< ... of the driver area (split: avail ring) */
+    uint64_t used_gpa;    /**< ... of the device area (split: used ring) */
+    uint64_t desc_host;   /**< the descriptor area in this process (inside a region of
+                               @ref vio_device_hooks::mem_regions) */
+    uint64_t avail_host;  /**< the driver area in this process */
+    uint64_t used_host;   /**< the device area in this process */
+};
+
 /** Out-hooks the transport (or application) supplies at bind time. All optional. */
 struct vio_device_hooks {
     uint32_t struct_size; /**< sizeof(struct vio_device_hooks) */
@@ -134,7 +179,32 @@ struct vio_device_hooks {
      *  epoll user merges them. Called from the thread that processes the queue the fd belongs
      *  to (or the control queue's thread, when the active queue pairs change). */
     void (*set_watch)(void *opaque, int fd, unsigned events, uint32_t id);
+    /* ---- added after the first version: read only when struct_size covers them
+     *      (vio_device_bind() hands the model a full struct, the missing ones NULL) ---- */
+    /** the memory shared with the driver, for a device that runs queues outside the transport
+     *  (an offload device, vhost_dev.h): fills up to @p cap regions of @p out and returns how
+     *  many there are (may exceed @p cap), or a negative errno (-ENOTSUP: the transport cannot
+     *  share its memory). Control path (called from the device's queue_start op). */
+    int (*mem_regions)(void *opaque, struct vio_device_mem_region *out, unsigned cap);
+    /** the device will run queue @p qidx itself, outside the transport: fill @p out (ring
+     *  addresses, the kick, call and error eventfds) and, from now until
+     *  vio_device_queue_stop() of that queue, neither watch its kick fd nor process it
+     *  (vio_device_queue_notify() is not called for it; the transport's own queue object only
+     *  keeps the ring's setup, and the device updates its avail index with
+     *  vio_queue_set_last_avail() before it returns from queue_stop). Called from the
+     *  device's queue_start op; if that op then fails, the claim ends with it. When anything
+     *  the device was given changes (the memory table, a kick / call / error fd), the
+     *  transport stops and starts the queue again (vio_device_queue_stop() then
+     *  vio_device_queue_start()), so the device reads it afresh.
+     *  @retval 0 claimed, @p out filled
+     *  @retval -ENOTSUP the transport cannot hand its queues out (no fds to give)
+     *  @retval -EINVAL @p out too small (struct_size), or the queue is not set up */
+    int (*queue_offload)(void *opaque, unsigned qidx, struct vio_device_queue_offload *out);
 };
+
+/** Size of struct vio_device_hooks before @ref vio_device_hooks::mem_regions was added: the
+ *  smallest struct_size vio_device_bind() accepts. */
+#define VIO_DEVICE_HOOKS_MIN_SIZE 48u
 
 /**
  * Operations of a device model. Every member except @ref name may be NULL (the wrapper then
@@ -206,7 +276,11 @@ struct vio_device {
  * @param[in] dev   the device
  * @param[in] hooks the hooks (copied); NULL unbinds
  * @retval 0 success
- * @retval -EINVAL dev NULL, or hooks->struct_size too small
+ * A caller built against an older, shorter struct vio_device_hooks passes its own
+ * struct_size (at least #VIO_DEVICE_HOOKS_MIN_SIZE): the hooks it does not have are NULL for
+ * the model.
+ *
+ * @retval -EINVAL dev NULL, or hooks->struct_size below #VIO_DEVICE_HOOKS_MIN_SIZE
  * @retval -EBUSY the device is already bound (logged through vio_device::log): unbind first
  * @retval -ENOTSUP the model has no bind op
  */

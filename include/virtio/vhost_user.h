@@ -61,6 +61,23 @@
  *   region the front-end removed is unmapped. Regions that stay in a new table keep
  *   their mapping (the transport reuses it).
  *
+ * ## Devices that run their queues elsewhere
+ *
+ * The transport binds the device with the @ref vio_device_hooks::mem_regions and
+ * @ref vio_device_hooks::queue_offload hooks. A device that runs a ring outside this process
+ * (the offload device of vhost_dev.h, whose rings a vhost back-end runs) claims it from its
+ * queue_start op: it receives the ring addresses (the front-end's rings as this transport maps
+ * them), the front-end's kick, call and error eventfds and the memory table with the
+ * front-end's memory fds (kept open for that, one per region, while the session lasts). The
+ * transport then leaves the ring alone: its kick fd is not watched
+ * (vio_vhost_user_watches() leaves it out), vio_vhost_user_kick() on it returns 0 without
+ * reading the eventfd, and nothing is popped from it. When the front-end changes the memory
+ * table or one of the ring's fds, the device's queue is stopped and started again
+ * (vio_device_queue_stop() / vio_device_queue_start()) so that it hands the change on;
+ * GET_VRING_BASE stops it for good and answers the index the device read back from its
+ * back-end. Not forwarded yet: the dirty log (LOG_ALL, SET_LOG_BASE) and the inflight region
+ * of offloaded rings.
+ *
  * ## Safety
  *
  * Every message is checked against one table of requests (payload size, fd count,
@@ -206,6 +223,9 @@ struct vio_vhost_user_queue_state {
                          vio_vhost_user_kick() for this ring */
     bool failed;    /**< the ring could not start or broke (addresses outside memory, a ring
                          rule): stays stopped until the front-end sets it up again */
+    bool offloaded; /**< the device runs the ring outside the transport (an offload device,
+                         vhost_dev.h): the transport does not watch its kick fd and never
+                         processes it (added in a byte that was padding before) */
     int kick_fd;    /**< the kick eventfd (-1 if none); owned by the transport */
     uint16_t size;  /**< ring size (0 if not set) */
     uint16_t last_avail; /**< next avail index the device will read (the base when stopped) */

@@ -11,10 +11,14 @@
  * surfacing later as a queue "broken by the driver".
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "virtio/device.h"
+
+_Static_assert(offsetof(struct vio_device_hooks, mem_regions) == VIO_DEVICE_HOOKS_MIN_SIZE,
+               "VIO_DEVICE_HOOKS_MIN_SIZE is the size of the first version of the hooks");
 
 enum {
     ST_BOUND = 1u << 0,        /* vio_device_bind() with hooks succeeded */
@@ -53,7 +57,7 @@ int vio_device_bind(struct vio_device *dev, const struct vio_device_hooks *hooks
 {
     if (!dev_ok(dev))
         return -EINVAL;
-    if (hooks && hooks->struct_size < sizeof(*hooks))
+    if (hooks && hooks->struct_size < VIO_DEVICE_HOOKS_MIN_SIZE)
         return -EINVAL;
     if (!dev->ops->bind)
         return -ENOTSUP;
@@ -63,7 +67,16 @@ int vio_device_bind(struct vio_device *dev, const struct vio_device_hooks *hooks
                      "the first one's interrupts)");
         return -EBUSY;
     }
-    int r = dev->ops->bind(dev->opaque, hooks);
+    /* The model always sees a full struct: hooks a shorter (older) caller does not have are
+     * NULL. */
+    struct vio_device_hooks full;
+    if (hooks) {
+        memset(&full, 0, sizeof(full));
+        memcpy(&full, hooks, hooks->struct_size < sizeof(full) ? hooks->struct_size
+                                                               : sizeof(full));
+        full.struct_size = sizeof(full);
+    }
+    int r = dev->ops->bind(dev->opaque, hooks ? &full : NULL);
     if (r < 0)
         return r;
     if (hooks)

@@ -79,6 +79,8 @@ struct vu_map {
     uint64_t offset; /* mmap_offset of the region in its file */
     uint64_t gpa, size, uva;
     unsigned refs;   /* ADD_MEM_REG of an identical region counts, REM_MEM_REG uncounts */
+    int fd;          /* the front-end's memory fd, kept for a device that hands the memory on
+                      * (vio_device_hooks::mem_regions); closed with the mapping */
 };
 
 struct vu_ring {
@@ -96,6 +98,8 @@ struct vu_ring {
     bool started;        /* queue object set up on the rings */
     bool running;        /* vio_device_queue_start() succeeded */
     bool failed;         /* could not start / stopped by a rule; until set up again */
+    bool offloaded;      /* the device runs the ring elsewhere (vio_device_hooks::queue_offload):
+                          * its kick fd is not watched and the ring is never processed here */
     uint64_t desc_gpa, avail_gpa, used_gpa;
     struct vio_queue *q;
 };
@@ -349,6 +353,52 @@ static void hook_set_watch(void *opaque, int fd, unsigned events, uint32_t id)
         vu->set_watch(vu->opaque, fd, events, id);
 }
 
+/* Control path (the device's queue_start op, paused). The memory table with its fds. */
+static int hook_mem_regions(void *opaque, struct vio_device_mem_region *out, unsigned cap)
+{
+    const struct vio_vhost_user *vu = opaque;
+    if (!out && cap)
+        return -EINVAL;
+    for (unsigned j = 0; j < vu->nmaps && j < cap; j++) {
+        const struct vu_map *mp = &vu->maps[j];
+        out[j] = (struct vio_device_mem_region){.guest_addr = mp->gpa, .size = mp->size,
+                                                .host_addr = (uint64_t)(uintptr_t)mp->host,
+                                                .fd = mp->fd, .fd_offset = mp->offset};
+    }
+    return (int)vu->nmaps;
+}
+
+/* Control path (the device's queue_start op, paused). The device runs ring @p qidx itself:
+ * hand it the ring and its fds, and stop watching the kick fd (ring_update_running() and
+ * ring_stop() end the claim). */
+static int hook_queue_offload(void *opaque, unsigned qidx, struct vio_device_queue_offload *out)
+{
+    struct vio_vhost_user *vu = opaque;
+    if (!out || out->struct_size < sizeof(*out) || qidx >= vu->nrings)
+        return -EINVAL;
+    struct vu_ring *r = &vu->rings[qidx];
+    if (!r->started || !r->q || !vu->mem)
+        return -EINVAL;
+    uint64_t n = r->num;
+    void *d = vio_mem_ptr(vu->mem, r->desc_gpa, 16u * n, VIO_MEM_READ);
+    void *a = vio_mem_ptr(vu->mem, r->avail_gpa, 6u + 2u * n, VIO_MEM_READ);
+    void *u = vio_mem_ptr(vu->mem, r->used_gpa, 6u + 8u * n, VIO_MEM_WRITE);
+    if (!d || !a || !u)
+        return -EINVAL; /* the core set the ring up on these: cannot happen */
+    *out = (struct vio_device_queue_offload){
+        .struct_size = sizeof(*out), .kick_fd = r->kick_fd,
+        .call_fd = atomic_load_explicit(&r->call_fd, memory_order_acquire),
+        .err_fd = atomic_load_explicit(&r->err_fd, memory_order_acquire),
+        .size = (uint16_t)r->num, .base = vio_queue_get_last_avail(r->q),
+        .desc_gpa = r->desc_gpa, .avail_gpa = r->avail_gpa, .used_gpa = r->used_gpa,
+        .desc_host = (uint64_t)(uintptr_t)d, .avail_host = (uint64_t)(uintptr_t)a,
+        .used_host = (uint64_t)(uintptr_t)u};
+    watch(vu, r->kick_fd, 0, VIO_VU_WATCH_KICK(qidx));
+    r->offloaded = true;
+    LOG(vu, VIO_LOG_INFO, "queue %u runs outside the transport (offloaded by the device)", qidx);
+    return 0;
+}
+
 /* A queue broke at run time (core on_broken hook; any worker thread). */
 static void on_queue_broken(void *opaque, struct vio_queue *q, enum vio_violation why)
 {
@@ -389,6 +439,8 @@ __attribute__((format(printf, 3, 4))) static void ring_fail(struct vio_vhost_use
         eventfd_signal(fd);
 }
 
+static void ring_watch_kick(struct vio_vhost_user *vu, unsigned i, bool on);
+
 /* Paused. Start or stop the device's processing to match the ring's state. */
 static void ring_update_running(struct vio_vhost_user *vu, unsigned i)
 {
@@ -397,6 +449,11 @@ static void ring_update_running(struct vio_vhost_user *vu, unsigned i)
     if (want && !r->running) {
         int rc = vio_device_queue_start(vu->dev, i, r->q);
         if (rc < 0) {
+            if (r->offloaded) {
+                /* the claim ends with the failed start: kicks are this transport's again */
+                r->offloaded = false;
+                ring_watch_kick(vu, i, true);
+            }
             LOG(vu, VIO_LOG_WARN, "queue %u: the device did not start it (%s)", i, strerror(-rc));
             return;
         }
@@ -408,7 +465,33 @@ static void ring_update_running(struct vio_vhost_user *vu, unsigned i)
     } else if (!want && r->running) {
         vio_device_queue_stop(vu->dev, i);
         r->running = false;
+        if (r->offloaded) {
+            r->offloaded = false;
+            if (r->started && !r->failed)
+                ring_watch_kick(vu, i, true);
+        }
     }
+}
+
+/* Paused. Something the device was handed for an offloaded ring changed (the memory table, a
+ * kick / call / error fd): stop and start the device's queue, so that it reads everything
+ * afresh (vio_device_hooks::queue_offload). The device writes the ring's avail index back
+ * into the queue object when it stops, and starts again from there. */
+static void ring_offload_refresh(struct vio_vhost_user *vu, unsigned i)
+{
+    struct vu_ring *r = &vu->rings[i];
+    if (!r->running || !r->offloaded)
+        return;
+    vio_device_queue_stop(vu->dev, i);
+    r->running = false;
+    r->offloaded = false;
+    ring_update_running(vu, i);
+}
+
+static void rings_offload_refresh(struct vio_vhost_user *vu)
+{
+    for (unsigned i = 0; i < vu->nrings; i++)
+        ring_offload_refresh(vu, i);
 }
 
 /* Paused. Attach or detach the dirty log of a set-up ring. */
@@ -446,6 +529,7 @@ static void ring_stop(struct vio_vhost_user *vu, unsigned i, bool close_fds)
         vio_device_queue_stop(vu->dev, i);
         r->running = false;
     }
+    r->offloaded = false;
     if (r->q) {
         if (r->started)
             r->base = vio_queue_get_last_avail(r->q);
@@ -487,6 +571,9 @@ static void ring_forget(struct vio_vhost_user *vu, unsigned i)
  * or broke, whose kicks would only cost wake-ups). No-op for a ring without a kick fd. */
 static void ring_watch_kick(struct vio_vhost_user *vu, unsigned i, bool on)
 {
+    /* an offloaded ring's kicks belong to whoever runs it: never drain them here */
+    if (on && vu->rings[i].offloaded)
+        return;
     watch(vu, vu->rings[i].kick_fd, on ? VIO_WATCH_IN : 0, VIO_VU_WATCH_KICK(i));
 }
 
@@ -646,9 +733,13 @@ static void unmap_guarded(void *base, size_t len)
 
 static void unmap_one(struct vu_map *m)
 {
-    if (m->base)
+    if (m->base) {
         unmap_guarded(m->base, m->len);
+        if (m->fd >= 0)
+            close(m->fd);
+    }
     memset(m, 0, sizeof(*m));
+    m->fd = -1;
 }
 
 static void unmap_all(struct vio_vhost_user *vu)
@@ -758,6 +849,7 @@ static int map_region(struct vio_vhost_user *vu, int fd, const struct vu_region 
     out->size = rg->size;
     out->uva = rg->uva;
     out->refs = 1;
+    out->fd = -1; /* the caller keeps the message's fd here once the region is accepted */
     return 0;
 }
 
@@ -832,6 +924,7 @@ static int h_set_mem_table(struct vio_vhost_user *vu, struct vu_msg *m)
             rc = map_region(vu, m->fds[done], rg, &st, &nm[done], "SET_MEM_TABLE", done);
             if (rc < 0)
                 goto fail;
+            nm[done].fd = take_fd(m, done); /* kept: a device may hand the memory on */
         }
     }
     rc = vio_mem_new(vu->max_slots, &mem);
@@ -858,6 +951,7 @@ static int h_set_mem_table(struct vio_vhost_user *vu, struct vu_msg *m)
     vio_mem_free(old);
     free(claimed);
     LOG(vu, VIO_LOG_INFO, "memory table: %u regions", n);
+    rings_offload_refresh(vu);
     rings_try_start(vu);
     return 0;
 
@@ -903,6 +997,7 @@ static int h_add_mem_reg(struct vio_vhost_user *vu, struct vu_msg *m)
         vu->drop = true;
         return rc;
     }
+    nm.fd = take_fd(m, 0); /* kept: a device may hand the memory on */
     vu_pause(vu);
     if (!vu->mem) {
         rc = vio_mem_new(vu->max_slots, &vu->mem);
@@ -919,6 +1014,7 @@ static int h_add_mem_reg(struct vio_vhost_user *vu, struct vu_msg *m)
         return rc;
     }
     vu->maps[vu->nmaps++] = nm;
+    rings_offload_refresh(vu);
     rings_try_start(vu);
     return 0;
 }
@@ -949,6 +1045,7 @@ static int h_rem_mem_reg(struct vio_vhost_user *vu, struct vu_msg *m)
     unmap_one(&vu->maps[j]);
     memmove(&vu->maps[j], &vu->maps[j + 1], (vu->nmaps - j - 1) * sizeof(vu->maps[0]));
     vu->nmaps--;
+    rings_offload_refresh(vu);
     return 0;
 }
 
@@ -1645,11 +1742,13 @@ static int h_vring_kick(struct vio_vhost_user *vu, struct vu_msg *m)
         /* A ring that failed or broke is not watched (it would only cost wake-ups); its next
          * start watches the fd. */
         if (!r->failed && !(r->q && vio_queue_is_broken(r->q)))
-            watch(vu, r->kick_fd, VIO_WATCH_IN, VIO_VU_WATCH_KICK(i));
+            ring_watch_kick(vu, i, true);
     }
     r->kick_set = true;
     if (r->started) {
-        if (r->running && r->kick_fd >= 0)
+        if (r->offloaded)
+            ring_offload_refresh(vu, i); /* the new fd goes to whoever runs the ring */
+        else if (r->running && r->kick_fd >= 0)
             eventfd_signal(r->kick_fd);
         return 0;
     }
@@ -1683,6 +1782,7 @@ static int h_vring_call(struct vio_vhost_user *vu, struct vu_msg *m)
      * run time when the guest masks a vector); a spurious one is harmless. */
     if (fd >= 0 && r->started)
         eventfd_signal(fd);
+    ring_offload_refresh(vu, i);
     return 0;
 }
 
@@ -1696,6 +1796,7 @@ static int h_vring_err(struct vio_vhost_user *vu, struct vu_msg *m)
     vu_pause(vu);
     int old = atomic_exchange_explicit(&vu->rings[i].err_fd, fd, memory_order_acq_rel);
     xclose(&old);
+    ring_offload_refresh(vu, i);
     return 0;
 }
 
@@ -2055,7 +2156,9 @@ int vio_vhost_user_new(const struct vio_vhost_user_config *cfg, struct vio_vhost
                                  .notify_queue = hook_notify,
                                  .config_changed = hook_config_changed,
                                  .needs_reset = hook_needs_reset,
-                                 .set_watch = hook_set_watch};
+                                 .set_watch = hook_set_watch,
+                                 .mem_regions = hook_mem_regions,
+                                 .queue_offload = hook_queue_offload};
     rc = vio_device_bind(vu->dev, &h);
     if (rc < 0 && rc != -ENOTSUP)
         goto fail;
@@ -2218,6 +2321,8 @@ int vio_vhost_user_kick(struct vio_vhost_user *vu, unsigned qidx)
     if (!vu || qidx >= vu->nrings)
         return -ERANGE;
     struct vu_ring *r = &vu->rings[qidx];
+    if (r->offloaded)
+        return 0; /* its kicks are for whoever runs it: leave the eventfd alone */
     if (r->kick_fd >= 0) {
         uint64_t v;
         ssize_t n = read(r->kick_fd, &v, sizeof(v)); /* non-blocking; resets the counter */
@@ -2266,7 +2371,7 @@ int vio_vhost_user_watches(const struct vio_vhost_user *vu, struct vio_device_wa
     for (unsigned i = 0; i < vu->nrings; i++) {
         const struct vu_ring *r = &vu->rings[i];
         /* a failed or broken ring is not watched (its kicks would only cost wake-ups) */
-        if (r->kick_fd < 0 || r->failed || (r->q && vio_queue_is_broken(r->q)))
+        if (r->kick_fd < 0 || r->failed || r->offloaded || (r->q && vio_queue_is_broken(r->q)))
             continue;
         if (n < cap)
             out[n] = (struct vio_device_watch){.fd = vu->rings[i].kick_fd,
@@ -2355,6 +2460,7 @@ int vio_vhost_user_queue_state(const struct vio_vhost_user *vu, unsigned qidx,
     out->running = r->running;
     out->polling = r->kick_set && r->kick_fd < 0;
     out->failed = r->failed || (r->q && vio_queue_is_broken(r->q));
+    out->offloaded = r->offloaded;
     out->kick_fd = r->kick_fd;
     out->size = (uint16_t)r->num;
     out->last_avail = r->q && r->started ? vio_queue_get_last_avail(r->q) : r->base;

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* virtio-pci modern common configuration (spec 4.1.4.3), offsets */
@@ -48,9 +49,10 @@ static size_t bar_len;
 
 static void fail(const char *fmt, const char *arg)
 {
+    int e = errno;
     printf("HOSTILE-FAIL ");
     printf(fmt, arg);
-    printf("\n");
+    printf(" (errno: %s)\n", strerror(e));
     fflush(stdout);
     exit(1);
 }
@@ -158,7 +160,10 @@ int main(int argc, char **argv)
     int fd = open(p, O_RDWR | O_SYNC);
     if (fd < 0)
         fail("open %s", p);
-    bar_len = (size_t)lseek(fd, 0, SEEK_END);
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || sb.st_size <= 0)
+        fail("size of %s", p);
+    bar_len = (size_t)sb.st_size;
     bar = mmap(NULL, bar_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (bar == MAP_FAILED)
         fail("mmap %s", p);
@@ -167,8 +172,8 @@ int main(int argc, char **argv)
     snprintf(p, sizeof(p), "/sys/bus/pci/devices/%s/resource1", dev);
     int mfd = open(p, O_RDWR | O_SYNC);
     if (mfd >= 0) {
-        msix_len = (size_t)lseek(mfd, 0, SEEK_END);
-        msix = mmap(NULL, msix_len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+        msix_len = fstat(mfd, &sb) == 0 && sb.st_size > 0 ? (size_t)sb.st_size : 0;
+        msix = msix_len ? mmap(NULL, msix_len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0) : MAP_FAILED;
         if (msix == MAP_FAILED)
             msix = NULL;
     }
