@@ -72,10 +72,9 @@ static int parse_network(char *arg, unsigned index, struct vmm_net_opts *o)
         fprintf(stderr, "vio-vmm: --network: give exactly one of tap=NAME or vhost-user=SOCKET\n");
         return -1;
     }
-    if (o->vhost_user || o->vhost) {
-        fprintf(stderr, "vio-vmm: --network: %s is not available in this version "
-                        "(tap=NAME,vhost=off is)\n",
-                o->vhost_user ? "vhost-user=" : "vhost=on");
+    if (o->vhost_user && o->vhost) {
+        fprintf(stderr, "vio-vmm: --network: vhost=on is the kernel's vhost-net on a tap; with "
+                        "vhost-user= the daemon runs the queues\n");
         return -1;
     }
     return 0;
@@ -99,7 +98,10 @@ static void usage(FILE *f)
             "                     tap=NAME          host side: this tap (created if missing)\n"
             "                     transport=pci     virtio-PCI (modern, MSI-X), the default\n"
             "                     transport=mmio    virtio-MMIO (version 2), described in ACPI\n"
+            "                     vhost-user=SOCK   instead of tap=: a vhost-user daemon listening at SOCK\n"
+            "                                       runs the queues (the daemon's own backend)\n"
             "                     vhost=off         data path in the VMM (libvirtio's device model)\n"
+            "                     vhost=on          data path in the kernel's vhost-net (with tap=)\n"
             "                     mac=XX:..:XX      the card's MAC (default 52:54:00:12:34:56+N)\n"
             "                     queues=N          queue pairs (1..%u)\n"
             "  --no-ioeventfd   trap every notify write (default: KVM ioeventfd per queue)\n"

@@ -12,6 +12,14 @@
  * - device -> guest: each MSI-X vector the guest programs becomes a KVM GSI route with an
  *   irqfd; the device thread's used-buffer interrupt is an eventfd write. Without MSI-X the
  *   INTx line of the slot is driven through the I/O APIC.
+ * - vhost=on / vhost-user=: the card's device is libvirtio's offload device (vhost_dev.h) over
+ *   one vhost frontend per queue pair (the kernel's /dev/vhost-net with the tap's fd) or over a
+ *   vhost-user daemon; the net model stays in the VMM for the configuration space and the
+ *   control queue. For each data queue the transport asks this file for two eventfds
+ *   (queue_fds): the ioeventfd bound on the queue's notify address as the kick, and as the call
+ *   the irqfd of the queue's MSI-X vector — or, without MSI-X (INTx, MMIO), an eventfd the
+ *   device thread answers with vio_*_queue_interrupt(), since the ISR / InterruptStatus the
+ *   guest reads lives here. Frames then never pass through the VMM.
  * - virtio-MMIO: the QueueNotify register is one address for every queue, so each queue's
  *   ioeventfd matches its index (datamatch). The interrupt is a level-triggered line: an irqfd
  *   with a resample eventfd; at the guest's EOI KVM lowers the line and signals the resample
@@ -33,6 +41,8 @@
 #include <virtio/net.h>
 #include <virtio/net_backend.h>
 #include <virtio/pci.h>
+#include <virtio/vhost.h>
+#include <virtio/vhost_dev.h>
 
 #include "vmm.h"
 
@@ -47,7 +57,13 @@ struct vnet {
     struct vio_net_backend backend;
     bool backend_open;
     struct vio_net_dev *nd;
-    struct vio_device *dev;
+    struct vio_device *dev;        /* what the transport binds: the model, or the offload device */
+    struct vio_vhost_dev *vd;      /* vhost=on / vhost-user= */
+    struct vio_vhost *vhost[VMM_NET_MAX_PAIRS];
+    unsigned nvhost;
+    int vhost_tapfd[VMM_NET_MAX_PAIRS];
+    int call_efd[VNET_MAX_QUEUES]; /* offloaded queues without an irqfd: answered here */
+    _Atomic bool offloaded[VNET_MAX_QUEUES];
     struct vio_pci *pci;   /* transport=pci */
     struct vio_mmio *mmio; /* transport=mmio */
     uint64_t mmio_base;
@@ -70,7 +86,7 @@ struct vnet {
         unsigned gsi;
     } vec[VNET_MAX_VECTORS];
     unsigned nvec;
-    _Atomic uint64_t notify_trapped, notify_eventfd, irq_msix, irq_intx;
+    _Atomic uint64_t notify_trapped, notify_eventfd, irq_msix, irq_intx, irq_relayed;
 };
 
 /* ---- interrupts ----------------------------------------------------------------------------- */
@@ -186,6 +202,96 @@ static void bind_ioeventfd(struct vnet *n, unsigned q)
     (void)w;
 }
 
+/* ---- offloaded queues (vhost=on, vhost-user=) -------------------------------------------- */
+
+static int offload_mem_regions(void *opaque, struct vio_device_mem_region *out, unsigned cap)
+{
+    struct vnet *n = opaque;
+    struct vmm *vm = n->vm;
+    uint64_t low = vm->ram_size < VMM_MMIO_HOLE ? vm->ram_size : VMM_MMIO_HOLE;
+    unsigned cnt = vm->ram_size > low ? 2 : 1;
+    if (cap >= 1)
+        out[0] = (struct vio_device_mem_region){ .guest_addr = 0, .size = low,
+                                                 .host_addr = (uint64_t)(uintptr_t)vm->ram,
+                                                 .fd = vm->ram_fd, .fd_offset = 0 };
+    if (cnt == 2 && cap >= 2)
+        out[1] = (struct vio_device_mem_region){ .guest_addr = 1ull << 32, .size = vm->ram_size - low,
+                                                 .host_addr = (uint64_t)(uintptr_t)(vm->ram + low),
+                                                 .fd = vm->ram_fd, .fd_offset = low };
+    return (int)cnt;
+}
+
+/* The transport asks, from the offload device's queue start (under n->lock: a vCPU's BAR
+ * write or the device thread), for the kick and call eventfds of queue q. */
+static int offload_queue_fds(void *opaque, unsigned q, uint16_t vector, int *kick, int *call)
+{
+    struct vnet *n = opaque;
+    if (q >= n->nq)
+        return -EINVAL;
+    bind_ioeventfd(n, q); /* KVM completes the notify write: no exit, the back-end wakes */
+    *kick = n->ioev[q].efd;
+    if (vector != VIO_PCI_NO_VECTOR && vector < n->nvec) {
+        *call = n->vec[vector].efd; /* the vector's irqfd: KVM injects the MSI directly */
+    } else {
+        if (n->call_efd[q] < 0 && (n->call_efd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+            return -errno;
+        *call = n->call_efd[q];
+    }
+    n->offloaded[q] = true;
+    uint64_t one = 1;
+    ssize_t w = write(n->wake, &one, sizeof(one)); /* the device thread stops reading its kick */
+    (void)w;
+    return 0;
+}
+
+/* Build the offload device: the net model keeps config space and control queue. */
+static int make_offload(struct vmm *vm, struct vnet *n)
+{
+    const struct vmm_net_opts *o = &n->opts;
+    int r;
+    if (o->vhost_user) {
+        struct vio_vhost_user_frontend_config fc = {
+            .struct_size = sizeof(fc), .path = o->vhost_user,
+            .num_queues = 2u * o->queues, .log = vio_log_stderr };
+        if ((r = vio_vhost_user_connect(&fc, &n->vhost[0]))) {
+            fprintf(stderr, "vio-vmm: net%u: vhost-user backend at %s: %s\n", o->index,
+                    o->vhost_user, strerror(-r));
+            return r;
+        }
+        n->nvhost = 1;
+    } else {
+        for (unsigned p = 0; p < o->queues; p++) {
+            struct vio_vhost_kernel_config kc = { .struct_size = sizeof(kc), .fd = -1,
+                                                  .log = vio_log_stderr };
+            if ((r = vio_vhost_kernel_open(&kc, &n->vhost[p])))
+                return r;
+            n->nvhost++;
+            r = vio_net_tap_vhost_fd(&n->backend, p, 12);
+            if (r < 0) {
+                fprintf(stderr, "vio-vmm: net%u: tap queue %u for vhost-net: %s\n", o->index, p,
+                        strerror(-r));
+                return r;
+            }
+            n->vhost_tapfd[p] = r;
+        }
+    }
+    struct vio_vhost_dev_config dc = {
+        .struct_size = sizeof(dc), .model = vio_net_dev_device(n->nd),
+        .vhost = n->vhost[0], .net_backend_fd = -1, .log = vio_log_stderr };
+    if (!o->vhost_user) {
+        dc.vhosts = n->vhost;
+        dc.num_vhosts = n->nvhost;
+        dc.net_backend_fds = n->vhost_tapfd;
+    }
+    if ((r = vio_vhost_dev_new(&dc, &n->vd))) {
+        fprintf(stderr, "vio-vmm: net%u: offload device: %s\n", o->index, strerror(-r));
+        return r;
+    }
+    n->dev = vio_vhost_dev_device(n->vd);
+    (void)vm;
+    return 0;
+}
+
 /* ---- PCI function -------------------------------------------------------------------------- */
 
 static void cfg_read(struct vmm_pci_fn *f, uint32_t off, unsigned size, uint32_t *v)
@@ -277,7 +383,7 @@ static void mmio_access(void *opaque, uint64_t addr, uint8_t *data, unsigned siz
 static void *device_thread(void *arg)
 {
     struct vnet *n = arg;
-    struct pollfd pfd[2 + VNET_MAX_QUEUES + 16];
+    struct pollfd pfd[2 + 2 * VNET_MAX_QUEUES + 16];
     uint32_t ids[16];
     unsigned qof[VNET_MAX_QUEUES];
     while (!atomic_load(&n->vm->stop)) {
@@ -286,9 +392,17 @@ static void *device_thread(void *arg)
         pfd[k++] = (struct pollfd){ .fd = n->mmio ? n->mmio_resample : -1, .events = POLLIN };
         pthread_mutex_lock(&n->lock);
         for (unsigned q = 0; q < n->nq; q++) {
-            if (n->ioev[q].addr) {
+            if (n->ioev[q].addr && !n->offloaded[q]) { /* an offloaded kick is the back-end's */
                 qof[nq++] = q;
                 pfd[k++] = (struct pollfd){ .fd = n->ioev[q].efd, .events = POLLIN };
+            }
+        }
+        unsigned cbase = k, ncall = 0;
+        unsigned cof[VNET_MAX_QUEUES];
+        for (unsigned q = 0; q < n->nq; q++) {
+            if (n->offloaded[q] && n->call_efd[q] >= 0) {
+                cof[ncall++] = q;
+                pfd[k++] = (struct pollfd){ .fd = n->call_efd[q], .events = POLLIN };
             }
         }
         struct vio_device_watch w[16];
@@ -319,7 +433,17 @@ static void *device_thread(void *arg)
                 queue_notify(n, qof[i]);
             }
         }
-        for (unsigned i = wbase; i < k; i++)
+        for (unsigned i = 0; i < ncall; i++) {
+            if ((pfd[cbase + i].revents & POLLIN) &&
+                read(pfd[cbase + i].fd, &cnt, sizeof(cnt)) == sizeof(cnt)) {
+                n->irq_relayed++;
+                if (n->mmio)
+                    vio_mmio_queue_interrupt(n->mmio, cof[i]);
+                else
+                    vio_pci_queue_interrupt(n->pci, cof[i]);
+            }
+        }
+        for (unsigned i = wbase; i < wbase + (unsigned)(nw > 0 ? (nw < 16 ? nw : 16) : 0); i++)
             if (pfd[i].revents)
                 vio_device_handle(n->dev, ids[i - wbase], (unsigned)pfd[i].revents);
         pthread_mutex_unlock(&n->lock);
@@ -351,6 +475,11 @@ static int add_pci(struct vmm *vm, struct vnet *n)
                                  .log = vio_log_stderr, .msix_fire = msix_fire,
                                  .msix_update = msix_update, .set_intx = set_intx,
                                  .irq_opaque = n };
+    if (n->vd) {
+        pc.mem_regions = offload_mem_regions;
+        pc.queue_fds = offload_queue_fds;
+        pc.offload_opaque = n;
+    }
     if ((r = vio_pci_new(&pc, &n->pci))) {
         fprintf(stderr, "vio-vmm: net%u: virtio-pci: %s\n", o->index, strerror(-r));
         return r;
@@ -400,6 +529,11 @@ static int add_mmio(struct vmm *vm, struct vnet *n)
     }
     struct vio_mmio_config mc = { .struct_size = sizeof(mc), .dev = n->dev, .mem = n->mem,
                                   .log = vio_log_stderr, .raise_irq = mmio_raise, .irq_opaque = n };
+    if (n->vd) {
+        mc.mem_regions = offload_mem_regions;
+        mc.queue_fds = offload_queue_fds;
+        mc.offload_opaque = n;
+    }
     int r = vio_mmio_new(&mc, &n->mmio);
     if (r) {
         fprintf(stderr, "vio-vmm: net%u: virtio-mmio: %s\n", n->opts.index, strerror(-r));
@@ -429,6 +563,8 @@ int vmm_net_add(struct vmm *vm, const struct vmm_net_opts *o)
     n->opts = *o;
     n->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     n->mmio_irqfd = n->mmio_resample = -1;
+    for (unsigned q = 0; q < VNET_MAX_QUEUES; q++)
+        n->call_efd[q] = -1;
     pthread_mutex_init(&n->lock, NULL);
     for (unsigned q = 0; q < VNET_MAX_QUEUES; q++)
         n->ioev[q].efd = -1;
@@ -452,8 +588,11 @@ int vmm_net_add(struct vmm *vm, const struct vmm_net_opts *o)
 
     struct vio_net_backend_config bc = { .struct_size = sizeof(bc), .ifname = o->tap,
                                          .queue_pairs = o->queues, .log = vio_log_stderr };
-    if ((r = vio_net_tap_open(&bc, &n->backend))) {
-        fprintf(stderr, "vio-vmm: net%u: tap '%s': %s\n", o->index, o->tap, strerror(-r));
+    /* vhost-user=: the daemon has the data path; the model's backend only exists to make a
+     * model (it serves config space and the control queue, never a frame) */
+    r = o->vhost_user ? vio_net_loopback_open(&bc, &n->backend) : vio_net_tap_open(&bc, &n->backend);
+    if (r) {
+        fprintf(stderr, "vio-vmm: net%u: tap '%s': %s\n", o->index, o->tap ? o->tap : "-", strerror(-r));
         return r;
     }
     n->backend_open = true;
@@ -466,6 +605,8 @@ int vmm_net_add(struct vmm *vm, const struct vmm_net_opts *o)
         return r;
     }
     n->dev = vio_net_dev_device(n->nd);
+    if ((o->vhost || o->vhost_user) && (r = make_offload(vm, n)))
+        return r;
     n->nq = vio_device_num_queues(n->dev);
     if (n->nq > VNET_MAX_QUEUES)
         return -E2BIG;
@@ -490,8 +631,9 @@ int vmm_net_add(struct vmm *vm, const struct vmm_net_opts *o)
         return -r;
     n->thread_on = true;
     if (vm->verbose)
-        fprintf(stderr, "vio-vmm: net%u: %s on tap %s, %u queue(s)%s\n", o->index, where,
-                vio_net_tap_ifname(&n->backend), n->nq,
+        fprintf(stderr, "vio-vmm: net%u: %s, %s %s, %u queue(s), data path %s%s\n", o->index, where,
+                o->vhost_user ? "vhost-user" : "tap", o->vhost_user ? o->vhost_user : vio_net_tap_ifname(&n->backend),
+                n->nq, o->vhost_user ? "in the vhost-user daemon" : o->vhost ? "in vhost-net" : "in the VMM",
                 o->ioeventfd ? ", ioeventfd + irqfd" : ", trapped notify + irqfd");
     return 0;
 }
@@ -514,10 +656,18 @@ void vmm_net_print_counters(void)
 {
     for (unsigned i = 0; i < ncards; i++) {
         struct vnet *n = cards[i];
-        fprintf(stderr, "vio-vmm: net%u: notify trapped=%llu ioeventfd=%llu; interrupts msix=%llu intx=%llu\n",
+        fprintf(stderr, "vio-vmm: net%u: notify trapped=%llu ioeventfd=%llu; interrupts msix=%llu intx=%llu relayed=%llu\n",
                 n->opts.index, (unsigned long long)n->notify_trapped,
                 (unsigned long long)n->notify_eventfd, (unsigned long long)n->irq_msix,
-                (unsigned long long)n->irq_intx);
+                (unsigned long long)n->irq_intx, (unsigned long long)n->irq_relayed);
+        if (n->vd) {
+            struct vio_vhost_dev_stats vs;
+            if (vio_vhost_dev_get_stats(n->vd, &vs) == 0)
+                fprintf(stderr, "vio-vmm: net%u: offload: rings started=%llu stopped=%llu mem tables=%llu errors=%llu%s\n",
+                        n->opts.index, (unsigned long long)vs.rings_started,
+                        (unsigned long long)vs.rings_stopped, (unsigned long long)vs.mem_tables,
+                        (unsigned long long)vs.errors, vs.backend_lost ? " backend lost" : "");
+        }
         for (unsigned q = 0; q < n->nq; q++) {
             struct vio_net_queue_stats st;
             if (vio_net_dev_get_stats(n->nd, q, &st) == 0)
@@ -534,6 +684,12 @@ void vmm_net_fini(void)
         struct vnet *n = cards[i];
         vio_pci_free(n->pci);
         vio_mmio_free(n->mmio);
+        vio_vhost_dev_free(n->vd);
+        for (unsigned p = 0; p < n->nvhost; p++)
+            vio_vhost_free(n->vhost[p]);
+        for (unsigned q = 0; q < VNET_MAX_QUEUES; q++)
+            if (n->call_efd[q] >= 0)
+                close(n->call_efd[q]);
         if (n->mmio_irqfd >= 0)
             close(n->mmio_irqfd);
         if (n->mmio_resample >= 0)

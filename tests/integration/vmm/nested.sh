@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/integration/vmm/nested.sh VIO_VMM_STATIC [CASE...]
+# tests/integration/vmm/nested.sh VIO_VMM_STATIC [--daemon VIO_VHOST_USER_NET_STATIC] [CASE...]
 #
 # vio-vmm on real KVM, one level down: QEMU TCG with -cpu max gives its guest ("L1") AMD SVM with
 # nested paging, L1 loads kvm-amd, and vio-vmm runs there on /dev/kvm, booting Debian's
@@ -14,6 +14,11 @@
 #             (sha256 compared); with ioeventfd at most one trapped notify per queue
 #   pci-trap  the same with --no-ioeventfd: every notify traps, the data still arrives intact
 #   mmio, mmio-trap   the same on transport=mmio (the guest finds it in the DSDT, LNRO0005)
+#   pci-vhost, mmio-vhost   the same with vhost=on: the kernel's vhost-net runs the queues
+#             (the offload device; kick = the ioeventfd, call = the irqfd): at most one
+#             trapped notify per queue, frames counted on the tap, none by the VMM's model
+#   pci-vu, mmio-vu   the same with vhost-user=: vio-vhost-user-net (static, --daemon) runs the
+#             queues in L1 on the tap
 #   pci-hostile  a static program in L2 unbinds virtio-pci, sends 30000 random accesses to the
 #             card's BARs, enables a queue outside memory and notifies a looping chain (both must
 #             set NEEDS_RESET), then binds the driver again: the link works and vio-vmm lives on
@@ -25,11 +30,17 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 guest=$(cd "$here/../../support/guest" && pwd -P)
-vmm=${1:?usage: nested.sh VIO_VMM_STATIC [CASE...]}
+vmm=${1:?usage: nested.sh VIO_VMM_STATIC [--daemon VIO_VHOST_USER_NET_STATIC] [CASE...]}
 shift
+daemon=
+if [[ ${1:-} == --daemon ]]; then
+    daemon=${2:?--daemon needs a path}
+    shift 2
+fi
 hostile_src=$here/hostile_guest.c
 cases=("$@")
-[[ ${#cases[@]} -gt 0 ]] || cases=(pvh bzimage smp noacpi pci pci-trap mmio mmio-trap pci-mq pci-hostile)
+[[ ${#cases[@]} -gt 0 ]] || cases=(pvh bzimage smp noacpi pci pci-trap mmio mmio-trap pci-mq pci-hostile pci-vhost mmio-vhost)
+[[ -n $daemon ]] && cases+=(pci-vu mmio-vu)
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
 [[ -x /bin/busybox ]] || { echo "SKIP: busybox-static not installed"; exit 77; }
 [[ -x $vmm ]] || { echo "FAIL: $vmm is not an executable"; exit 1; }
@@ -102,6 +113,7 @@ L2MQ
 "$guest/mkinitramfs.sh" "$work/l2net.cpio.gz" --add "$work/blob:/data/blob" \
     --test "l2net=$work/l2net" --test "l2mq=$work/l2mq" --test "l2hostile=$work/l2hostile" \
     --add "$work/hostile_guest:/tests/hostile_guest" >/dev/null
+[[ -n $daemon ]] && daemon_add=(--add "$daemon:/bin/vio-vhost-user-net") || daemon_add=()
 
 # L1: loads kvm-amd, runs vio-vmm per vio.vmm_case, prints what it saw.
 cat > "$work/vmmboot" <<'L1'
@@ -172,12 +184,27 @@ fi
 case "$VIO_VMM_CASE" in pci*|mmio*) net=1 ;; *) net=0 ;; esac
 if [ $net = 1 ]; then
     extra=
-    case "$VIO_VMM_CASE" in *-trap) extra=--no-ioeventfd ;; esac
-    transport=${VIO_VMM_CASE%-trap}
+    path=vhost=off
+    backend=tap=vmtap0
+    case "$VIO_VMM_CASE" in
+        *-trap) extra=--no-ioeventfd ;;
+        *-vhost) path=vhost=on ;;
+        *-vu) path=vhost=off; backend=vhost-user=/tmp/vu.sock
+              [ -x /bin/vio-vhost-user-net ] || vio_fail "no vio-vhost-user-net in L1"
+              /bin/vio-vhost-user-net --socket /tmp/vu.sock --tap vmtap0 --mac 52:54:00:00:00:02 \
+                  > /tmp/daemon.log 2>&1 &
+              daemon=$!
+              i=0
+              while [ ! -S /tmp/vu.sock ]; do
+                  i=$((i + 1)); [ $i -gt 100 ] && { cat /tmp/daemon.log; vio_fail "the daemon made no socket"; }
+                  sleep 0.1
+              done ;;
+    esac
+    transport=${VIO_VMM_CASE%%-*}
     mkfifo /tmp/hold
     nc -l -p 5001 <>/tmp/hold >/tmp/from_l2 &
     start_vmm --kernel /l2/vmlinux --initrd /l2/initrd-net --mem 256 --counters --verbose $extra \
-        --network tap=vmtap0,transport=$transport,vhost=off,mac=52:54:00:00:00:02 \
+        --network $backend,transport=$transport,$path,mac=52:54:00:00:00:02 \
         --params "console=ttyS0 panic=-1 vio.ip=10.0.0.2/24 vio.test=l2net"
     i=0
     while [ ! -e /sys/class/net/vmtap0 ]; do
@@ -203,9 +230,22 @@ if [ $net = 1 ]; then
     echo "L2->L1 8 MiB intact"
     grep -q "L2-GOT $want 8388608" /tmp/l2.log || vio_fail "L1->L2: $(grep L2-GOT /tmp/l2.log)"
     echo "L1->L2 8 MiB intact"
+    [ -n "${daemon:-}" ] && { kill $daemon 2>/dev/null; wait $daemon; sed 's/^/daemon| /' /tmp/daemon.log | tail -n 5; }
     trapped=$(sed -n 's/.*net0: notify trapped=\([0-9]*\) ioeventfd=\([0-9]*\).*/\1/p' /tmp/l2.log)
     evfd=$(sed -n 's/.*net0: notify trapped=\([0-9]*\) ioeventfd=\([0-9]*\).*/\2/p' /tmp/l2.log)
     echo "notifies: trapped=$trapped ioeventfd=$evfd"
+    case "$VIO_VMM_CASE" in
+        *-vhost|*-vu)
+            rx0=$(sed -n 's/.*net0:   queue 0 packets=\([0-9]*\).*/\1/p' /tmp/l2.log)
+            tx0=$(sed -n 's/.*net0:   queue 1 packets=\([0-9]*\).*/\1/p' /tmp/l2.log)
+            echo "VMM's own model moved rx=$rx0 tx=$tx0 frames (the back-end ran the queues)"
+            [ "$rx0" = 0 ] && [ "$tx0" = 0 ] || vio_fail "frames passed through the VMM's model with an offloaded data path"
+            grep -q "offload: rings started=[1-9]" /tmp/l2.log || vio_fail "the offload device started no back-end ring"
+            relayed=$(sed -n 's/.* relayed=\([0-9]*\).*/\1/p' /tmp/l2.log)
+            if [ "$transport" = pci ]; then
+                [ "$relayed" = 0 ] || vio_fail "PCI with MSI-X relayed $relayed interrupts through the VMM (want 0: irqfd)"
+            fi ;;
+    esac
     if [ -z "$extra" ]; then
         [ -n "$trapped" ] && [ "$trapped" -le 3 ] || vio_fail "ioeventfd mode trapped $trapped notifies (want at most the first one of each of the 3 queues)"
         [ -n "$evfd" ] && [ "$evfd" -gt 0 ] || vio_fail "no notify reached the device through the ioeventfd"
@@ -244,7 +284,7 @@ L1
 "$guest/mkinitramfs.sh" "$work/l1.cpio.gz" --module kvm_amd \
     --add "$vmm:/bin/vio-vmm" --add "$VIO_VMLINUX:/l2/vmlinux" --add "$bzimage:/l2/bzImage" \
     --add "$work/l2.cpio.gz:/l2/initrd" --add "$work/l2net.cpio.gz:/l2/initrd-net" \
-    --add "$work/blob:/data/blob" --test "vmmboot=$work/vmmboot" >/dev/null
+    --add "$work/blob:/data/blob" "${daemon_add[@]}" --test "vmmboot=$work/vmmboot" >/dev/null
 
 fail=0
 for c in "${cases[@]}"; do
@@ -254,7 +294,7 @@ for c in "${cases[@]}"; do
         --test vmmboot --vio "vmm_case=$c" --timeout 240 --log "$log" -- -cpu max >/dev/null 2>&1
     rc=$?
     set -e
-    grep -a 'L2|\|vio-vmm exit\|FAIL\|intact\|notifies:\|L1 tap\|^queue \|hostile guest' "$log" | grep -av '^VIO-GUEST-RESULT\|L2| \[ ' |
+    grep -a 'L2|\|vio-vmm exit\|FAIL\|intact\|notifies:\|L1 tap\|^queue \|hostile guest\|daemon|\|model moved' "$log" | grep -av '^VIO-GUEST-RESULT\|L2| \[ ' |
         tail -n 40 | sed "s/^/[$c] /" || true
     if [[ $rc == 0 ]]; then
         echo "PASS $c"
