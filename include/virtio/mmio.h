@@ -95,6 +95,39 @@ struct vio_mmio_config {
     /** optional: the data of a QueueNotify write with NOTIFICATION_DATA negotiated, before
      *  the queue is processed (on the thread that calls vio_mmio_write()) */
     void (*notify_data)(void *opaque, unsigned qidx, uint16_t next);
+    /* ---- offload (added later; a caller whose struct_size ends before @ref mem_regions
+     *      has none: every queue runs in the transport) ---- */
+    /** optional: the guest memory as regions with shareable fds, for a device that runs its
+     *  queues outside the transport (the offload device, vhost_dev.h). Same contract as
+     *  vio_device_hooks::mem_regions: fill up to @p cap regions of @p out, return how many
+     *  there are (may exceed @p cap) or a negative errno (-ENOTSUP: no shareable memory). The
+     *  fds stay the VMM's. Called on the thread that starts queues (the vCPU exit
+     *  handler). Only used when @ref queue_fds is set. */
+    int (*mem_regions)(void *opaque, struct vio_device_mem_region *out, unsigned cap);
+    /** optional: the eventfds of queue @p qidx, which the device is about to run elsewhere (a
+     *  vhost-net or vhost-user back-end). When set, the device is bound with
+     *  vio_device_hooks::queue_offload (and vio_device_hooks::mem_regions when
+     *  @ref mem_regions is set too), so an offload device can claim its queues.
+     *
+     *  @p kick_fd: an eventfd the guest's notify writes reach: the VMM binds a KVM ioeventfd
+     *  on the queue's notify address (vio_mmio_notify_info()) now. A notify that still traps (the
+     *  ioeventfd not bound yet, or a VMM without ioeventfds), and vio_mmio_queue_notify() for the queue, are
+     *  forwarded by writing 1 to it; the transport never processes a claimed queue itself.
+     *  Required (a call that leaves it -1 fails the claim with -EINVAL).
+     *
+     *  @p call_fd: an eventfd that raises the queue's used-buffer interrupt. An eventfd the VMM watches and answers with vio_mmio_queue_interrupt() (InterruptStatus bit and the irq line).
+     *  -1: the back-end signals nothing (it must poll, or the guest polls).
+     *
+     *  @p vector: always #VIO_PCI_NO_VECTOR (0xffff; MMIO has no vectors).
+     *
+     *  Called on the thread that starts queues (inside the device's queue_start, during a
+     *  register write). Returns 0, or a negative errno: then the claim fails, the device's
+     *  queue_start fails and the transport sets DEVICE_NEEDS_RESET as for any failed start.
+     *  The fds stay the VMM's (borrowed) and must stay valid until the queue stops: a reset,
+     *  a disabled queue, NEEDS_RESET or vio_mmio_free() end the claim (the device's queue_stop runs
+     *  first). */
+    int (*queue_fds)(void *opaque, unsigned qidx, uint16_t vector, int *kick_fd, int *call_fd);
+    void *offload_opaque; /**< passed to @ref mem_regions and @ref queue_fds */
 };
 
 /**
@@ -164,6 +197,18 @@ VIO_API int vio_mmio_notify_info(const struct vio_mmio *m, unsigned qidx,
  * @retval -EIO the queue is not running (not enabled, device not live, or broken)
  */
 VIO_API int vio_mmio_queue_notify(struct vio_mmio *m, unsigned qidx);
+
+/**
+ * @brief Raise the used-buffer interrupt of queue @p qidx exactly as the device's notify_queue
+ * hook would: InterruptStatus gains #VIO_MMIO_INT_VRING and vio_mmio_config::raise_irq is
+ * called. For a VMM whose queue_fds handed out a call eventfd it watches itself. Any thread.
+ * @param[in] m    the transport
+ * @param[in] qidx queue index
+ * @retval 0 raised
+ * @retval -EINVAL m NULL
+ * @retval -ENOENT no such queue
+ */
+VIO_API int vio_mmio_queue_interrupt(struct vio_mmio *m, unsigned qidx);
 
 /** @brief The status byte the driver reads back (0 for NULL). Control path. */
 VIO_API uint8_t vio_mmio_status(const struct vio_mmio *m);

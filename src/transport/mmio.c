@@ -85,7 +85,9 @@ int vio_mmio_new(const struct vio_mmio_config *cfg, struct vio_mmio **out)
                                     cfg->notification_data && !cfg->legacy
                                         ? vio_feature_bit(MMIO_F_NOTIFICATION_DATA)
                                         : 0,
-                                .ops = &mmio_vqr_ops, .opaque = m};
+                                .ops = &mmio_vqr_ops, .opaque = m,
+                                .mem_regions = cfg->mem_regions, .queue_fds = cfg->queue_fds,
+                                .offload_opaque = cfg->offload_opaque};
     int e = vio_vqr_init(&m->r, &rc);
     if (e < 0) {
         free(m);
@@ -380,6 +382,16 @@ int vio_mmio_notify_info(const struct vio_mmio *m, unsigned qidx,
     out->offset = VIRTIO_MMIO_QUEUE_NOTIFY;
     out->size = 4;
     out->value = qidx;
+    return 0;
+}
+
+int vio_mmio_queue_interrupt(struct vio_mmio *m, unsigned qidx)
+{
+    if (!m)
+        return -EINVAL;
+    if (qidx >= m->r.nq || vio_vqr_max(&m->r, qidx) == 0)
+        return -ENOENT;
+    irq_queue(m, qidx);
     return 0;
 }
 

@@ -142,7 +142,17 @@ static void irq_config(void *opaque)
     intx(p, VIO_PCI_ISR_CONFIG);
 }
 
-static const struct vio_vqr_ops pci_vqr_ops = {.irq_queue = irq_queue, .irq_config = irq_config};
+/* The vector the VMM's queue_fds gets: the queue's as the guest set it while MSI-X is on. */
+static uint16_t offload_vector(void *opaque, unsigned qidx)
+{
+    struct vio_pci *p = opaque;
+    if (!msix_on(p) || qidx >= p->r.nq)
+        return VIO_PCI_NO_VECTOR;
+    return atomic_load_explicit(&p->r.qs[qidx].vector, memory_order_acquire);
+}
+
+static const struct vio_vqr_ops pci_vqr_ops = {.irq_queue = irq_queue, .irq_config = irq_config,
+                                               .offload_vector = offload_vector};
 
 /* Deliver pending vectors that are no longer masked. */
 static void msix_flush(struct vio_pci *p)
@@ -402,7 +412,9 @@ int vio_pci_new(const struct vio_pci_config *cfg_in, struct vio_pci **out)
                                     cfg->notification_data
                                         ? vio_feature_bit(PCI_F_NOTIFICATION_DATA)
                                         : 0,
-                                .ops = &pci_vqr_ops, .opaque = p};
+                                .ops = &pci_vqr_ops, .opaque = p,
+                                .mem_regions = cfg->mem_regions, .queue_fds = cfg->queue_fds,
+                                .offload_opaque = cfg->offload_opaque};
     int e = vio_vqr_init(&p->r, &rc);
     if (e < 0) {
         free(p->tab);
@@ -958,6 +970,11 @@ int vio_pci_config_write(struct vio_pci *p, uint32_t offset, unsigned size, uint
                 msix_report(p, v);
             msix_flush(p);
         }
+        /* MSI-X on or off changes what a claimed queue's call fd must be (an irqfd of its
+         * vector, or an eventfd the VMM answers with vio_pci_queue_interrupt()): the device
+         * asks for the fds afresh */
+        if ((ctl ^ old_ctl) & PCI_MSIX_FLAGS_ENABLE)
+            vio_vqr_offload_refresh(&p->r);
     }
     const unsigned data = CAP_PCICFG + 16;
     if (offset < data + 4 && offset + size > data) {
@@ -1005,6 +1022,16 @@ int vio_pci_queue_notify(struct vio_pci *p, unsigned qidx)
     if (!p)
         return -EINVAL;
     return vio_vqr_notify(&p->r, qidx);
+}
+
+int vio_pci_queue_interrupt(struct vio_pci *p, unsigned qidx)
+{
+    if (!p)
+        return -EINVAL;
+    if (qidx >= p->r.nq || vio_vqr_max(&p->r, qidx) == 0)
+        return -ENOENT;
+    irq_queue(p, qidx);
+    return 0;
 }
 
 int vio_pci_msix_entry(const struct vio_pci *p, uint16_t vector, struct vio_pci_msix_msg *out)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 
@@ -60,6 +61,68 @@ static void hook_needs_reset(void *opaque)
         hook_config(r);
 }
 
+/* Control path (the device's queue_start op): the VMM's memory regions, as it gives them. */
+static int hook_mem_regions(void *opaque, struct vio_device_mem_region *out, unsigned cap)
+{
+    struct vio_vqr *r = opaque;
+    if (!out && cap)
+        return -EINVAL;
+    if (!r->mem_regions)
+        return -ENOTSUP;
+    return r->mem_regions(r->offload_opaque, out, cap);
+}
+
+static void claim_end(struct vio_vqr_queue *q)
+{
+    atomic_store_explicit(&q->claim_kick, -1, memory_order_release);
+}
+
+/* Control path (the device's queue_start op, from start_queue()): the device runs queue
+ * @p qidx itself. Hand it the rings as the registers place them and the VMM's eventfds; from
+ * now on vio_vqr_notify() forwards instead of processing. The claim ends where the queue
+ * stops (stop_queues(), vio_vqr_disable(), a failed start). */
+static int hook_queue_offload(void *opaque, unsigned qidx, struct vio_device_queue_offload *out)
+{
+    struct vio_vqr *r = opaque;
+    if (!out || out->struct_size < sizeof(*out) || qidx >= r->nq)
+        return -EINVAL;
+    if (!r->queue_fds)
+        return -ENOTSUP;
+    struct vio_vqr_queue *q = &r->qs[qidx];
+    if (!q->q || !q->enabled || q->size == 0)
+        return -EINVAL; /* only while start_queue() starts it */
+    uint64_t n = q->size, ev = vio_vqr_negotiated(r, VIO_F_EVENT_IDX) ? 2 : 0;
+    void *d = vio_mem_ptr(r->mem, q->desc, 16u * n, VIO_MEM_READ);
+    void *a = vio_mem_ptr(r->mem, q->driver, 4u + 2u * n + ev, VIO_MEM_READ);
+    void *u = vio_mem_ptr(r->mem, q->device, 4u + 8u * n + ev, VIO_MEM_WRITE);
+    if (!d || !a || !u)
+        return -EINVAL; /* vio_vqr_enable() checked them: cannot happen */
+    uint16_t vec = r->ops && r->ops->offload_vector ? r->ops->offload_vector(r->opaque, qidx)
+                                                    : VIO_VQR_NO_VECTOR;
+    int kick = -1, call = -1;
+    int rc = r->queue_fds(r->offload_opaque, qidx, vec, &kick, &call);
+    if (rc < 0) {
+        vio_vqr_warn(r, VIO_LOG_ERROR, "queue %u: the VMM has no eventfds for it (%s); it cannot "
+                     "run outside the transport", qidx, strerror(-rc));
+        return rc;
+    }
+    if (rc > 0 || kick < 0) {
+        /* a kick fd is what lets a trapped notify reach whoever runs the ring */
+        vio_vqr_warn(r, VIO_LOG_ERROR, "queue %u: the VMM's queue_fds gave no kick eventfd", qidx);
+        return -EINVAL;
+    }
+    *out = (struct vio_device_queue_offload){
+        .struct_size = sizeof(*out), .kick_fd = kick, .call_fd = call, .err_fd = -1,
+        .size = q->size, .base = vio_queue_get_last_avail(q->q),
+        .desc_gpa = q->desc, .avail_gpa = q->driver, .used_gpa = q->device,
+        .desc_host = (uint64_t)(uintptr_t)d, .avail_host = (uint64_t)(uintptr_t)a,
+        .used_host = (uint64_t)(uintptr_t)u};
+    atomic_store_explicit(&q->claim_kick, kick, memory_order_release);
+    vio_vqr_warn(r, VIO_LOG_INFO, "queue %u runs outside the transport (offloaded by the "
+                 "device; vector 0x%x)", qidx, vec);
+    return 0;
+}
+
 static void on_queue_broken(void *opaque, struct vio_queue *q, enum vio_violation why)
 {
     (void)q;
@@ -104,12 +167,19 @@ int vio_vqr_init(struct vio_vqr *r, const struct vio_vqr_config *cfg)
     r->opaque = cfg->opaque;
     r->log_budget = VQR_LOG_BUDGET;
     r->transport_features = cfg->transport_features;
+    r->mem_regions = cfg->mem_regions;
+    r->queue_fds = cfg->queue_fds;
+    r->offload_opaque = cfg->offload_opaque;
     r->nq = vio_device_num_queues(cfg->dev);
     if (r->nq == 0 || r->nq > VIO_DEVICE_MAX_QUEUES)
         return -EINVAL;
     r->qs = calloc(r->nq, sizeof(*r->qs));
     if (!r->qs)
         return -ENOMEM;
+    for (unsigned i = 0; i < r->nq; i++) {
+        r->qs[i].vector = VIO_VQR_NO_VECTOR;
+        atomic_init(&r->qs[i].claim_kick, -1);
+    }
     struct vio_status_config sc = {.struct_size = sizeof(sc),
                                    .device_features = (vio_device_features(cfg->dev) &
                                                        ~cfg->hide_features) |
@@ -123,11 +193,15 @@ int vio_vqr_init(struct vio_vqr *r, const struct vio_vqr_config *cfg)
     struct vio_device_hooks h = {.struct_size = sizeof(h), .opaque = r,
                                  .notify_queue = hook_notify, .config_changed = hook_config,
                                  .needs_reset = hook_needs_reset};
+    /* a VMM that can hand queues out (eventfds per queue) offers them to an offload device */
+    if (r->queue_fds) {
+        h.queue_offload = hook_queue_offload;
+        if (r->mem_regions)
+            h.mem_regions = hook_mem_regions;
+    }
     rc = vio_device_bind(r->dev, &h);
     if (rc < 0 && rc != -ENOTSUP)
         goto fail;
-    for (unsigned i = 0; i < r->nq; i++)
-        r->qs[i].vector = VIO_VQR_NO_VECTOR;
     return 0;
 fail:
     vio_status_free(r->st);
@@ -143,6 +217,7 @@ static void stop_queues(struct vio_vqr *r)
         if (r->qs[i].running) {
             vio_device_queue_stop(r->dev, i);
             r->qs[i].running = false;
+            claim_end(&r->qs[i]);
         }
     }
 }
@@ -154,6 +229,7 @@ static void reset_regs(struct vio_vqr *r)
         vio_queue_free(q->q);
         memset(q, 0, sizeof(*q));
         q->vector = VIO_VQR_NO_VECTOR;
+        atomic_init(&q->claim_kick, -1);
     }
     r->features_applied = false;
     r->sel = 0;
@@ -300,6 +376,7 @@ static void start_queue(struct vio_vqr *r, unsigned i)
     if (rc == 0)
         rc = vio_device_queue_start(r->dev, i, q->q);
     if (rc < 0) {
+        claim_end(q); /* a claim made in the failed start ends with it */
         vio_vqr_warn(r, VIO_LOG_ERROR, "queue %u (%s): cannot start (%s); device needs reset", i,
                      info.name, strerror(-rc));
         vio_queue_free(q->q);
@@ -345,6 +422,7 @@ int vio_vqr_disable(struct vio_vqr *r)
     if (q->running) {
         vio_device_queue_stop(r->dev, r->sel);
         q->running = false;
+        claim_end(q);
     }
     q->enabled = false;
     return 0;
@@ -417,9 +495,51 @@ int vio_vqr_notify(struct vio_vqr *r, uint32_t idx)
 {
     if (idx >= r->nq)
         return -ERANGE;
+    int kick = atomic_load_explicit(&r->qs[idx].claim_kick, memory_order_acquire);
+    if (kick >= 0) {
+        /* whoever runs the ring waits on this eventfd (the VMM's ioeventfd is not bound yet,
+         * or the VMM has none) */
+        uint64_t one = 1;
+        ssize_t n;
+        do
+            n = write(kick, &one, sizeof(one));
+        while (n < 0 && errno == EINTR);
+        /* EAGAIN: the counter is saturated, a wake-up is pending anyway */
+        return n == (ssize_t)sizeof(one) || (n < 0 && errno == EAGAIN) ? 0 : -EIO;
+    }
     if (!r->qs[idx].running)
         return -EIO;
     return vio_device_queue_notify(r->dev, idx);
+}
+
+bool vio_vqr_claimed(const struct vio_vqr *r, unsigned idx)
+{
+    return idx < r->nq &&
+           atomic_load_explicit(&((struct vio_vqr *)r)->qs[idx].claim_kick,
+                                memory_order_acquire) >= 0;
+}
+
+void vio_vqr_offload_refresh(struct vio_vqr *r)
+{
+    for (unsigned i = 0; i < r->nq; i++) {
+        struct vio_vqr_queue *q = &r->qs[i];
+        if (!q->running || !vio_vqr_claimed(r, i))
+            continue;
+        /* the device writes the ring's avail index back into q->q when it stops, and starts
+         * again from there on the same queue object */
+        vio_device_queue_stop(r->dev, i);
+        q->running = false;
+        claim_end(q);
+        int rc = vio_device_queue_start(r->dev, i, q->q);
+        if (rc < 0) {
+            claim_end(q);
+            vio_vqr_warn(r, VIO_LOG_ERROR, "queue %u: cannot restart it outside the transport "
+                         "(%s); device needs reset", i, strerror(-rc));
+            vio_vqr_needs_reset(r);
+            return;
+        }
+        q->running = true;
+    }
 }
 
 /* ------------------------------------------------------------------------ */

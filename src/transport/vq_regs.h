@@ -39,12 +39,19 @@ struct vio_vqr_queue {
                                 interrupt hook on device threads */
     struct vio_queue *q; /* created and set up at START */
     bool running;      /* vio_device_queue_start() succeeded */
+    /* Offload claim (vio_device_hooks::queue_offload): the kick eventfd the VMM gave for the
+     * queue while the device runs it elsewhere, -1 while not claimed. Read by
+     * vio_vqr_notify() on the VMM's notify thread, hence atomic. */
+    _Atomic int claim_kick;
 };
 
 /* Callbacks into the transport (interrupt side). */
 struct vio_vqr_ops {
     void (*irq_queue)(void *opaque, unsigned qidx); /* used-buffer interrupt of qidx */
     void (*irq_config)(void *opaque);                /* configuration-change interrupt */
+    /* optional: the vector to hand the VMM's queue_fds for queue qidx (PCI: the queue's
+     * MSI-X vector while MSI-X is enabled, else NO_VECTOR); NULL: always NO_VECTOR */
+    uint16_t (*offload_vector)(void *opaque, unsigned qidx);
 };
 
 struct vio_vqr_config {
@@ -61,6 +68,12 @@ struct vio_vqr_config {
                                     passed to the device (mask) */
     const struct vio_vqr_ops *ops;
     void *opaque;
+    /* Offload hooks of the VMM (vio_pci_config / vio_mmio_config): when queue_fds is set the
+     * device is bound with vio_device_hooks::queue_offload (and mem_regions when that is
+     * set too). */
+    int (*mem_regions)(void *opaque, struct vio_device_mem_region *out, unsigned cap);
+    int (*queue_fds)(void *opaque, unsigned qidx, uint16_t vector, int *kick_fd, int *call_fd);
+    void *offload_opaque;
 };
 
 struct vio_vqr {
@@ -83,6 +96,9 @@ struct vio_vqr {
     uint64_t transport_features;
     _Atomic uint32_t isr;     /* interrupt status bits (MMIO InterruptStatus / PCI ISR); set
                                  on device threads, read and acknowledged by the decoder */
+    int (*mem_regions)(void *opaque, struct vio_device_mem_region *out, unsigned cap);
+    int (*queue_fds)(void *opaque, unsigned qidx, uint16_t vector, int *kick_fd, int *call_fd);
+    void *offload_opaque;
 };
 
 /* Rules a driver write broke (returned negative from the setters, for tests and logs). */
@@ -172,8 +188,17 @@ uint32_t vio_vqr_isr_take(struct vio_vqr *r);
 bool vio_vqr_negotiated(const struct vio_vqr *r, unsigned bit);
 
 /* A trapped notify of queue @p idx: -ERANGE no such queue, -EIO not running, else the
- * device's result. */
+ * device's result. A queue the device claimed (offloaded) is not processed here: the notify
+ * is forwarded by writing 1 to the claim's kick eventfd (0, or -EIO when that write fails). */
 int vio_vqr_notify(struct vio_vqr *r, uint32_t idx);
+
+/* Whether queue @p idx is claimed by the device (runs outside the transport). Any thread. */
+bool vio_vqr_claimed(const struct vio_vqr *r, unsigned idx);
+
+/* Restart every claimed queue (stop it in the device, start it again on the same queue
+ * object), so that the device asks for its fds afresh: what the VMM hands out for a queue
+ * changed (PCI: MSI-X was enabled or disabled). Control path. */
+void vio_vqr_offload_refresh(struct vio_vqr *r);
 
 /* Validate ring placement for (desc, driver, device) of size n. 0 or -EFAULT. */
 int vio_vqr_rings_ok(const struct vio_mem *mem, uint16_t n, uint64_t desc, uint64_t driver,
