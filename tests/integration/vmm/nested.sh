@@ -39,8 +39,13 @@ if [[ ${1:-} == --daemon ]]; then
 fi
 hostile_src=$here/hostile_guest.c
 cases=("$@")
-[[ ${#cases[@]} -gt 0 ]] || cases=(pvh bzimage smp noacpi pci pci-trap mmio mmio-trap pci-mq pci-hostile pci-vhost mmio-vhost)
-[[ -n $daemon ]] && cases+=(pci-vu mmio-vu)
+if [[ ${#cases[@]} -eq 0 ]]; then
+    cases=(pvh bzimage smp noacpi pci pci-trap mmio mmio-trap pci-mq pci-hostile pci-vhost mmio-vhost)
+    [[ -n $daemon ]] && cases+=(pci-vu mmio-vu)
+fi
+for c in "${cases[@]}"; do
+    [[ $c != *-vu || -n $daemon ]] || { echo "FAIL: case $c needs --daemon"; exit 1; }
+done
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
 [[ -x /bin/busybox ]] || { echo "SKIP: busybox-static not installed"; exit 77; }
 [[ -x $vmm ]] || { echo "FAIL: $vmm is not an executable"; exit 1; }
