@@ -1,0 +1,709 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Suite "transport_offload": virtio-PCI and virtio-MMIO hosting a device that runs its queues
+ * elsewhere (vio_device_hooks::queue_offload / mem_regions, fed by the VMM's queue_fds /
+ * mem_regions config hooks).
+ *
+ * A fake device model claims its queues from queue_start and records what it was handed; a
+ * fake VMM hands out eventfds and a memfd-backed guest RAM. The driver side is played through
+ * the register decoders (vio_pci_bar_write() / vio_mmio_write()) as Linux's probe does.
+ * Asserted: the ring fields (GPAs, host pointers, size, base), the fds, the vector (the one
+ * the guest wrote with MSI-X on, NO_VECTOR otherwise), that a trapped notify of a claimed
+ * queue reaches the kick eventfd and never the device, vio_*_queue_interrupt(), that reset /
+ * disable end the claim, that a failing queue_fds sets NEEDS_RESET, and that a caller without
+ * the hooks (older struct_size) gets no offload hooks.
+ */
+#include <check.h>
+#include <errno.h>
+#include <linux/pci_regs.h>
+#include <linux/virtio_mmio.h>
+#include <linux/virtio_pci.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "virtio/device.h"
+#include "virtio/mem.h"
+#include "virtio/mmio.h"
+#include "virtio/pci.h"
+#include "virtio/status.h"
+
+#define BASE 0x100000ull
+#define RAM (1u << 20)
+#define NQ 2u
+#define QS 64u
+#define NVEC 4u
+
+/* ring placement of queue q */
+#define DESC(q) (BASE + 0x1000u + (q) * 0x4000u)
+#define AVAIL(q) (DESC(q) + 0x1000u)
+#define USED(q) (DESC(q) + 0x2000u)
+
+/* ------------------------------------------------------------------------ */
+/* Fake device model                                                         */
+
+struct fdev {
+    struct vio_device dev;
+    struct vio_device_hooks h;
+    bool bound;
+    bool offload; /* claim the queues from queue_start */
+    unsigned starts[NQ], stops[NQ], notifies, resets;
+    int offload_rc[NQ];
+    struct vio_device_queue_offload got[NQ];
+    int nregions;
+    struct vio_device_mem_region reg[4];
+};
+
+static uint32_t fd_id(void *o)
+{
+    (void)o;
+    return VIO_DEVICE_ID_NET;
+}
+
+static uint64_t fd_features(void *o)
+{
+    (void)o;
+    return vio_feature_bit(VIO_F_VERSION_1);
+}
+
+static unsigned fd_nq(void *o)
+{
+    (void)o;
+    return NQ;
+}
+
+static int fd_qinfo(void *o, unsigned qidx, struct vio_device_queue_info *out)
+{
+    (void)o;
+    if (qidx >= NQ)
+        return -ERANGE;
+    *out = (struct vio_device_queue_info){.max_size = QS, .dir = VIO_QUEUE_DIR_ANY,
+                                          .name = qidx ? "q1" : "q0"};
+    return 0;
+}
+
+static int fd_set_features(void *o, uint64_t f)
+{
+    (void)o;
+    (void)f;
+    return 0;
+}
+
+static int fd_qstart(void *o, unsigned qidx, struct vio_queue *q)
+{
+    struct fdev *d = o;
+    (void)q;
+    d->starts[qidx]++;
+    if (!d->offload)
+        return 0;
+    if (d->h.mem_regions)
+        d->nregions = d->h.mem_regions(d->h.opaque, d->reg, 4);
+    if (!d->h.queue_offload)
+        return d->offload_rc[qidx] = -ENOTSUP;
+    memset(&d->got[qidx], 0xa5, sizeof(d->got[qidx]));
+    d->got[qidx].struct_size = sizeof(d->got[qidx]);
+    d->offload_rc[qidx] = d->h.queue_offload(d->h.opaque, qidx, &d->got[qidx]);
+    return d->offload_rc[qidx];
+}
+
+static void fd_qstop(void *o, unsigned qidx)
+{
+    struct fdev *d = o;
+    d->stops[qidx]++;
+}
+
+static int fd_qnotify(void *o, unsigned qidx)
+{
+    struct fdev *d = o;
+    (void)qidx;
+    d->notifies++;
+    return 0;
+}
+
+static void fd_reset(void *o)
+{
+    ((struct fdev *)o)->resets++;
+}
+
+static int fd_bind(void *o, const struct vio_device_hooks *h)
+{
+    struct fdev *d = o;
+    d->bound = h != NULL;
+    if (h)
+        d->h = *h;
+    else
+        memset(&d->h, 0, sizeof(d->h));
+    return 0;
+}
+
+static const struct vio_device_ops FD_OPS = {
+    .name = "fake-offload", .device_id = fd_id, .features = fd_features, .num_queues = fd_nq,
+    .queue_info = fd_qinfo, .set_features = fd_set_features, .queue_start = fd_qstart,
+    .queue_stop = fd_qstop, .queue_notify = fd_qnotify, .reset = fd_reset, .bind = fd_bind};
+
+/* ------------------------------------------------------------------------ */
+/* Fake VMM                                                                  */
+
+struct vmm {
+    int memfd;
+    uint8_t *ram;
+    struct vio_mem *mem;
+    int kick[NQ], call[NQ];
+    int fds_rc;
+    unsigned fds_calls;
+    uint16_t vec[NQ];
+    unsigned fired[NVEC], intx_level, intx_raises;
+    uint32_t mmio_bits;
+    unsigned mmio_raises;
+};
+
+static struct fdev D;
+static struct vmm V;
+static struct vio_pci *P;
+static struct vio_mmio *M;
+
+static int vmm_mem_regions(void *o, struct vio_device_mem_region *out, unsigned cap)
+{
+    struct vmm *v = o;
+    if (cap >= 1)
+        out[0] = (struct vio_device_mem_region){.guest_addr = BASE, .size = RAM,
+                                                .host_addr = (uint64_t)(uintptr_t)v->ram,
+                                                .fd = v->memfd, .fd_offset = 0};
+    return 1;
+}
+
+static int vmm_queue_fds(void *o, unsigned qidx, uint16_t vector, int *kick, int *call)
+{
+    struct vmm *v = o;
+    ck_assert_uint_lt(qidx, NQ);
+    v->fds_calls++;
+    v->vec[qidx] = vector;
+    if (v->fds_rc < 0)
+        return v->fds_rc;
+    *kick = v->kick[qidx];
+    *call = v->call[qidx];
+    return 0;
+}
+
+static void vmm_fire(void *o, uint16_t vec)
+{
+    struct vmm *v = o;
+    ck_assert_uint_lt(vec, NVEC);
+    v->fired[vec]++;
+}
+
+static void vmm_intx(void *o, int level)
+{
+    struct vmm *v = o;
+    v->intx_level = (unsigned)level;
+    if (level)
+        v->intx_raises++;
+}
+
+static void vmm_raise(void *o, uint32_t bits)
+{
+    struct vmm *v = o;
+    v->mmio_bits |= bits;
+    v->mmio_raises++;
+}
+
+static void vmm_lower(void *o)
+{
+    ((struct vmm *)o)->mmio_bits = 0;
+}
+
+static void tlog(void *o, int level, const char *obj, const char *msg)
+{
+    (void)o;
+    if (getenv("OFFLOAD_LOG"))
+        fprintf(stderr, "%s: %d: %s\n", obj, level, msg);
+}
+
+static void setup(void)
+{
+    memset(&D, 0, sizeof(D));
+    D.dev = (struct vio_device){.ops = &FD_OPS, .opaque = &D};
+    D.offload = true;
+    memset(&V, 0, sizeof(V));
+    V.memfd = memfd_create("guest-ram", MFD_CLOEXEC);
+    ck_assert_int_ge(V.memfd, 0);
+    ck_assert_int_eq(ftruncate(V.memfd, RAM), 0);
+    V.ram = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_SHARED, V.memfd, 0);
+    ck_assert_ptr_ne(V.ram, MAP_FAILED);
+    ck_assert_int_eq(vio_mem_new(0, &V.mem), 0);
+    struct vio_mem_region r = {.guest_addr = BASE, .size = RAM, .host_ptr = V.ram};
+    ck_assert_int_eq(vio_mem_add(V.mem, &r), 0);
+    for (unsigned i = 0; i < NQ; i++) {
+        V.kick[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        V.call[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        ck_assert_int_ge(V.kick[i], 0);
+        ck_assert_int_ge(V.call[i], 0);
+        V.vec[i] = 0x1234;
+    }
+    P = NULL;
+    M = NULL;
+}
+
+static void teardown(void)
+{
+    vio_pci_free(P);
+    vio_mmio_free(M);
+    P = NULL;
+    M = NULL;
+    for (unsigned i = 0; i < NQ; i++) {
+        close(V.kick[i]);
+        close(V.call[i]);
+    }
+    vio_mem_free(V.mem);
+    munmap(V.ram, RAM);
+    close(V.memfd);
+}
+
+/* the eventfd's counter, 0 when nothing was written */
+static uint64_t efd_take(int fd)
+{
+    uint64_t v = 0;
+    if (read(fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+        return 0;
+    return v;
+}
+
+/* ------------------------------------------------------------------------ */
+/* virtio-PCI driver side                                                    */
+
+static struct vio_pci_layout L;
+
+static void pci_new(bool with_hooks, size_t struct_size)
+{
+    vio_pci_layout_default(&L);
+    struct vio_pci_config c = {.struct_size = (uint32_t)struct_size, .dev = &D.dev,
+                               .mem = V.mem, .layout = L, .msix_vectors = NVEC, .log = tlog,
+                               .msix_fire = vmm_fire, .set_intx = vmm_intx, .irq_opaque = &V};
+    if (with_hooks) {
+        c.mem_regions = vmm_mem_regions;
+        c.queue_fds = vmm_queue_fds;
+        c.offload_opaque = &V;
+    }
+    ck_assert_int_eq(vio_pci_new(&c, &P), 0);
+}
+
+static void cw(uint32_t off, unsigned size, uint64_t val)
+{
+    ck_assert_int_eq(vio_pci_bar_write(P, L.bar, L.common_off + off, size, val), 0);
+}
+
+static uint64_t cr(uint32_t off, unsigned size)
+{
+    uint64_t v = 0;
+    ck_assert_int_eq(vio_pci_bar_read(P, L.bar, L.common_off + off, size, &v), 0);
+    return v;
+}
+
+static unsigned pci_find_cap(uint8_t id)
+{
+    uint32_t v = 0;
+    ck_assert_int_eq(vio_pci_config_read(P, PCI_CAPABILITY_LIST, 1, &v), 0);
+    for (unsigned at = v, n = 0; at && n < 48; n++) {
+        uint32_t hdr = 0;
+        ck_assert_int_eq(vio_pci_config_read(P, at, 2, &hdr), 0);
+        if ((hdr & 0xff) == id)
+            return at;
+        at = hdr >> 8;
+    }
+    ck_abort_msg("capability 0x%x not found", id);
+    return 0;
+}
+
+static void pci_msix(bool on)
+{
+    unsigned cap = pci_find_cap(PCI_CAP_ID_MSIX);
+    ck_assert_int_eq(vio_pci_config_write(P, cap + PCI_MSIX_FLAGS, 2,
+                                          on ? PCI_MSIX_FLAGS_ENABLE : 0), 0);
+    ck_assert(vio_pci_msix_enabled(P) == on);
+}
+
+static void pci_unmask(uint16_t vec)
+{
+    ck_assert_int_eq(vio_pci_bar_write(P, L.msix_bar, L.msix_table_off + vec * 16u + 12u, 4,
+                                       0), 0);
+}
+
+/* Linux's probe up to DRIVER_OK, queue q on vector 1 + q. */
+static void pci_up(void)
+{
+    cw(VIRTIO_PCI_COMMON_STATUS, 1, 1);
+    cw(VIRTIO_PCI_COMMON_STATUS, 1, 3);
+    cw(VIRTIO_PCI_COMMON_GFSELECT, 4, 1);
+    cw(VIRTIO_PCI_COMMON_GF, 4, 1); /* VERSION_1 */
+    cw(VIRTIO_PCI_COMMON_STATUS, 1, 0xb);
+    ck_assert_uint_eq(cr(VIRTIO_PCI_COMMON_STATUS, 1), 0xb);
+    for (unsigned q = 0; q < NQ; q++) {
+        cw(VIRTIO_PCI_COMMON_Q_SELECT, 2, q);
+        cw(VIRTIO_PCI_COMMON_Q_SIZE, 2, QS);
+        cw(VIRTIO_PCI_COMMON_Q_MSIX, 2, 1 + q);
+        cw(VIRTIO_PCI_COMMON_Q_DESCLO, 4, (uint32_t)DESC(q));
+        cw(VIRTIO_PCI_COMMON_Q_DESCHI, 4, 0);
+        cw(VIRTIO_PCI_COMMON_Q_AVAILLO, 4, (uint32_t)AVAIL(q));
+        cw(VIRTIO_PCI_COMMON_Q_AVAILHI, 4, 0);
+        cw(VIRTIO_PCI_COMMON_Q_USEDLO, 4, (uint32_t)USED(q));
+        cw(VIRTIO_PCI_COMMON_Q_USEDHI, 4, 0);
+        cw(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+    }
+    cw(VIRTIO_PCI_COMMON_STATUS, 1, 0xf);
+}
+
+static void pci_notify(unsigned q)
+{
+    struct vio_pci_notify_info ni;
+    ck_assert_int_eq(vio_pci_notify_info(P, q, &ni), 0);
+    ck_assert_int_eq(vio_pci_bar_write(P, ni.bar, ni.offset, ni.size, ni.value), 0);
+}
+
+static void assert_claim(unsigned q, uint16_t want_vec)
+{
+    const struct vio_device_queue_offload *o = &D.got[q];
+    ck_assert_int_eq(D.offload_rc[q], 0);
+    ck_assert_uint_eq(o->struct_size, sizeof(*o));
+    ck_assert_uint_eq(o->size, QS);
+    ck_assert_uint_eq(o->base, 0);
+    ck_assert_uint_eq(o->desc_gpa, DESC(q));
+    ck_assert_uint_eq(o->avail_gpa, AVAIL(q));
+    ck_assert_uint_eq(o->used_gpa, USED(q));
+    ck_assert_uint_eq(o->desc_host, (uint64_t)(uintptr_t)(V.ram + (DESC(q) - BASE)));
+    ck_assert_uint_eq(o->avail_host, (uint64_t)(uintptr_t)(V.ram + (AVAIL(q) - BASE)));
+    ck_assert_uint_eq(o->used_host, (uint64_t)(uintptr_t)(V.ram + (USED(q) - BASE)));
+    ck_assert_int_eq(o->kick_fd, V.kick[q]);
+    ck_assert_int_eq(o->call_fd, V.call[q]);
+    ck_assert_int_eq(o->err_fd, -1);
+    ck_assert_uint_eq(V.vec[q], want_vec);
+}
+
+START_TEST(pci_claim_msix)
+{
+    pci_new(true, sizeof(struct vio_pci_config));
+    ck_assert_ptr_nonnull(D.h.queue_offload);
+    ck_assert_ptr_nonnull(D.h.mem_regions);
+    pci_msix(true);
+    pci_up();
+    ck_assert_uint_eq(vio_pci_status(P), 0xf);
+    ck_assert_uint_eq(V.fds_calls, NQ);
+    for (unsigned q = 0; q < NQ; q++) {
+        ck_assert_uint_eq(D.starts[q], 1);
+        assert_claim(q, (uint16_t)(1 + q));
+    }
+    /* mem_regions forwarded as the VMM gave it */
+    ck_assert_int_eq(D.nregions, 1);
+    ck_assert_uint_eq(D.reg[0].guest_addr, BASE);
+    ck_assert_uint_eq(D.reg[0].size, RAM);
+    ck_assert_uint_eq(D.reg[0].host_addr, (uint64_t)(uintptr_t)V.ram);
+    ck_assert_int_eq(D.reg[0].fd, V.memfd);
+    /* a claimed queue's interrupt through the VMM: the queue's vector, once unmasked */
+    pci_unmask(2);
+    ck_assert_int_eq(vio_pci_queue_interrupt(P, 1), 0);
+    ck_assert_uint_eq(V.fired[2], 1);
+    ck_assert_uint_eq(V.fired[1], 0);
+    ck_assert_uint_eq(V.intx_raises, 0);
+    /* masked vector 1: pending, fires on unmask */
+    ck_assert_int_eq(vio_pci_queue_interrupt(P, 0), 0);
+    ck_assert_uint_eq(V.fired[1], 0);
+    pci_unmask(1);
+    ck_assert_uint_eq(V.fired[1], 1);
+}
+END_TEST
+
+START_TEST(pci_claim_intx)
+{
+    pci_new(true, sizeof(struct vio_pci_config));
+    pci_up(); /* vectors written, MSI-X never enabled */
+    for (unsigned q = 0; q < NQ; q++)
+        assert_claim(q, VIO_PCI_NO_VECTOR);
+    /* vio_pci_queue_interrupt(): ISR queue bit + INTx */
+    ck_assert_int_eq(vio_pci_queue_interrupt(P, 0), 0);
+    ck_assert_uint_eq(V.intx_level, 1);
+    ck_assert_uint_eq(V.intx_raises, 1);
+    uint64_t isr = 0;
+    ck_assert_int_eq(vio_pci_bar_read(P, L.bar, L.isr_off, 1, &isr), 0);
+    ck_assert_uint_eq(isr, VIO_PCI_ISR_QUEUE);
+    ck_assert_uint_eq(V.intx_level, 0); /* the read acknowledged */
+    ck_assert_int_eq(vio_pci_queue_interrupt(P, NQ), -ENOENT);
+    ck_assert_int_eq(vio_pci_queue_interrupt(P, 1000), -ENOENT);
+    ck_assert_int_eq(vio_pci_queue_interrupt(NULL, 0), -EINVAL);
+}
+END_TEST
+
+START_TEST(pci_notify_forwarded)
+{
+    pci_new(true, sizeof(struct vio_pci_config));
+    pci_msix(true);
+    pci_up();
+    pci_notify(0);
+    ck_assert_uint_eq(efd_take(V.kick[0]), 1);
+    ck_assert_uint_eq(efd_take(V.kick[1]), 0);
+    pci_notify(1);
+    pci_notify(1);
+    ck_assert_uint_eq(efd_take(V.kick[1]), 2);
+    ck_assert_int_eq(vio_pci_queue_notify(P, 0), 0);
+    ck_assert_uint_eq(efd_take(V.kick[0]), 1);
+    ck_assert_uint_eq(D.notifies, 0); /* the transport never processes a claimed queue */
+    ck_assert_int_eq(vio_pci_queue_notify(P, NQ), -ERANGE);
+}
+END_TEST
+
+START_TEST(pci_reset_ends_claim)
+{
+    pci_new(true, sizeof(struct vio_pci_config));
+    pci_msix(true);
+    pci_up();
+    cw(VIRTIO_PCI_COMMON_STATUS, 1, 0);
+    ck_assert_uint_eq(D.stops[0], 1);
+    ck_assert_uint_eq(D.stops[1], 1);
+    /* the fds are the VMM's again: no notify reaches them */
+    ck_assert_int_eq(vio_pci_queue_notify(P, 0), -EIO);
+    ck_assert_uint_eq(efd_take(V.kick[0]), 0);
+    /* a driver that comes back gets the queues claimed afresh */
+    D.offload = false;
+    pci_up();
+    ck_assert_uint_eq(D.starts[0], 2);
+    ck_assert_int_eq(vio_pci_queue_notify(P, 0), 0);
+    ck_assert_uint_eq(D.notifies, 1);
+    ck_assert_uint_eq(efd_take(V.kick[0]), 0);
+}
+END_TEST
+
+START_TEST(pci_fds_fail_needs_reset)
+{
+    pci_new(true, sizeof(struct vio_pci_config));
+    V.fds_rc = -EMFILE;
+    pci_msix(true);
+    pci_up();
+    ck_assert_int_eq(D.offload_rc[0], -EMFILE);
+    ck_assert(vio_pci_status(P) & VIO_S_NEEDS_RESET);
+    pci_notify(0);
+    ck_assert_uint_eq(efd_take(V.kick[0]), 0);
+    ck_assert_uint_eq(D.notifies, 0);
+}
+END_TEST
+
+START_TEST(pci_msix_toggle_restarts)
+{
+    pci_new(true, sizeof(struct vio_pci_config));
+    pci_msix(true);
+    pci_up();
+    assert_claim(0, 1);
+    pci_msix(false);
+    ck_assert_uint_eq(D.stops[0], 1);
+    ck_assert_uint_eq(D.starts[0], 2);
+    assert_claim(0, VIO_PCI_NO_VECTOR);
+    assert_claim(1, VIO_PCI_NO_VECTOR);
+    pci_msix(true);
+    ck_assert_uint_eq(D.starts[1], 3);
+    assert_claim(1, 2);
+    pci_notify(1);
+    ck_assert_uint_eq(efd_take(V.kick[1]), 1);
+}
+END_TEST
+
+START_TEST(pci_without_hooks)
+{
+    /* a caller built before the hooks existed: no offload for the device */
+    pci_new(true, offsetof(struct vio_pci_config, mem_regions));
+    ck_assert(D.bound);
+    ck_assert_ptr_null(D.h.queue_offload);
+    ck_assert_ptr_null(D.h.mem_regions);
+    pci_msix(true);
+    pci_up();
+    ck_assert_int_eq(D.offload_rc[0], -ENOTSUP);
+    ck_assert(vio_pci_status(P) & VIO_S_NEEDS_RESET);
+    ck_assert_uint_eq(V.fds_calls, 0);
+}
+END_TEST
+
+START_TEST(pci_plain_device_with_hooks)
+{
+    /* hooks given, device does not claim: everything as before */
+    pci_new(true, sizeof(struct vio_pci_config));
+    D.offload = false;
+    pci_msix(true);
+    pci_up();
+    ck_assert_uint_eq(V.fds_calls, 0);
+    pci_notify(0);
+    ck_assert_uint_eq(D.notifies, 1);
+    ck_assert_uint_eq(efd_take(V.kick[0]), 0);
+}
+END_TEST
+
+START_TEST(pci_disable_via_queue_reset_status)
+{
+    /* NEEDS_RESET set by the VMM ends the claim too */
+    pci_new(true, sizeof(struct vio_pci_config));
+    pci_up();
+    vio_pci_set_needs_reset(P);
+    ck_assert_uint_eq(D.stops[0], 1);
+    ck_assert_int_eq(vio_pci_queue_notify(P, 0), -EIO);
+    ck_assert_uint_eq(efd_take(V.kick[0]), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* virtio-MMIO driver side                                                   */
+
+static void mmio_new(bool with_hooks, size_t struct_size)
+{
+    struct vio_mmio_config c = {.struct_size = (uint32_t)struct_size, .dev = &D.dev,
+                                .mem = V.mem, .log = tlog, .raise_irq = vmm_raise,
+                                .lower_irq = vmm_lower, .irq_opaque = &V};
+    if (with_hooks) {
+        c.mem_regions = vmm_mem_regions;
+        c.queue_fds = vmm_queue_fds;
+        c.offload_opaque = &V;
+    }
+    ck_assert_int_eq(vio_mmio_new(&c, &M), 0);
+}
+
+static void mw(uint32_t off, uint32_t val)
+{
+    ck_assert_int_eq(vio_mmio_write(M, off, 4, val), 0);
+}
+
+static uint32_t mr(uint32_t off)
+{
+    uint64_t v = 0;
+    ck_assert_int_eq(vio_mmio_read(M, off, 4, &v), 0);
+    return (uint32_t)v;
+}
+
+static void mmio_up(void)
+{
+    mw(VIRTIO_MMIO_STATUS, 1);
+    mw(VIRTIO_MMIO_STATUS, 3);
+    mw(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    mw(VIRTIO_MMIO_DRIVER_FEATURES, 1);
+    mw(VIRTIO_MMIO_STATUS, 0xb);
+    ck_assert_uint_eq(mr(VIRTIO_MMIO_STATUS), 0xb);
+    for (unsigned q = 0; q < NQ; q++) {
+        mw(VIRTIO_MMIO_QUEUE_SEL, q);
+        mw(VIRTIO_MMIO_QUEUE_NUM, QS);
+        mw(VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)DESC(q));
+        mw(VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
+        mw(VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)AVAIL(q));
+        mw(VIRTIO_MMIO_QUEUE_AVAIL_HIGH, 0);
+        mw(VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)USED(q));
+        mw(VIRTIO_MMIO_QUEUE_USED_HIGH, 0);
+        mw(VIRTIO_MMIO_QUEUE_READY, 1);
+    }
+    mw(VIRTIO_MMIO_STATUS, 0xf);
+}
+
+START_TEST(mmio_claim_notify_interrupt)
+{
+    mmio_new(true, sizeof(struct vio_mmio_config));
+    ck_assert_ptr_nonnull(D.h.queue_offload);
+    mmio_up();
+    ck_assert_uint_eq(vio_mmio_status(M), 0xf);
+    for (unsigned q = 0; q < NQ; q++)
+        assert_claim(q, VIO_PCI_NO_VECTOR);
+    ck_assert_int_eq(D.nregions, 1);
+    ck_assert_int_eq(D.reg[0].fd, V.memfd);
+    /* trapped QueueNotify: forwarded to the kick eventfd, never to the device */
+    mw(VIRTIO_MMIO_QUEUE_NOTIFY, 1);
+    ck_assert_uint_eq(efd_take(V.kick[1]), 1);
+    ck_assert_int_eq(vio_mmio_queue_notify(M, 0), 0);
+    ck_assert_uint_eq(efd_take(V.kick[0]), 1);
+    ck_assert_uint_eq(D.notifies, 0);
+    /* the VMM answers the call eventfd */
+    ck_assert_int_eq(vio_mmio_queue_interrupt(M, 0), 0);
+    ck_assert_uint_eq(vio_mmio_interrupt_status(M), VIO_MMIO_INT_VRING);
+    ck_assert_uint_eq(V.mmio_bits, VIO_MMIO_INT_VRING);
+    ck_assert_uint_eq(V.mmio_raises, 1);
+    mw(VIRTIO_MMIO_INTERRUPT_ACK, VIO_MMIO_INT_VRING);
+    ck_assert_uint_eq(vio_mmio_interrupt_status(M), 0);
+    ck_assert_uint_eq(V.mmio_bits, 0);
+    ck_assert_int_eq(vio_mmio_queue_interrupt(M, NQ), -ENOENT);
+    ck_assert_int_eq(vio_mmio_queue_interrupt(NULL, 0), -EINVAL);
+}
+END_TEST
+
+START_TEST(mmio_reset_and_disable_end_claim)
+{
+    mmio_new(true, sizeof(struct vio_mmio_config));
+    mmio_up();
+    /* QueueReady = 0 on queue 1 */
+    mw(VIRTIO_MMIO_QUEUE_SEL, 1);
+    mw(VIRTIO_MMIO_QUEUE_READY, 0);
+    ck_assert_uint_eq(D.stops[1], 1);
+    ck_assert_int_eq(vio_mmio_queue_notify(M, 1), -EIO);
+    ck_assert_uint_eq(efd_take(V.kick[1]), 0);
+    /* queue 0 still claimed */
+    mw(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    ck_assert_uint_eq(efd_take(V.kick[0]), 1);
+    mw(VIRTIO_MMIO_STATUS, 0);
+    ck_assert_uint_eq(D.stops[0], 1);
+    ck_assert_int_eq(vio_mmio_queue_notify(M, 0), -EIO);
+    ck_assert_uint_eq(efd_take(V.kick[0]), 0);
+    ck_assert_uint_eq(D.notifies, 0);
+}
+END_TEST
+
+START_TEST(mmio_fds_fail_needs_reset)
+{
+    mmio_new(true, sizeof(struct vio_mmio_config));
+    V.fds_rc = -ENOSPC;
+    mmio_up();
+    ck_assert_int_eq(D.offload_rc[0], -ENOSPC);
+    ck_assert(vio_mmio_status(M) & VIO_S_NEEDS_RESET);
+    ck_assert(vio_mmio_interrupt_status(M) & VIO_MMIO_INT_CONFIG);
+    mw(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    ck_assert_uint_eq(efd_take(V.kick[0]), 0);
+}
+END_TEST
+
+START_TEST(mmio_without_hooks)
+{
+    mmio_new(false, offsetof(struct vio_mmio_config, mem_regions));
+    ck_assert_ptr_null(D.h.queue_offload);
+    ck_assert_ptr_null(D.h.mem_regions);
+    D.offload = false;
+    mmio_up();
+    mw(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    ck_assert_uint_eq(D.notifies, 1);
+}
+END_TEST
+
+static Suite *offload_suite(void)
+{
+    Suite *s = suite_create("transport_offload");
+    TCase *tc = tcase_create("pci");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, pci_claim_msix);
+    tcase_add_test(tc, pci_claim_intx);
+    tcase_add_test(tc, pci_notify_forwarded);
+    tcase_add_test(tc, pci_reset_ends_claim);
+    tcase_add_test(tc, pci_fds_fail_needs_reset);
+    tcase_add_test(tc, pci_msix_toggle_restarts);
+    tcase_add_test(tc, pci_without_hooks);
+    tcase_add_test(tc, pci_plain_device_with_hooks);
+    tcase_add_test(tc, pci_disable_via_queue_reset_status);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("mmio");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, mmio_claim_notify_interrupt);
+    tcase_add_test(tc, mmio_reset_and_disable_end_claim);
+    tcase_add_test(tc, mmio_fds_fail_needs_reset);
+    tcase_add_test(tc, mmio_without_hooks);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(offload_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
