@@ -52,6 +52,8 @@ struct fdev {
     struct vio_device_hooks h;
     bool bound;
     bool offload; /* claim the queues from queue_start */
+    struct vio_queue *q[NQ];
+    uint16_t stop_base; /* written back into the queue at stop, as an offload device does */
     unsigned starts[NQ], stops[NQ], notifies, resets;
     int offload_rc[NQ];
     struct vio_device_queue_offload got[NQ];
@@ -97,7 +99,7 @@ static int fd_set_features(void *o, uint64_t f)
 static int fd_qstart(void *o, unsigned qidx, struct vio_queue *q)
 {
     struct fdev *d = o;
-    (void)q;
+    d->q[qidx] = q;
     d->starts[qidx]++;
     if (!d->offload)
         return 0;
@@ -115,6 +117,9 @@ static void fd_qstop(void *o, unsigned qidx)
 {
     struct fdev *d = o;
     d->stops[qidx]++;
+    if (d->q[qidx] && d->stop_base)
+        vio_queue_set_last_avail(d->q[qidx], d->stop_base);
+    d->q[qidx] = NULL;
 }
 
 static int fd_qnotify(void *o, unsigned qidx)
@@ -370,7 +375,7 @@ static void assert_claim(unsigned q, uint16_t want_vec)
     ck_assert_int_eq(D.offload_rc[q], 0);
     ck_assert_uint_eq(o->struct_size, sizeof(*o));
     ck_assert_uint_eq(o->size, QS);
-    ck_assert_uint_eq(o->base, 0);
+    ck_assert_uint_eq(o->base, D.stop_base);
     ck_assert_uint_eq(o->desc_gpa, DESC(q));
     ck_assert_uint_eq(o->avail_gpa, AVAIL(q));
     ck_assert_uint_eq(o->used_gpa, USED(q));
@@ -495,6 +500,7 @@ START_TEST(pci_msix_toggle_restarts)
     pci_msix(true);
     pci_up();
     assert_claim(0, 1);
+    D.stop_base = 9; /* the index the device stopped at is where it starts again */
     pci_msix(false);
     ck_assert_uint_eq(D.stops[0], 1);
     ck_assert_uint_eq(D.starts[0], 2);
