@@ -12,9 +12,20 @@
  * queue reaches the kick eventfd and never the device, vio_*_queue_interrupt(), that reset /
  * disable end the claim, that a failing queue_fds sets NEEDS_RESET, and that a caller without
  * the hooks (older struct_size) gets no offload hooks.
+ *
+ * End to end ("e2e"): the real offload device (vio_vhost_dev) over a vhost-user frontend
+ * connected to our own vhost-user back-end (vio_vhost_user + virtio-net on the loopback, run
+ * by a thread), behind vio_pci with the VMM hooks; the driver side is vio_net_driver over
+ * vio_pci_driver whose accessors call the decoder. Frames go out and come back byte-identical
+ * through the back-end, trapped notifies reach it through the kick eventfds, its call
+ * eventfds are answered with vio_pci_queue_interrupt(), and the transport never hands a
+ * back-end queue to the device's queue_notify.
  */
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <linux/pci_regs.h>
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_pci.h>
@@ -28,10 +39,17 @@
 #include <unistd.h>
 
 #include "virtio/device.h"
+#include "virtio/driver.h"
 #include "virtio/mem.h"
 #include "virtio/mmio.h"
+#include "virtio/net.h"
+#include "virtio/net_backend.h"
+#include "virtio/net_driver.h"
 #include "virtio/pci.h"
 #include "virtio/status.h"
+#include "virtio/vhost.h"
+#include "virtio/vhost_dev.h"
+#include "virtio/vhost_user.h"
 
 #define BASE 0x100000ull
 #define RAM (1u << 20)
@@ -680,6 +698,416 @@ START_TEST(mmio_without_hooks)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------------ */
+/* End to end: vio_vhost_dev over vhost-user to our own back-end, behind PCI */
+
+#define E_GPA 0x40000000ull
+#define E_MEM (4u << 20)
+#define E_QSZ 64u
+
+static void elog(void *o, int level, const char *obj, const char *msg)
+{
+    (void)o;
+    if (getenv("OFFLOAD_LOG") || level == VIO_LOG_ERROR)
+        fprintf(stderr, "[%d] %s: %s\n", level, obj, msg);
+}
+
+struct ebe {
+    struct vio_net_backend nb;
+    struct vio_net_dev *nd;
+    struct vio_vhost_user *vu;
+    pthread_t th;
+    atomic_bool stop;
+};
+
+static void *ebe_thread(void *arg)
+{
+    struct ebe *b = arg;
+    while (!atomic_load(&b->stop)) {
+        struct vio_device_watch w[32];
+        int n = vio_vhost_user_watches(b->vu, w, 32);
+        if (n > 32)
+            n = 32;
+        struct pollfd p[32];
+        for (int i = 0; i < n; i++)
+            p[i] = (struct pollfd){.fd = w[i].fd, .events = (short)w[i].events};
+        int t = vio_vhost_user_timeout_ms(b->vu);
+        if (t < 0 || t > 5)
+            t = 5;
+        int k = poll(p, (nfds_t)(n < 0 ? 0 : n), t);
+        vio_vhost_user_tick(b->vu);
+        for (int i = 0; k > 0 && i < n; i++)
+            if (p[i].revents)
+                vio_vhost_user_dispatch(b->vu, w[i].id, (unsigned)p[i].revents);
+    }
+    return NULL;
+}
+
+/* A pass-through device around the offload device: counts what the transport asks of it. */
+struct shim {
+    struct vio_device dev;
+    struct vio_device *in;
+    unsigned notifies, starts, stops;
+};
+
+#define SH(o) (((struct shim *)(o))->in)
+static uint32_t sh_id(void *o) { return vio_device_id(SH(o)); }
+static uint64_t sh_features(void *o) { return vio_device_features(SH(o)); }
+static uint32_t sh_cfg_size(void *o) { return vio_device_config_size(SH(o)); }
+static int sh_cfg_read(void *o, uint32_t off, void *buf, uint32_t len)
+{
+    return vio_device_config_read(SH(o), off, buf, len);
+}
+static int sh_cfg_write(void *o, uint32_t off, const void *buf, uint32_t len)
+{
+    return vio_device_config_write(SH(o), off, buf, len);
+}
+static uint32_t sh_gen(void *o) { return vio_device_config_generation(SH(o)); }
+static unsigned sh_nq(void *o) { return vio_device_num_queues(SH(o)); }
+static int sh_qinfo(void *o, unsigned q, struct vio_device_queue_info *out)
+{
+    return vio_device_queue_info(SH(o), q, out);
+}
+static int sh_setf(void *o, uint64_t f) { return vio_device_set_features(SH(o), f); }
+static int sh_start(void *o, unsigned q, struct vio_queue *vq)
+{
+    ((struct shim *)o)->starts++;
+    return vio_device_queue_start(SH(o), q, vq);
+}
+static void sh_stop(void *o, unsigned q)
+{
+    ((struct shim *)o)->stops++;
+    vio_device_queue_stop(SH(o), q);
+}
+static int sh_notify(void *o, unsigned q)
+{
+    ((struct shim *)o)->notifies++;
+    return vio_device_queue_notify(SH(o), q);
+}
+static void sh_reset(void *o) { vio_device_reset(SH(o)); }
+static int sh_bind(void *o, const struct vio_device_hooks *h) { return vio_device_bind(SH(o), h); }
+
+static const struct vio_device_ops SH_OPS = {
+    .name = "shim", .device_id = sh_id, .features = sh_features, .config_size = sh_cfg_size,
+    .config_read = sh_cfg_read, .config_write = sh_cfg_write, .config_generation = sh_gen,
+    .num_queues = sh_nq, .queue_info = sh_qinfo, .set_features = sh_setf,
+    .queue_start = sh_start, .queue_stop = sh_stop, .queue_notify = sh_notify,
+    .reset = sh_reset, .bind = sh_bind};
+
+struct e2e {
+    char dir[32], sock[80];
+    struct ebe be;
+    int memfd;
+    uint8_t *mem;
+    struct vio_mem *gm;
+    struct vio_vhost *v;
+    struct vio_net_backend mnb;
+    struct vio_net_dev *model;
+    struct vio_vhost_dev *vd;
+    struct shim sh;
+    struct vio_pci *p;
+    struct vio_pci_driver *pd;
+    struct vio_driver drv;
+    struct vio_net_driver *nd;
+    uint64_t feats;
+    int kick[NQ], call[NQ];
+    unsigned fds_calls;
+    uint16_t vec[NQ];
+    unsigned intx_raises, fired;
+    unsigned sent, got;
+};
+
+static struct e2e E;
+
+static int e_mem_regions(void *o, struct vio_device_mem_region *out, unsigned cap)
+{
+    struct e2e *e = o;
+    if (cap >= 1)
+        out[0] = (struct vio_device_mem_region){.guest_addr = E_GPA, .size = E_MEM,
+                                                .host_addr = (uint64_t)(uintptr_t)e->mem,
+                                                .fd = e->memfd, .fd_offset = 0};
+    return 1;
+}
+
+static int e_queue_fds(void *o, unsigned qidx, uint16_t vector, int *kick, int *call)
+{
+    struct e2e *e = o;
+    if (qidx >= NQ)
+        return -ERANGE;
+    e->fds_calls++;
+    e->vec[qidx] = vector;
+    *kick = e->kick[qidx];
+    *call = e->call[qidx];
+    return 0;
+}
+
+static void e_intx(void *o, int level)
+{
+    if (level)
+        ((struct e2e *)o)->intx_raises++;
+}
+
+static void e_fire(void *o, uint16_t v)
+{
+    (void)v;
+    ((struct e2e *)o)->fired++;
+}
+
+static int e_cfg_read(void *o, unsigned off, unsigned size, uint32_t *v)
+{
+    return vio_pci_config_read(((struct e2e *)o)->p, off, size, v);
+}
+static int e_cfg_write(void *o, unsigned off, unsigned size, uint32_t v)
+{
+    return vio_pci_config_write(((struct e2e *)o)->p, off, size, v);
+}
+static int e_bar_read(void *o, unsigned bar, uint64_t base, uint64_t off, unsigned size,
+                      uint64_t *v)
+{
+    (void)base;
+    return vio_pci_bar_read(((struct e2e *)o)->p, bar, off, size, v);
+}
+static int e_bar_write(void *o, unsigned bar, uint64_t base, uint64_t off, unsigned size,
+                       uint64_t v)
+{
+    (void)base;
+    return vio_pci_bar_write(((struct e2e *)o)->p, bar, off, size, v);
+}
+static const struct vio_pci_driver_io EIO_OPS = {e_cfg_read, e_cfg_write, e_bar_read,
+                                                 e_bar_write, NULL, NULL};
+
+static void e2e_open(void)
+{
+    struct e2e *e = &E;
+    memset(e, 0, sizeof(*e));
+    snprintf(e->dir, sizeof(e->dir), "/tmp/vio-tro-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(e->dir));
+    snprintf(e->sock, sizeof(e->sock), "%.31s/sock", e->dir);
+    /* the back-end: our vhost-user server over virtio-net on the loopback, on a thread */
+    struct vio_net_backend_config bc = {.struct_size = sizeof(bc), .queue_pairs = 1};
+    ck_assert_int_eq(vio_net_loopback_open(&bc, &e->be.nb), 0);
+    struct vio_net_dev_config nc = {.struct_size = sizeof(nc), .backend = &e->be.nb,
+                                    .queue_size = 256, .mac = {2, 0, 0, 0, 0, 1},
+                                    .mac_valid = true, .log = elog};
+    ck_assert_int_eq(vio_net_dev_new(&nc, &e->be.nd), 0);
+    struct vio_vhost_user_config uc = {.struct_size = sizeof(uc), .socket_path = e->sock,
+                                       .dev = vio_net_dev_device(e->be.nd), .log = elog};
+    ck_assert_int_eq(vio_vhost_user_new(&uc, &e->be.vu), 0);
+    atomic_store(&e->be.stop, false);
+    ck_assert_int_eq(pthread_create(&e->be.th, NULL, ebe_thread, &e->be), 0);
+    /* the VMM: guest RAM in a memfd, an eventfd pair per queue */
+    e->memfd = memfd_create("vio-tro-guest", MFD_CLOEXEC);
+    ck_assert_int_ge(e->memfd, 0);
+    ck_assert_int_eq(ftruncate(e->memfd, E_MEM), 0);
+    e->mem = mmap(NULL, E_MEM, PROT_READ | PROT_WRITE, MAP_SHARED, e->memfd, 0);
+    ck_assert_ptr_ne(e->mem, MAP_FAILED);
+    ck_assert_int_eq(vio_mem_new(0, &e->gm), 0);
+    struct vio_mem_region r = {.guest_addr = E_GPA, .size = E_MEM, .host_ptr = e->mem};
+    ck_assert_int_eq(vio_mem_add(e->gm, &r), 0);
+    for (unsigned i = 0; i < NQ; i++) {
+        e->kick[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        e->call[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        ck_assert_int_ge(e->kick[i], 0);
+        ck_assert_int_ge(e->call[i], 0);
+        e->vec[i] = 0x1234;
+    }
+    /* the offload device: a vhost-user frontend and a model for the config space */
+    struct vio_vhost_user_frontend_config fc = {.struct_size = sizeof(fc), .path = e->sock,
+                                                .timeout_ms = 3000, .log = elog};
+    ck_assert_int_eq(vio_vhost_user_connect(&fc, &e->v), 0);
+    struct vio_net_backend_config mbc = {.struct_size = sizeof(mbc), .queue_pairs = 1};
+    ck_assert_int_eq(vio_net_loopback_open(&mbc, &e->mnb), 0);
+    struct vio_net_dev_config mc = {.struct_size = sizeof(mc), .backend = &e->mnb,
+                                    .mac = {2, 0, 0, 0, 0, 7}, .mac_valid = true, .log = elog};
+    ck_assert_int_eq(vio_net_dev_new(&mc, &e->model), 0);
+    struct vio_vhost_dev_config dc = {.struct_size = sizeof(dc), .vhost = e->v,
+                                      .model = vio_net_dev_device(e->model),
+                                      .net_backend_fd = -1, .log = elog};
+    ck_assert_int_eq(vio_vhost_dev_new(&dc, &e->vd), 0);
+    e->sh = (struct shim){.dev = {.ops = &SH_OPS, .opaque = &e->sh},
+                          .in = vio_vhost_dev_device(e->vd)};
+    /* the transport, with the VMM's offload hooks */
+    struct vio_pci_config pc = {.struct_size = sizeof(pc), .dev = &e->sh.dev, .mem = e->gm,
+                                .msix_vectors = NVEC, .log = elog, .msix_fire = e_fire,
+                                .set_intx = e_intx, .irq_opaque = e,
+                                .mem_regions = e_mem_regions, .queue_fds = e_queue_fds,
+                                .offload_opaque = e};
+    vio_pci_layout_default(&pc.layout);
+    ck_assert_int_eq(vio_pci_new(&pc, &e->p), 0);
+    /* the driver */
+    struct vio_pci_driver_config dcfg = {.struct_size = sizeof(dcfg), .io = &EIO_OPS,
+                                         .io_opaque = e, .bar_window = 0xe0000000u,
+                                         .bar_window_size = 1u << 20, .log = elog};
+    ck_assert_int_eq(vio_pci_driver_new(&dcfg, &e->pd), 0);
+    e->drv = vio_pci_driver_get(e->pd);
+}
+
+static void e2e_up(void)
+{
+    struct e2e *e = &E;
+    uint64_t want = vio_feature_bit(VIO_F_VERSION_1) | vio_feature_bit(VIO_NET_F_MRG_RXBUF);
+    ck_assert_int_eq(vio_driver_negotiate(&e->drv, want, &e->feats), 0);
+    ck_assert_uint_eq(e->feats, want);
+    struct vio_net_driver_config nc = {.struct_size = sizeof(nc), .mem = e->gm, .area = E_GPA,
+                                       .features = e->feats, .queue_size = E_QSZ, .log = elog};
+    nc.area_size = vio_net_driver_area_size(&nc);
+    ck_assert_uint_gt(nc.area_size, 0);
+    ck_assert_uint_le(nc.area_size, E_MEM);
+    ck_assert_int_eq(vio_net_driver_new(&nc, &e->nd), 0);
+    ck_assert_int_eq(vio_net_driver_attach(e->nd, &e->drv), 0);
+    ck_assert_int_gt(vio_net_driver_rx_fill(e->nd, 0), 0);
+    ck_assert_int_ge(vio_net_driver_kick(e->nd, VIO_NET_DRIVER_RXQ(0)), 0);
+}
+
+static void e2e_close(void)
+{
+    struct e2e *e = &E;
+    vio_net_driver_free(e->nd);
+    vio_pci_driver_free(e->pd);
+    vio_pci_free(e->p);
+    vio_vhost_dev_free(e->vd);
+    vio_net_dev_free(e->model);
+    vio_net_backend_destroy(&e->mnb);
+    vio_vhost_free(e->v);
+    atomic_store(&e->be.stop, true);
+    pthread_join(e->be.th, NULL);
+    vio_vhost_user_free(e->be.vu);
+    vio_net_dev_free(e->be.nd);
+    vio_net_backend_destroy(&e->be.nb);
+    for (unsigned i = 0; i < NQ; i++) {
+        close(e->kick[i]);
+        close(e->call[i]);
+    }
+    vio_mem_free(e->gm);
+    munmap(e->mem, E_MEM);
+    close(e->memfd);
+    unlink(e->sock);
+    rmdir(e->dir);
+}
+
+static size_t eframe(uint8_t *buf, unsigned seq, size_t len)
+{
+    memset(buf, 0xff, 6); /* broadcast */
+    const uint8_t src[6] = {2, 0, 0, 0, 0, 2};
+    memcpy(buf + 6, src, 6);
+    buf[12] = 0x88;
+    buf[13] = 0xb5;
+    for (size_t i = 14; i < len; i++)
+        buf[i] = (uint8_t)(seq * 31u + i);
+    memcpy(buf + 14, &seq, sizeof(seq));
+    return len;
+}
+
+/* The VMM's side of the call eventfds: raise the queue's interrupt through the transport. */
+static bool e2e_calls(int timeout_ms)
+{
+    struct e2e *e = &E;
+    struct pollfd p[NQ];
+    for (unsigned i = 0; i < NQ; i++)
+        p[i] = (struct pollfd){.fd = e->call[i], .events = POLLIN};
+    bool any = false;
+    if (poll(p, NQ, timeout_ms) <= 0)
+        return false;
+    for (unsigned i = 0; i < NQ; i++) {
+        if (p[i].revents && efd_take(e->call[i])) {
+            ck_assert_int_eq(vio_pci_queue_interrupt(e->p, i), 0);
+            any = true;
+        }
+    }
+    return any;
+}
+
+/* Send @p n frames through the back-end's loopback and receive them back byte-identical. */
+static void e2e_traffic(unsigned n)
+{
+    struct e2e *e = &E;
+    uint8_t tx[1500], rx[2048];
+    unsigned first = e->sent;
+    for (unsigned i = 0; i < n; i++) {
+        size_t len = eframe(tx, e->sent, 60 + (e->sent % 7) * 200);
+        int r;
+        while ((r = vio_net_driver_send(e->nd, 0, NULL, tx, len)) == -ENOSPC) {
+            vio_net_driver_kick(e->nd, VIO_NET_DRIVER_TXQ(0));
+            e2e_calls(1);
+            vio_net_driver_tx_reclaim(e->nd, 0, NULL, 0);
+        }
+        ck_assert_int_eq(r, 0);
+        e->sent++;
+    }
+    ck_assert_int_ge(vio_net_driver_kick(e->nd, VIO_NET_DRIVER_TXQ(0)), 0);
+    bool irq = false;
+    unsigned want = first + n;
+    for (int spin = 0; e->got < want && spin < 5000; spin++) {
+        if (e2e_calls(1) && (vio_driver_ack_interrupt(&e->drv) & VIO_DRIVER_INT_VRING))
+            irq = true;
+        ssize_t len;
+        while ((len = vio_net_driver_recv(e->nd, 0, NULL, rx, sizeof(rx))) >= 0) {
+            size_t elen = eframe(tx, e->got, 60 + (e->got % 7) * 200);
+            ck_assert_int_eq(len, (ssize_t)elen);
+            ck_assert_int_eq(memcmp(rx, tx, elen), 0);
+            e->got++;
+        }
+        ck_assert_int_eq(len, -EAGAIN);
+        vio_net_driver_kick(e->nd, VIO_NET_DRIVER_RXQ(0));
+        vio_net_driver_tx_reclaim(e->nd, 0, NULL, 0);
+    }
+    ck_assert_uint_eq(e->got, want);
+    ck_assert(irq); /* a call eventfd fired, vio_pci_queue_interrupt() set the ISR */
+}
+
+START_TEST(e2e_pci_vhost_user)
+{
+    struct e2e *e = &E;
+    e2e_open();
+    e2e_up();
+    ck_assert_uint_eq(vio_pci_status(e->p) & VIO_S_DRIVER_OK, VIO_S_DRIVER_OK);
+    ck_assert_uint_eq(vio_pci_status(e->p) & VIO_S_NEEDS_RESET, 0);
+    /* both data queues run in the back-end, with the VMM's eventfds */
+    ck_assert(vio_vhost_dev_queue_in_backend(e->vd, 0));
+    ck_assert(vio_vhost_dev_queue_in_backend(e->vd, 1));
+    struct vio_vhost_dev_stats st;
+    ck_assert_int_eq(vio_vhost_dev_get_stats(e->vd, &st), 0);
+    ck_assert_uint_eq(st.rings_started, 2);
+    ck_assert_uint_eq(st.mem_tables, 1);
+    ck_assert_uint_eq(e->fds_calls, 2);
+    ck_assert_uint_eq(e->vec[0], VIO_PCI_NO_VECTOR); /* MSI-X is off: INTx */
+    ck_assert_uint_eq(e->vec[1], VIO_PCI_NO_VECTOR);
+
+    e2e_traffic(100);
+    e2e_traffic(300); /* more than a ring: buffers recycled */
+    ck_assert_uint_gt(e->intx_raises, 0);
+    /* the frames went through the back-end's device, never through the transport's queues */
+    ck_assert_uint_eq(e->sh.notifies, 0);
+    struct vio_net_queue_stats qs;
+    ck_assert_int_eq(vio_net_dev_get_stats(e->be.nd, 1, &qs), 0); /* tx0 of the back-end */
+    ck_assert_uint_eq(qs.packets, e->sent);
+    ck_assert_int_eq(vio_net_dev_get_stats(e->model, 1, &qs), 0); /* the model moved nothing */
+    ck_assert_uint_eq(qs.packets, 0);
+    ck_assert_int_eq(vio_net_dev_get_stats(e->model, 0, &qs), 0);
+    ck_assert_uint_eq(qs.packets, 0);
+
+    /* reset: the back-end rings stop, the claim ends, the kick fds are the VMM's again */
+    ck_assert_int_eq(vio_driver_reset(&e->drv), 0);
+    ck_assert_uint_eq(vio_pci_status(e->p), 0);
+    ck_assert_int_eq(vio_vhost_dev_get_stats(e->vd, &st), 0);
+    ck_assert_uint_eq(st.rings_stopped, 2);
+    ck_assert_int_eq(vio_pci_queue_notify(e->p, 0), -EIO);
+    ck_assert_uint_eq(efd_take(e->kick[0]), 0);
+    vio_net_driver_free(e->nd);
+    e->nd = NULL;
+
+    /* a second life: the driver comes back, the rings are handed out again */
+    e->sent = e->got = 0;
+    e2e_up();
+    ck_assert_int_eq(vio_vhost_dev_get_stats(e->vd, &st), 0);
+    ck_assert_uint_eq(st.rings_started, 4);
+    e2e_traffic(50);
+    ck_assert_uint_eq(e->sh.notifies, 0);
+    e2e_close();
+}
+END_TEST
+
 static Suite *offload_suite(void)
 {
     Suite *s = suite_create("transport_offload");
@@ -701,6 +1129,9 @@ static Suite *offload_suite(void)
     tcase_add_test(tc, mmio_reset_and_disable_end_claim);
     tcase_add_test(tc, mmio_fds_fail_needs_reset);
     tcase_add_test(tc, mmio_without_hooks);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("e2e");
+    tcase_add_test(tc, e2e_pci_vhost_user);
     suite_add_tcase(s, tc);
     return s;
 }
