@@ -206,7 +206,7 @@ VIO_API int vio_mmio_queue_notify(struct vio_mmio *m, unsigned qidx);
  * @param[in] qidx queue index
  * @retval 0 raised
  * @retval -EINVAL m NULL
- * @retval -ENOENT no such queue
+ * @retval -ENOENT no such queue (@p qidx at or above vio_device_num_queues())
  */
 VIO_API int vio_mmio_queue_interrupt(struct vio_mmio *m, unsigned qidx);
 

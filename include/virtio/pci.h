@@ -305,7 +305,7 @@ VIO_API int vio_pci_queue_notify(struct vio_pci *p, unsigned qidx);
  * @param[in] qidx queue index
  * @retval 0 raised (a queue whose vector is NO_VECTOR raises nothing, as the spec says)
  * @retval -EINVAL p NULL
- * @retval -ENOENT no such queue
+ * @retval -ENOENT no such queue (@p qidx at or above vio_device_num_queues())
  */
 VIO_API int vio_pci_queue_interrupt(struct vio_pci *p, unsigned qidx);
 

@@ -1028,7 +1028,9 @@ int vio_pci_queue_interrupt(struct vio_pci *p, unsigned qidx)
 {
     if (!p)
         return -EINVAL;
-    if (qidx >= p->r.nq || vio_vqr_max(&p->r, qidx) == 0)
+    /* any thread: the device's queue count is fixed, its queue_info (which follows the
+     * negotiated features) is control path and not asked here */
+    if (qidx >= p->r.nq)
         return -ENOENT;
     irq_queue(p, qidx);
     return 0;

@@ -89,7 +89,7 @@ static int hook_queue_offload(void *opaque, unsigned qidx, struct vio_device_que
     if (!r->queue_fds)
         return -ENOTSUP;
     struct vio_vqr_queue *q = &r->qs[qidx];
-    if (!q->q || !q->enabled || q->size == 0)
+    if (!q->q || !q->enabled || q->size == 0 || q->running)
         return -EINVAL; /* only while start_queue() starts it */
     uint64_t n = q->size, ev = vio_vqr_negotiated(r, VIO_F_EVENT_IDX) ? 2 : 0;
     void *d = vio_mem_ptr(r->mem, q->desc, 16u * n, VIO_MEM_READ);

@@ -7,11 +7,14 @@
  *
  * Input: byte 0 bit 0: no MSI-X (INTx only), bit 1: notify multiplier 0, bit 2: a
  * transitional device (legacy I/O BAR 0 beside the modern windows), bit 3: the transport
- * offers VIRTIO_F_NOTIFICATION_DATA; then records of 7 bytes:
+ * offers VIRTIO_F_NOTIFICATION_DATA, bit 4: offload mode (the VMM's queue_fds / mem_regions
+ * hooks are set and a pass-through device claims every queue it starts, see "Offload mode"
+ * below), bit 5: queue_fds fails for odd queues; then records of 7 bytes:
  *   op      bits 0-2: 0 config read, 1 config write, 2 BAR 4 read, 3 BAR 4 write, 4 BAR 4
  *           write with the value taken as a guest-memory address (ring addresses land inside
  *           memory often), 5 MSI-X BAR read, 6 MSI-X BAR write, 7 data path (loopback frames
- *           into RX, then every queue notified); bits 3-4: width 4, 1, 2, 8; bit 5: offset
+ *           into RX, then every queue notified, then every queue's interrupt raised with
+ *           vio_pci_queue_interrupt()); bits 3-4: width 4, 1, 2, 8; bit 5: offset
  *           taken literally (else folded into the window area and aligned to the width);
  *           bit 6 (transitional): ops 2-4 go to the legacy I/O BAR 0 instead of BAR 4 (op 4's
  *           value then becomes a page number inside memory, for QUEUE_PFN)
@@ -32,6 +35,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "virtio/net.h"
@@ -97,6 +102,156 @@ static void check_state(struct vio_pci *p, unsigned nvec, bool trans)
 
 static unsigned g_nq;
 
+/* ------------------------------------------------------------------------ */
+/* Offload mode: a pass-through device around the net model that claims every queue it starts
+ * (vio_device_hooks::queue_offload) before the model starts it, and a VMM whose queue_fds
+ * hands out one eventfd pair per queue (failing for odd queues when asked). Oracles: a
+ * claimed queue never reaches the device's queue_notify, the claim carries the VMM's fds and
+ * the ring as the registers place it, and a claim ends before the queue is claimed again. */
+
+#define OFF_MAXQ 8u
+
+struct shim {
+    struct vio_device dev;
+    struct vio_device *in;
+    struct vio_device_hooks h;
+    const struct vio_mem *mem;
+    bool claimed[OFF_MAXQ];
+    bool fail_odd;
+    int kick[OFF_MAXQ], call[OFF_MAXQ];
+};
+
+static struct shim g_sh;
+
+#define SHI(o) (((struct shim *)(o))->in)
+static uint32_t sh_id(void *o) { return vio_device_id(SHI(o)); }
+static uint64_t sh_features(void *o) { return vio_device_features(SHI(o)); }
+static uint32_t sh_cfg_size(void *o) { return vio_device_config_size(SHI(o)); }
+static int sh_cfg_read(void *o, uint32_t off, void *buf, uint32_t len)
+{
+    return vio_device_config_read(SHI(o), off, buf, len);
+}
+static int sh_cfg_write(void *o, uint32_t off, const void *buf, uint32_t len)
+{
+    return vio_device_config_write(SHI(o), off, buf, len);
+}
+static uint32_t sh_gen(void *o) { return vio_device_config_generation(SHI(o)); }
+static unsigned sh_nq(void *o) { return vio_device_num_queues(SHI(o)); }
+static int sh_qinfo(void *o, unsigned q, struct vio_device_queue_info *out)
+{
+    return vio_device_queue_info(SHI(o), q, out);
+}
+static int sh_setf(void *o, uint64_t f) { return vio_device_set_features(SHI(o), f); }
+static int sh_start(void *o, unsigned q, struct vio_queue *vq)
+{
+    struct shim *s = o;
+    CHECK(q < OFF_MAXQ && !s->claimed[q], "queue %u started while claimed", q);
+    CHECK(s->h.queue_offload && s->h.mem_regions, "offload hooks not bound");
+    struct vio_device_mem_region r[2];
+    CHECK(s->h.mem_regions(s->h.opaque, r, 2) == 1 && r[0].guest_addr == BASE,
+          "mem_regions not forwarded");
+    struct vio_device_queue_offload qo = {.struct_size = sizeof(qo)};
+    int rc = s->h.queue_offload(s->h.opaque, q, &qo);
+    if (rc < 0) {
+        CHECK(s->fail_odd && (q & 1), "queue_offload %u failed: %d", q, rc);
+        return rc;
+    }
+    CHECK(qo.kick_fd == s->kick[q] && qo.call_fd == s->call[q] && qo.err_fd == -1,
+          "queue %u: fds %d %d %d", q, qo.kick_fd, qo.call_fd, qo.err_fd);
+    CHECK(qo.size && (qo.size & (qo.size - 1)) == 0, "queue %u size %u", q, qo.size);
+    CHECK((void *)(uintptr_t)qo.desc_host ==
+              vio_mem_ptr(s->mem, qo.desc_gpa, 16u * qo.size, VIO_MEM_READ) &&
+              (void *)(uintptr_t)qo.used_host ==
+                  vio_mem_ptr(s->mem, qo.used_gpa, 4u + 8u * qo.size, VIO_MEM_WRITE) &&
+              (void *)(uintptr_t)qo.avail_host ==
+                  vio_mem_ptr(s->mem, qo.avail_gpa, 4u + 2u * qo.size, VIO_MEM_READ),
+          "queue %u: host addresses do not match the rings", q);
+    s->claimed[q] = true;
+    rc = vio_device_queue_start(SHI(o), q, vq);
+    if (rc < 0)
+        s->claimed[q] = false;
+    return rc;
+}
+static void sh_stop(void *o, unsigned q)
+{
+    struct shim *s = o;
+    if (q < OFF_MAXQ)
+        s->claimed[q] = false;
+    vio_device_queue_stop(SHI(o), q);
+}
+static int sh_notify(void *o, unsigned q)
+{
+    struct shim *s = o;
+    CHECK(q >= OFF_MAXQ || !s->claimed[q], "claimed queue %u notified through the transport", q);
+    return vio_device_queue_notify(SHI(o), q);
+}
+static void sh_reset(void *o)
+{
+    struct shim *s = o;
+    memset(s->claimed, 0, sizeof(s->claimed));
+    vio_device_reset(SHI(o));
+}
+static int sh_bind(void *o, const struct vio_device_hooks *h)
+{
+    struct shim *s = o;
+    if (h)
+        s->h = *h;
+    else
+        memset(&s->h, 0, sizeof(s->h));
+    return vio_device_bind(SHI(o), h);
+}
+
+static const struct vio_device_ops SH_OPS = {
+    .name = "offload-shim", .device_id = sh_id, .features = sh_features,
+    .config_size = sh_cfg_size, .config_read = sh_cfg_read, .config_write = sh_cfg_write,
+    .config_generation = sh_gen, .num_queues = sh_nq, .queue_info = sh_qinfo,
+    .set_features = sh_setf, .queue_start = sh_start, .queue_stop = sh_stop,
+    .queue_notify = sh_notify, .reset = sh_reset, .bind = sh_bind};
+
+static int vmm_mem_regions(void *o, struct vio_device_mem_region *out, unsigned cap)
+{
+    (void)o;
+    if (cap)
+        out[0] = (struct vio_device_mem_region){.guest_addr = BASE, .size = RAM, .fd = -1};
+    return 1;
+}
+
+static int vmm_queue_fds(void *o, unsigned q, uint16_t vector, int *kick, int *call)
+{
+    struct shim *s = o;
+    (void)vector;
+    CHECK(q < OFF_MAXQ, "queue_fds for queue %u", q);
+    if (s->fail_odd && (q & 1))
+        return -EMFILE;
+    *kick = s->kick[q];
+    *call = s->call[q];
+    return 0;
+}
+
+/* Set up the offload mode's fds once (eventfds live for the whole run). */
+static void shim_fds(void)
+{
+    static bool done;
+    if (done)
+        return;
+    for (unsigned q = 0; q < OFF_MAXQ; q++) {
+        g_sh.kick[q] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        g_sh.call[q] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (g_sh.kick[q] < 0 || g_sh.call[q] < 0)
+            abort();
+    }
+    done = true;
+}
+
+static void shim_drain(void)
+{
+    for (unsigned q = 0; q < OFF_MAXQ; q++) {
+        uint64_t v;
+        if (read(g_sh.kick[q], &v, sizeof(v)) == (ssize_t)sizeof(v))
+            CHECK(g_sh.claimed[q], "kick eventfd of unclaimed queue %u written", q);
+    }
+}
+
 static void notify_data_hook(void *o, unsigned q, uint16_t next)
 {
     (void)o;
@@ -112,6 +267,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool mult0 = data[0] & 2;
     bool trans = data[0] & 4;
     bool ndata = data[0] & 8;
+    bool offload = data[0] & 16;
+    bool fail_odd = data[0] & 32;
     data++;
     size--;
     struct arena a;
@@ -133,6 +290,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 .mem = a.mem, .msix_vectors = (uint16_t)nvec,
                                 .transitional = trans, .notification_data = ndata,
                                 .notify_data = notify_data_hook};
+    if (offload) {
+        shim_fds();
+        memset(g_sh.claimed, 0, sizeof(g_sh.claimed));
+        memset(&g_sh.h, 0, sizeof(g_sh.h));
+        g_sh.dev = (struct vio_device){.ops = &SH_OPS, .opaque = &g_sh};
+        g_sh.in = vio_net_dev_device(nd);
+        g_sh.mem = a.mem;
+        g_sh.fail_odd = fail_odd;
+        pc.dev = &g_sh.dev;
+        pc.mem_regions = vmm_mem_regions;
+        pc.queue_fds = vmm_queue_fds;
+        pc.offload_opaque = &g_sh;
+    }
     vio_pci_layout_default(&pc.layout);
     if (mult0)
         pc.layout.notify_mult = 0;
@@ -207,13 +377,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             vio_net_dev_rx_process(nd, 0, 4);
             for (unsigned q = 0; q < 4; q++)
                 vio_pci_queue_notify(p, q);
+            for (unsigned q = 0; q < 4; q++) {
+                rc = vio_pci_queue_interrupt(p, q);
+                CHECK(q < g_nq ? rc == 0 : rc == -ENOENT, "queue_interrupt %u: %d", q, rc);
+            }
             break;
         }
+        if (offload)
+            shim_drain();
         check_state(p, nvec, trans);
     }
     CHECK(vio_pci_bar_write(p, 4, VIRTIO_PCI_COMMON_STATUS, 1, 0) == 0, "final reset refused");
     CHECK(br(p, VIRTIO_PCI_COMMON_STATUS, 1) == 0, "final reset did not stick");
     check_state(p, nvec, trans);
+    if (offload)
+        for (unsigned q = 0; q < OFF_MAXQ; q++)
+            CHECK(!g_sh.claimed[q], "queue %u still claimed after reset", q);
     vio_pci_free(p);
     vio_net_dev_free(nd);
     vio_net_backend_destroy(&be);
