@@ -125,10 +125,172 @@ static uint8_t negotiate(void)
     return r8(STATUS);
 }
 
+/* ---- virtio-MMIO (version 2): the window through /dev/mem ------------------------------- */
+
+#define M_STATUS 0x070
+#define M_DFSEL 0x014
+#define M_GF 0x020
+#define M_GFSEL 0x024
+#define M_QSEL 0x030
+#define M_QNUMMAX 0x034
+#define M_QNUM 0x038
+#define M_QREADY 0x044
+#define M_QNOTIFY 0x050
+#define M_DESC 0x080
+#define M_AVAIL 0x090
+#define M_USED 0x0a0
+
+static volatile uint8_t *mw; /* the MMIO window */
+
+static void m32(size_t o, uint32_t v) { *(volatile uint32_t *)(mw + o) = v; }
+static uint32_t rm32(size_t o) { return *(volatile uint32_t *)(mw + o); }
+static void m64(size_t o, uint64_t v)
+{
+    m32(o, (uint32_t)v);
+    m32(o + 4, (uint32_t)(v >> 32));
+}
+
+static void m_reset(void)
+{
+    m32(M_STATUS, 0);
+    for (int i = 0; i < 1000 && rm32(M_STATUS) != 0; i++)
+        usleep(1000);
+}
+
+static uint32_t m_negotiate(void)
+{
+    m_reset();
+    m32(M_STATUS, 1);
+    m32(M_STATUS, 3);
+    m32(M_GFSEL, 0);
+    m32(M_GF, 0);
+    m32(M_GFSEL, 1);
+    m32(M_GF, 1); /* VERSION_1 */
+    m32(M_STATUS, 0x0b);
+    return rm32(M_STATUS);
+}
+
+static int write_file(const char *path, const char *s);
+static uint64_t virt_to_phys(void *p);
+static uint32_t rnd(void);
+
+static int mmio_main(void)
+{
+    /* the card: the platform device the DSDT describes (LNRO0005), its window from /proc/iomem */
+    const char *devname = "LNRO0005:00";
+    uint64_t base = 0, end = 0;
+    FILE *f = fopen("/proc/iomem", "r");
+    char line[256];
+    while (f && fgets(line, sizeof(line), f)) {
+        unsigned long long a, b;
+        if (strstr(line, devname) && sscanf(line, " %llx-%llx", &a, &b) == 2) {
+            base = a;
+            end = b;
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    if (!base)
+        fail("%s", "no LNRO0005:00 window in /proc/iomem");
+    printf("HOSTILE-OK found %s at %#llx-%#llx\n", devname, (unsigned long long)base,
+           (unsigned long long)end);
+    if (write_file("/sys/bus/platform/drivers/virtio-mmio/unbind", devname) < 0)
+        fail("unbind %s failed", devname);
+    printf("HOSTILE-OK unbound %s from virtio-mmio\n", devname);
+    int fd = open("/dev/mem", O_RDWR | O_SYNC);
+    if (fd < 0)
+        fail("%s", "open /dev/mem");
+    size_t len = 0x1000;
+    mw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)base);
+    if (mw == MAP_FAILED)
+        fail("%s", "mmap /dev/mem at the window");
+    if (rm32(0) != 0x74726976u)
+        fail("%s", "no virtio magic in the window");
+
+    unsigned n = 0;
+    for (; n < 30000; n++) {
+        unsigned width = 1u << (rnd() % 3);
+        size_t off = (rnd() % 0x200) & ~(size_t)(width - 1);
+        uint32_t v = rnd();
+        if (rnd() % 2) {
+            switch (width) {
+            case 1: *(volatile uint8_t *)(mw + off) = (uint8_t)v; break;
+            case 2: *(volatile uint16_t *)(mw + off) = (uint16_t)v; break;
+            default: *(volatile uint32_t *)(mw + off) = v; break;
+            }
+        } else {
+            switch (width) {
+            case 1: (void)*(volatile uint8_t *)(mw + off); break;
+            case 2: (void)*(volatile uint16_t *)(mw + off); break;
+            default: (void)*(volatile uint32_t *)(mw + off); break;
+            }
+        }
+    }
+    printf("HOSTILE-OK %u random accesses to the MMIO window\n", n);
+
+    uint32_t st = m_negotiate();
+    if (!(st & 0x08))
+        fail("%s", "FEATURES_OK not accepted for VERSION_1 alone");
+    m32(M_QSEL, 0);
+    uint32_t qmax = rm32(M_QNUMMAX);
+    m32(M_QNUM, 64);
+    m64(M_DESC, 0xfff0000000ull);
+    m64(M_AVAIL, 0xfff0001000ull);
+    m64(M_USED, 0xfff0002000ull);
+    m32(M_QREADY, 1);
+    st = rm32(M_STATUS);
+    if (!(st & 0x40))
+        fail("%s", "enabling a queue outside memory did not set NEEDS_RESET");
+    printf("HOSTILE-OK queue outside guest memory: status %#x (NEEDS_RESET), max size %u\n", st,
+           qmax);
+
+    uint8_t *mem = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED | MAP_POPULATE, -1, 0);
+    if (mem == MAP_FAILED)
+        fail("%s", "mmap ring memory");
+    uint64_t pa[3];
+    for (int i = 0; i < 3; i++) {
+        memset(mem + i * 4096, 0, 4096);
+        if (!(pa[i] = virt_to_phys(mem + i * 4096)))
+            fail("%s", "no physical address from /proc/self/pagemap");
+    }
+    m_negotiate();
+    m32(M_QSEL, 1);
+    m32(M_QNUM, 8);
+    m64(M_DESC, pa[0]);
+    m64(M_AVAIL, pa[1]);
+    m64(M_USED, pa[2]);
+    m32(M_QREADY, 1);
+    m32(M_STATUS, 0x0f);
+    struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; } *dt = (void *)mem;
+    dt[0] = (struct desc){ pa[0], 64, 1, 1 };
+    dt[1] = (struct desc){ pa[0], 64, 1, 0 };
+    dt[2] = (struct desc){ 0xfff000000000ull, 1500, 0, 0 };
+    uint16_t *avail = (uint16_t *)(mem + 4096);
+    avail[2] = 0;
+    avail[3] = 2;
+    __atomic_store_n(&avail[1], 2, __ATOMIC_RELEASE);
+    m32(M_QNOTIFY, 1);
+    for (int i = 0; i < 200 && !(rm32(M_STATUS) & 0x40); i++)
+        usleep(5000);
+    st = rm32(M_STATUS);
+    if (!(st & 0x40))
+        fail("%s", "a descriptor loop and a buffer outside memory did not set NEEDS_RESET");
+    printf("HOSTILE-OK descriptor loop + buffer outside memory: status %#x (NEEDS_RESET)\n", st);
+    m_reset();
+    munmap((void *)mw, len);
+    close(fd);
+    if (write_file("/sys/bus/platform/drivers/virtio-mmio/bind", devname) < 0)
+        fail("bind %s back failed", devname);
+    printf("HOSTILE-OK %s bound to virtio-mmio again\n", devname);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    if (argc > 1 && strcmp(argv[1], "mmio") == 0)
+        return mmio_main();
     char dev[300] = "";
     DIR *d = opendir("/sys/bus/pci/devices");
     if (!d)

@@ -22,6 +22,7 @@
 #   pci-hostile  a static program in L2 unbinds virtio-pci, sends 30000 random accesses to the
 #             card's BARs, enables a queue outside memory and notifies a looping chain (both must
 #             set NEEDS_RESET), then binds the driver again: the link works and vio-vmm lives on
+#   mmio-hostile  the same on virtio-MMIO, through /dev/mem on the window the DSDT names
 #   pci-mq    queues=2 with 2 vCPUs: two TCP flows sent from L2's two CPUs; every one of the 4
 #             data queues must carry packets and both blobs arrive intact
 # Default: all of them. L2's /init prints what it saw and powers off or reboots; vio-vmm must
@@ -40,7 +41,8 @@ fi
 hostile_src=$here/hostile_guest.c
 cases=("$@")
 if [[ ${#cases[@]} -eq 0 ]]; then
-    cases=(pvh bzimage smp noacpi pci pci-trap mmio mmio-trap pci-mq pci-hostile pci-vhost mmio-vhost)
+    cases=(pvh bzimage smp noacpi pci pci-trap mmio mmio-trap pci-mq pci-hostile mmio-hostile pci-vhost
+           mmio-vhost)
     [[ -n $daemon ]] && cases+=(pci-vu mmio-vu)
 fi
 for c in "${cases[@]}"; do
@@ -96,7 +98,7 @@ cat > "$work/l2hostile" <<'L2H'
 #!/bin/sh
 . /lib/vio/lib.sh
 ping -c 2 -W 3 10.0.0.1 >/dev/null || vio_fail "no ping reply before the attack"
-/tests/hostile_guest || vio_fail "the hostile program failed"
+/tests/hostile_guest ${VIO_HOSTILE:-pci} || vio_fail "the hostile program failed"
 vio_wait_iface eth0 100 || vio_fail "no eth0 after binding virtio-pci again"
 ip link set eth0 up && ip addr add 10.0.0.2/24 dev eth0 || vio_fail "cannot configure the new eth0"
 ping -c 3 -W 3 10.0.0.1 >/dev/null || vio_fail "no ping reply after the driver came back"
@@ -138,10 +140,11 @@ wait_vmm() {
     [ -n "$rc" ] || rc=255
 }
 [ -c /dev/kvm ] || vio_fail "no /dev/kvm in L1 (kvm_amd: $(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null))"
-if [ "$VIO_VMM_CASE" = pci-hostile ]; then
+if [ "$VIO_VMM_CASE" = pci-hostile ] || [ "$VIO_VMM_CASE" = mmio-hostile ]; then
+    transport=${VIO_VMM_CASE%-hostile}
     start_vmm --kernel /l2/vmlinux --initrd /l2/initrd-net --mem 256 --counters --verbose \
-        --network tap=vmtap0,transport=pci,vhost=off,mac=52:54:00:00:00:02 \
-        --params "console=ttyS0 panic=-1 vio.ip=10.0.0.2/24 vio.test=l2hostile"
+        --network tap=vmtap0,transport=$transport,vhost=off,mac=52:54:00:00:00:02 \
+        --params "console=ttyS0 panic=-1 vio.ip=10.0.0.2/24 vio.test=l2hostile vio.hostile=$transport"
     i=0
     while [ ! -e /sys/class/net/vmtap0 ]; do
         i=$((i + 1)); [ $i -gt 100 ] && { cat /tmp/l2.log; vio_fail "vio-vmm made no tap"; }
