@@ -295,20 +295,29 @@ L1
     --add "$work/blob:/data/blob" "${daemon_add[@]}" --test "vmmboot=$work/vmmboot" >/dev/null
 
 fail=0
+# QEMU 7.2's nested SVM under TCG now and then breaks L2 (seen: a kernel panic on "ENTRY_TRAMPOLINE
+# stack guard page was hit" at a timer interrupt before L2 touched any device) or freezes L1
+# (~4 % of boots, ../shared/PEERS.md). One retry of the whole boot is fair; a case that fails
+# twice has failed. A panic inside L2 is named in the output.
 for c in "${cases[@]}"; do
-    log=$work/l1-$c.log
-    set +e
-    "$guest/run-guest.sh" --kernel "$VIO_VMLINUX" --initrd "$work/l1.cpio.gz" --mem 1536 \
-        --test vmmboot --vio "vmm_case=$c" --timeout 240 --log "$log" -- -cpu max >/dev/null 2>&1
-    rc=$?
-    set -e
-    grep -a 'L2|\|vio-vmm exit\|FAIL\|intact\|notifies:\|L1 tap\|^queue \|hostile guest\|daemon|\|model moved' "$log" | grep -av '^VIO-GUEST-RESULT\|L2| \[ ' |
-        tail -n 40 | sed "s/^/[$c] /" || true
+    for attempt in 1 2; do
+        log=$work/l1-$c-$attempt.log
+        set +e
+        "$guest/run-guest.sh" --kernel "$VIO_VMLINUX" --initrd "$work/l1.cpio.gz" --mem 1536 \
+            --test vmmboot --vio "vmm_case=$c" --timeout 240 --log "$log" -- -cpu max >/dev/null 2>&1
+        rc=$?
+        set -e
+        grep -a 'L2|\|vio-vmm exit\|FAIL\|intact\|notifies:\|L1 tap\|^queue \|hostile guest\|daemon|\|model moved' "$log" | grep -av '^VIO-GUEST-RESULT\|L2| \[ ' |
+            tail -n 40 | sed "s/^/[$c] /" || true
+        [[ $rc == 0 ]] && break
+        grep -a -m 3 'L2| \[.*\(BUG:\|Kernel panic\|Oops\)' "$log" | sed "s/^/[$c] L2 crashed: /" || true
+        cp "$log" "/tmp/vio-vmm-nested-$c-$attempt.log" 2>/dev/null || true
+        [[ $attempt == 1 ]] && echo "RETRY $c (attempt 1: run-guest exit $rc, log /tmp/vio-vmm-nested-$c-1.log)"
+    done
     if [[ $rc == 0 ]]; then
-        echo "PASS $c"
+        echo "PASS $c$([[ $attempt == 2 ]] && echo ' (second attempt)')"
     else
-        echo "FAIL $c (run-guest exit $rc, log kept: $log)"
-        cp "$log" "/tmp/vio-vmm-nested-$c.log" 2>/dev/null || true
+        echo "FAIL $c (run-guest exit $rc twice, logs /tmp/vio-vmm-nested-$c-{1,2}.log)"
         fail=1
     fi
 done
