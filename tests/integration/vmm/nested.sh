@@ -144,7 +144,7 @@ if [ "$VIO_VMM_CASE" = pci-hostile ] || [ "$VIO_VMM_CASE" = mmio-hostile ]; then
     transport=${VIO_VMM_CASE%-hostile}
     start_vmm --kernel /l2/vmlinux --initrd /l2/initrd-net --mem 256 --counters --verbose \
         --network tap=vmtap0,transport=$transport,vhost=off,mac=52:54:00:00:00:02 \
-        --params "console=ttyS0 panic=-1 vio.ip=10.0.0.2/24 vio.test=l2hostile vio.hostile=$transport"
+        --params "console=ttyS0 panic=-1 quiet vio.ip=10.0.0.2/24 vio.test=l2hostile vio.hostile=$transport"
     i=0
     while [ ! -e /sys/class/net/vmtap0 ]; do
         i=$((i + 1)); [ $i -gt 100 ] && { cat /tmp/l2.log; vio_fail "vio-vmm made no tap"; }
@@ -166,7 +166,7 @@ if [ "$VIO_VMM_CASE" = pci-mq ]; then
     nc -l -p 5003 <>/tmp/hold2 >/tmp/from_l2_b &
     start_vmm --kernel /l2/vmlinux --initrd /l2/initrd-net --mem 256 --cpus 2 --counters --verbose \
         --network tap=vmtap0,transport=pci,vhost=off,queues=2,mac=52:54:00:00:00:02 \
-        --params "console=ttyS0 panic=-1 vio.ip=10.0.0.2/24 vio.test=l2mq"
+        --params "console=ttyS0 panic=-1 quiet vio.ip=10.0.0.2/24 vio.test=l2mq"
     i=0
     while [ ! -e /sys/class/net/vmtap0 ]; do
         i=$((i + 1)); [ $i -gt 100 ] && { cat /tmp/l2.log; vio_fail "vio-vmm made no tap"; }
@@ -213,7 +213,7 @@ if [ $net = 1 ]; then
     nc -l -p 5001 <>/tmp/hold >/tmp/from_l2 &
     start_vmm --kernel /l2/vmlinux --initrd /l2/initrd-net --mem 256 --counters --verbose $extra \
         --network $backend,transport=$transport,$path,mac=52:54:00:00:00:02 \
-        --params "console=ttyS0 panic=-1 vio.ip=10.0.0.2/24 vio.test=l2net"
+        --params "console=ttyS0 panic=-1 quiet vio.ip=10.0.0.2/24 vio.test=l2net"
     i=0
     while [ ! -e /sys/class/net/vmtap0 ]; do
         i=$((i + 1)); [ $i -gt 100 ] && { cat /tmp/l2.log; vio_fail "vio-vmm made no tap"; }
