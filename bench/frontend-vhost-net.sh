@@ -10,11 +10,14 @@
 #   A  vio-pktgen --vhost-net --tap vtap0 --size S --tx-only --json (pinned to guest CPU 1);
 #   B  dpdk-testpmd -l 0,1 --no-huge -m 256 --no-pci
 #        --vdev net_virtio_user0,path=/dev/vhost-net,iface=vtap0,queue_size=256
-#        -- --forward-mode=txonly --txpkts=S --stats-period 1 (forwarding lcore on CPU 1).
+#        -- --forward-mode=txonly --txpkts=S --stats-period 1 --total-num-mbufs=8192
+#      (forwarding lcore on CPU 1; testpmd's default pool, 155456 mbufs, does not fit -m 256).
 # Both are measured the same way, on the tap: once its rx_packets counter moves (the generator
 # is sending), --warmup seconds, then the rx_packets delta over a --seconds window (timed with
 # /proc/uptime), then SIGINT. The figure is that delta per second: the frames vhost-net
-# delivered into the kernel. Per size the median of each side and the median of the pairwise
+# delivered into the kernel. Each run line also shows the tap's rx_dropped delta: pktgen's
+# frames (ethertype 0x88b5, no handler) are dropped by the core and counted there, testpmd's
+# (IPv4/UDP to another MAC) are dropped by IPv4 without a count; both right after the tap. Per size the median of each side and the median of the pairwise
 # ratios pktgen/virtio_user:
 #   RESULT frontend-vhost-net/txonly/<size>/pktgen <Mpps> Mpps
 #   RESULT frontend-vhost-net/txonly/<size>/virtio_user <Mpps> Mpps
@@ -22,7 +25,7 @@
 #
 # dpdk-testpmd is dynamically linked: it goes into the initramfs under /opt/dpdk with every
 # library ldd lists (LD_LIBRARY_PATH) and the interpreter; the driver plugins it needs here
-# (net_virtio, mempool_ring) sit in /opt/dpdk/pmds and are loaded with -d (the compiled-in
+# (net_virtio, mempool_ring) sit in /opt/dpdk/pmds and are loaded with -d FILE (the compiled-in
 # plugin directory does not exist in the guest, so EAL skips it).
 #
 # Usage: bench/frontend-vhost-net.sh [BUILD_DIR] [options]
@@ -127,6 +130,9 @@ while read -r name path; do
     cp -L "$path" "$dir/dpdk/lib/$name" || die "copying $path"
     nlib=$((nlib + 1))
 done < <(ldd "$testpmd" "${plugins[@]}" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }' | sort -u)
+# glibc dlopens libgcc_s for pthread_cancel (testpmd's exit path): ldd does not list it
+gccs=$(ls /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib64/libgcc_s.so.1 /lib64/libgcc_s.so.1 2>/dev/null | head -1)
+[[ -n "$gccs" && ! -e "$dir/dpdk/lib/libgcc_s.so.1" ]] && cp -L "$gccs" "$dir/dpdk/lib/"
 # a library that ldd could not resolve would only fail in the guest: say it here
 if ldd "$testpmd" "${plugins[@]}" | grep -q 'not found'; then
     ldd "$testpmd" "${plugins[@]}" | grep 'not found'
@@ -153,7 +159,7 @@ now_cs() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
 # alive PID: running and not a zombie (a dead child stays a zombie until wait: kill -0 succeeds)
 alive() { [ -r /proc/$1/stat ] && [ "$(sed 's/.*) //' /proc/$1/stat | cut -c1)" != Z ]; }
 # window PID: wait until the tap counts frames (the generator is up), warm up, measure.
-# Prints "DELTA CENTISECONDS", or nothing when the generator died or never sent.
+# Prints "DELTA CENTISECONDS rx_dropped+N", or nothing when the generator died or never sent.
 window() {
     c=$(rxp) i=0
     while [ "$(rxp)" = "$c" ]; do
@@ -162,11 +168,11 @@ window() {
         sleep 0.1
     done
     sleep "$WARM"
-    c0=$(rxp) t0=$(now_cs)
+    c0=$(rxp) t0=$(now_cs) d0=$(cat $st/rx_dropped)
     sleep "$SECS"
-    c1=$(rxp) t1=$(now_cs)
+    c1=$(rxp) t1=$(now_cs) d1=$(cat $st/rx_dropped)
     alive "$1" || return 1
-    echo "$((c1 - c0)) $((t1 - t0))"
+    echo "$((c1 - c0)) $((t1 - t0)) rx_dropped+$((d1 - d0))"
 }
 # stop PID: SIGINT, then SIGKILL if it lingers; its exit status in $rc
 stop() {
@@ -177,6 +183,11 @@ stop() {
     wait "$1"
     rc=$?
 }
+# EAL refuses plugins below a world-writable directory (the initramfs root is one)
+chmod go-w / /opt /opt/dpdk /opt/dpdk/pmds /opt/dpdk/pmds/* || vio_fail "chmod for the DPDK plugins"
+# -d per file: a directory given to -d loads only names ending in .so or .so.<ABI>.<minor>
+plug=""
+for f in /opt/dpdk/pmds/*; do plug="$plug -d $f"; done
 dur=$(awk -v w="$WARM" -v s="$SECS" 'BEGIN { printf "%d\n", w + s + 200 }')
 fails=0
 for size in $SIZES; do
@@ -189,7 +200,10 @@ for size in $SIZES; do
         res=$(window $pid)
         stop $pid
         if [ -n "$res" ]; then
-            echo "VNB-RUN $size $p pktgen $res rc=$rc $(tail -n 1 /tmp/pg.out | tr -d ' ')"
+            j=$(tail -n 1 /tmp/pg.out)
+            echo "VNB-RUN $size $p pktgen $res rc=$rc" \
+                "tx_packets=$(echo "$j" | sed -n 's/.*"tx_packets":\([0-9]*\).*/\1/p')" \
+                "errors=$(echo "$j" | sed -n 's/.*"errors":\([0-9]*\).*/\1/p')"
         else
             fails=$((fails + 1))
             echo "VNB-NORUN $size $p pktgen rc=$rc"
@@ -198,8 +212,8 @@ for size in $SIZES; do
         # B: testpmd net_virtio_user, vhost-kernel mode, on the same tap
         /opt/dpdk/bin/dpdk-testpmd -l 0,1 --no-huge -m 256 --no-pci --file-prefix vnb \
             --vdev net_virtio_user0,path=/dev/vhost-net,iface=$T,queue_size=256 \
-            -d /opt/dpdk/pmds -- --forward-mode=txonly --txpkts="$size" --stats-period 1 \
-            </dev/null >/tmp/tp.out 2>&1 &
+            $plug -- --forward-mode=txonly --txpkts="$size" --stats-period 1 \
+            --total-num-mbufs=8192 </dev/null >/tmp/tp.out 2>&1 &
         pid=$!
         res=$(window $pid)
         stop $pid
