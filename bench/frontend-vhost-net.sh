@@ -106,7 +106,7 @@ if [[ -z "$pktgen" ]]; then
         pktgen=$b/tests/integration/vio-pktgen-static
     elif [[ -f "$b/src/libvirtio.a" ]]; then
         pktgen=$dir/vio-pktgen-static
-        gcc -O2 -std=c11 -D_GNU_SOURCE -I"$repo/include" -static "$repo/examples/pktgen/main.c" \
+        gcc -O2 -DNDEBUG -std=c11 -D_GNU_SOURCE -I"$repo/include" -static "$repo/examples/pktgen/main.c" \
             "$b/src/libvirtio.a" -lm -o "$pktgen" 2>"$dir/gcc.err" ||
             { cat "$dir/gcc.err"; die "gcc -static vio-pktgen against $b/src/libvirtio.a failed"; }
     else
