@@ -862,7 +862,7 @@ static void rate_wait(struct app *a, uint64_t until)
 
 /* ---- the run ---- */
 
-static int run(struct app *a)
+__attribute__((noinline)) static int pg_run(struct app *a)
 {
     const unsigned nq = a->o.queues;
     const uint64_t dur_ns = a->o.duration > 0 ? (uint64_t)(a->o.duration * 1e9) : 0;
@@ -1368,7 +1368,7 @@ int main(int argc, char **argv)
                        a->rings, a->setup_ms, a->connect_ms, a->map_size);
             rc = 0;
         } else {
-            rc = run(a);
+            rc = pg_run(a);
         }
     }
     teardown(a);
