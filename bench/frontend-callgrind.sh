@@ -19,13 +19,14 @@
 # than the backend, so it nearly never polls an empty ring.
 #
 # Usage: bench/frontend-callgrind.sh [--pktgen PATH] [--seconds N] [--sizes "64 1500"]
-#                                    [--modes "rt tx"] [--vu-args ARGS] [--only pktgen|virtio_user] [-a]
+#                                    [--modes "rt tx"] [--vu-args ARGS] [--only pktgen|virtio_user] [-a] [--keep DIR]
 #   --pktgen PATH   vio-pktgen (default: build*/examples/vio-pktgen; RelWithDebInfo or Release)
 #   --seconds N     how long each frontend runs under callgrind (default 10)
 #   --vu-args ARGS  virtio_user devargs (default "mrg_rxbuf=1,in_order=0": the ring features
 #                   pktgen negotiates)
 #   --only SIDE     run one side only (when iterating on our code)
 #   -a              also print pktgen's top functions (callgrind_annotate, self)
+#   --keep DIR      copy the callgrind output files to DIR
 # Prints per case
 #   RESULT frontend-cg/<mode>/<size>/pktgen <Ir> Ir/frame
 #   RESULT frontend-cg/<mode>/<size>/virtio_user <Ir> Ir/frame
@@ -37,7 +38,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(dirname "$here")
-pktgen="" secs=10 sizes="64 1500" modes="rt tx" vuargs="mrg_rxbuf=1,in_order=0" only="" annotate=0
+pktgen="" secs=10 sizes="64 1500" modes="rt tx" vuargs="mrg_rxbuf=1,in_order=0" only="" annotate=0 keep=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --pktgen) pktgen=${2:?--pktgen needs a path}; shift 2 ;;
@@ -47,6 +48,7 @@ while [[ $# -gt 0 ]]; do
         --vu-args) vuargs=$2; shift 2 ;;
         --only) only=${2:?--only needs pktgen or virtio_user}; shift 2 ;;
         -a) annotate=1; shift ;;
+        --keep) keep=${2:?--keep needs a directory}; shift 2 ;;
         -h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "frontend-callgrind: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -82,6 +84,7 @@ cleanup() {
     for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     pids=()
     for p in "${prefixes[@]}"; do rm -rf "/var/run/dpdk/$p"; done
+    [[ -n $keep ]] && { mkdir -p "$keep" && cp "$dir"/*.cg-* "$keep"/ 2>/dev/null; }
     rm -rf "$dir"
 }
 trap cleanup EXIT
