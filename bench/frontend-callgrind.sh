@@ -13,7 +13,8 @@
 #   tx  transmit only: pktgen --tx-only; testpmd --forward-mode=txonly. Frames = the frames
 #       the frontend put on its transmit ring.
 # The figure is the busiest frontend thread's instructions divided by frames: pktgen's main
-# thread counted only inside its data path (--toggle-collect=pg_run*: connection setup excluded),
+# thread counted only inside its data path (--toggle-collect=pg_run*, less pg_drain*: connection
+# setup and the final drain excluded),
 # testpmd's forwarding lcore (the busiest thread but its main one; all of it, idle polls
 # included — testpmd is stripped, so no toggle). Under valgrind the frontend is ~50x slower
 # than the backend, so it nearly never polls an empty ring.
@@ -152,7 +153,7 @@ for mode in $modes; do
                 [[ $mode == tx ]] && extra=(--tx-only)
                 cg=$dir/pg-$mode-$size.cg
                 taskset -c "$FE_CPU" valgrind --tool=callgrind --separate-threads=yes \
-                    --toggle-collect='pg_run*' --callgrind-out-file="$cg" \
+                    --toggle-collect='pg_run*' --toggle-collect='pg_drain*' --callgrind-out-file="$cg" \
                     "$pktgen" --vhost-user "$sock" --size "$size" --duration "$secs" --json --quiet \
                     --timeout 120 "${extra[@]}" >"$dir/pg.out" 2>"$dir/pg.err"
                 rc=$?

@@ -755,7 +755,8 @@ static void rx_hold_pend(struct nd_rxq *rq)
 
 /* The next used buffer: from the burst taken earlier, else a new burst from the ring.
  * Returns 0, -EAGAIN (none used) or -EIO (the queue is broken). */
-static inline int rx_next(struct nd_rxq *rq, uint16_t *slot, uint32_t *len)
+__attribute__((always_inline)) static inline int rx_next(struct nd_rxq *rq, uint16_t *slot,
+                                                        uint32_t *len)
 {
     if (rq->fcnt == 0) {
         int r = vio_drvq_get_used_burst(rq->q, rq->ftok, rq->flen, rq->nbufs);
@@ -772,10 +773,26 @@ static inline int rx_next(struct nd_rxq *rq, uint16_t *slot, uint32_t *len)
     return 0;
 }
 
+/* A first buffer the device got wrong (too short when @p nb is 0, else a bad num_buffers):
+ * logged and counted; the caller drops the frame. */
+__attribute__((cold, noinline)) static int rx_bad(struct vio_net_driver *d, struct nd_rxq *rq,
+                                                  unsigned qp, uint32_t len, uint16_t nb)
+{
+    if (nb == 0 && len < d->hdr_size)
+        vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
+                 "rx%u: device returned %u bytes, less than a header", qp, len);
+    else
+        vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
+                 "rx%u: num_buffers %u (posted %u)", qp, nb, rq->nbufs);
+    vio_ctr_add(&rq->bad_hdr, 1);
+    return -EPROTO;
+}
+
 /* Take the next used buffer into the current frame and check what the device wrote in a
  * first buffer. Returns 0 (taken; the frame is complete when npend == need), -EAGAIN,
  * -EPROTO (bad first buffer: the caller drops the frame) or -EIO. */
-static inline int rx_take(struct vio_net_driver *d, struct nd_rxq *rq, unsigned qp)
+__attribute__((always_inline)) static inline int rx_take(struct vio_net_driver *d,
+                                                        struct nd_rxq *rq, unsigned qp)
 {
     uint16_t slot;
     uint32_t len;
@@ -787,12 +804,8 @@ static inline int rx_take(struct vio_net_driver *d, struct nd_rxq *rq, unsigned 
     rq->npend++;
     if (rq->npend > 1)
         return 0;
-    if (len < d->hdr_size) {
-        vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
-                 "rx%u: device returned %u bytes, less than a header", qp, len);
-        vio_ctr_add(&rq->bad_hdr, 1);
-        return -EPROTO;
-    }
+    if (len < d->hdr_size)
+        return rx_bad(d, rq, qp, len, 0);
     uint16_t nb = 1;
     if (d->mrg) {
         /* read once: the device may still write the buffer */
@@ -803,12 +816,8 @@ static inline int rx_take(struct vio_net_driver *d, struct nd_rxq *rq, unsigned 
     }
     /* The device can only use buffers it was given: more than are posted is a lie that
      * would make us wait forever. */
-    if (nb == 0 || nb > rq->nbufs) {
-        vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
-                 "rx%u: num_buffers %u (posted %u)", qp, nb, rq->nbufs);
-        vio_ctr_add(&rq->bad_hdr, 1);
-        return -EPROTO;
-    }
+    if (nb == 0 || nb > rq->nbufs)
+        return rx_bad(d, rq, qp, len, nb);
     rq->need = nb;
     return 0;
 }
@@ -878,14 +887,23 @@ ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struct vio_ne
 int vio_net_driver_recv_burst(struct vio_net_driver *d, unsigned qp,
                               struct vio_net_driver_rxfrm *frames, unsigned max)
 {
-    struct nd_rxq *rq;
-    int r = rx_queue(d, qp, &rq);
-    if (r < 0)
-        return r;
-    if (max && !frames)
+    if (!d || (max && !frames))
         return -EINVAL;
+    if (qp >= d->npairs)
+        return -ERANGE;
+    /* A broken queue shows in the core's answers (-EIO) below: no separate check. */
+    struct nd_rxq *rq = &d->rx[qp];
+    int r;
     if (rq->nheld && (r = rx_release_held(d, rq)) < 0)
         return r;
+    if (rq->fcnt == 0 && rq->npend == 0) {
+        /* nothing half-done: an empty poll costs one core call */
+        r = vio_drvq_get_used_burst(rq->q, rq->ftok, rq->flen, rq->nbufs);
+        if (r <= 0)
+            return r == 0 ? 0 : -EIO;
+        rq->fhead = 0;
+        rq->fcnt = (uint16_t)r;
+    }
     const size_t hs = d->hdr_size;
     unsigned n = 0, bufs = 0;
     uint64_t bytes = 0;
