@@ -324,7 +324,8 @@ struct vio_net_driver_txbuf {
  * @return the number of buffers lent (0 .. @p n; 0 when every buffer is in flight)
  * @retval -EINVAL d NULL, bufs NULL with n > 0
  * @retval -ERANGE qp out of range
- * @retval -EIO the transmit queue is broken
+ * @retval -EIO the transmit queue is broken (seen when completions had to be collected;
+ *              otherwise vio_net_driver_tx_commit() reports it)
  * @retval -EPROTO collecting completions found a ring violation: the queue is now broken
  */
 VIO_API int vio_net_driver_tx_get(struct vio_net_driver *d, unsigned qp,

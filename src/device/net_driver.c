@@ -393,14 +393,17 @@ static bool is_copy_token(const struct nd_txq *t, const void *tok)
 /* Used entries taken from the core per call of vio_drvq_get_used_burst(). */
 #define ND_COLLECT_BURST 64u
 
-/* Collect every completion there is, a burst at a time; sg tokens go to the stash. */
+/* Collect every completion there is, a burst at a time; sg tokens go to the stash. Returns
+ * how many were collected, or the core's error. */
 static int tx_collect(struct nd_txq *t)
 {
     void *toks[ND_COLLECT_BURST];
+    int got = 0;
     for (;;) {
         int r = vio_drvq_get_used_burst(t->q, toks, NULL, ND_COLLECT_BURST);
         if (r <= 0)
-            return r == -EAGAIN ? 0 : r;
+            return r < 0 ? r : got;
+        got += r;
         unsigned n = (unsigned)r;
         t->inflight -= n;
         vio_ctr_add(&t->completed, n);
@@ -416,7 +419,7 @@ static int tx_collect(struct nd_txq *t)
             }
         }
         if (n < ND_COLLECT_BURST)
-            return 0;
+            return got;
     }
 }
 
@@ -562,18 +565,20 @@ int vio_net_driver_tx_reclaim(struct vio_net_driver *d, unsigned qp, void **toke
 int vio_net_driver_tx_get(struct vio_net_driver *d, unsigned qp, struct vio_net_driver_txbuf *bufs,
                           unsigned n)
 {
-    struct nd_txq *t;
-    int r = tx_queue(d, qp, &t);
-    if (r < 0)
-        return r;
-    if (n && !bufs)
+    if (!d || (n && !bufs))
         return -EINVAL;
+    if (qp >= d->npairs)
+        return -ERANGE;
+    /* A broken queue shows when completions are collected, else in tx_commit(): no
+     * separate check on this path (it runs on every poll of a busy sender). */
+    struct nd_txq *t = &d->tx[qp];
+    int r;
     unsigned room = t->nfree, dfree = vio_drvq_num_free(t->q);
     if (dfree < room)
         room = dfree;
     if (room < n) {
         if ((r = tx_collect(t)) < 0)
-            return r;
+            return r; /* -EIO for a broken queue */
         room = t->nfree;
         dfree = vio_drvq_num_free(t->q);
         if (dfree < room)
