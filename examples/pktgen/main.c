@@ -183,6 +183,10 @@ struct qstate {
     uint64_t rx_foreign;  /* not our ethertype: someone else's frame */
     uint64_t bad_magic, bad_len, bad_payload, bad_queue, out_of_order, duplicate;
     uint64_t gaps;        /* frames skipped in the sequence (lost on the way) */
+    /* polling */
+    unsigned rx_last;     /* frames the last receive poll returned */
+    bool tx_wait;         /* the last transmit poll found the ring full */
+    uint8_t tx_skip;      /* transmit polls skipped while waiting */
 };
 
 /* sequence tracking per origin queue (a reflector may return a frame on another queue) */
@@ -230,7 +234,8 @@ struct app {
 static volatile sig_atomic_t g_stop;
 static atomic_bool g_disconnected;
 
-/* a period-256 permutation of byte values: payload byte i of frame seq is pat[seq % 256 + i] */
+/* a period-256 permutation of byte values: payload byte i of a frame of queue pair q is
+ * pat[pat_base(q) + i] */
 static uint8_t pat[PAT_PERIOD + MAX_FRAME];
 
 static uint64_t mono_ns(void)
@@ -1019,14 +1024,24 @@ __attribute__((noinline)) static int pg_run(struct app *a)
                     }
                 }
             }
+            struct qstate *qs = &a->q[qp];
+            /* A full ring frees up when the backend completes frames, which (when frames
+             * come back) shows as received frames first: after a full ring, poll the
+             * transmit queue again when something was received, else every 8th pass. */
+            if (n && qs->tx_wait && !qs->rx_last && (++qs->tx_skip & 7u))
+                n = 0;
             if (n) {
                 unsigned s = tx_burst(a, qp, n);
+                qs->tx_wait = s == 0 && !a->o.tx_only;
                 sent_total += s;
                 work += s;
             }
         }
-        for (unsigned qp = 0; qp < nq && !a->o.tx_only; qp++)
-            work += rx_burst(a, qp, a->o.burst * 2u);
+        for (unsigned qp = 0; qp < nq && !a->o.tx_only; qp++) {
+            unsigned r = rx_burst(a, qp, a->o.burst * 2u);
+            a->q[qp].rx_last = r;
+            work += r;
+        }
         if (a->broken) {
             fprintf(stderr, PROG ": a ring broke (the backend violated the ring rules)\n");
             rc = 1;
