@@ -1503,7 +1503,9 @@ int vio_drvq_add_burst(struct vio_drvq *q, const struct vio_sg *sg, unsigned n, 
     unsigned k = 0;
     struct d_state s = q->st;
     const uint16_t flags = writable ? VRING_DESC_F_WRITE : 0;
-    for (; k < n && d_room(s.num_free, 1); k++)
+    /* one descriptor each: as many as there are free descriptors (the room rule, once) */
+    const unsigned fit = d_room(s.num_free, n) ? n : s.num_free;
+    for (; k < fit; k++)
         d_add_direct(&s, &sg[k], flags, tokens[k]);
     d_put_add(q, &s);
     return k ? (int)k : (n ? -ENOSPC : 0);
