@@ -18,7 +18,8 @@
  *   frame); vio_net_driver_send_sg() exposes caller-owned guest memory instead (zero copy;
  *   the caller's segments start with the header). Completions are collected with
  *   vio_net_driver_tx_reclaim() (send() also collects them itself when it runs out of
- *   buffers).
+ *   buffers). vio_net_driver_tx_get() / vio_net_driver_tx_commit() let the caller write
+ *   frames in place into the copy buffers and queue a burst of them in one go (no copy).
  * - Receive: buffers are posted as the virtio spec asks for the negotiated features
  *   (5.1.6.3.1): with VIRTIO_NET_F_MRG_RXBUF page-sized buffers (each at least a header);
  *   without it, when any GUEST_TSO4 / GUEST_TSO6 / GUEST_UFO / GUEST_USO feature is
@@ -26,7 +27,9 @@
  *   of a header plus an Ethernet frame of the MTU (at least 1526 bytes).
  *   vio_net_driver_recv() collects used buffers, reads num_buffers from the header and
  *   reassembles a frame that spans several buffers into the caller's buffer, then posts
- *   the buffers again.
+ *   the buffers again. vio_net_driver_recv_burst() returns a burst of frames in place (no
+ *   copy; used buffers taken from the ring in bursts) and vio_net_driver_rx_release() posts
+ *   their buffers again in one go.
  * - Notifications are the caller's decision: every queue has vio_net_driver_kick_prepare()
  *   (publish and say whether the device wants a kick), vio_net_driver_enable_cb() (arm
  *   used-buffer interrupts and re-check) and vio_net_driver_disable_cb(). An optional
@@ -316,7 +319,8 @@ struct vio_net_driver_txbuf {
  * Nothing else may run on the transmit queue of @p qp between this call and the commit (a
  * commit after another send, commit or reclaim is refused with -EINVAL unless the buffers
  * are still the next free ones). When fewer than @p n buffers or descriptors are free,
- * completions are collected first (as vio_net_driver_send() does).
+ * completions are collected first (as vio_net_driver_send() does). Thread rule: the caller
+ * serializes every call on the transmit queue of @p qp (as for every transmit call).
  * @param[in]  d    the driver
  * @param[in]  qp   queue pair
  * @param[out] bufs receives the buffers, in the order they must be committed
@@ -338,7 +342,8 @@ VIO_API int vio_net_driver_tx_get(struct vio_net_driver *d, unsigned qp,
  * The driver writes the virtio-net header (@p hdr, or all zero, num_buffers 0) in front of
  * every frame and adds all of them to the ring in one burst. Not visible to the device
  * until vio_net_driver_kick_prepare() on VIO_NET_DRIVER_TXQ(qp). Buffers lent but not
- * committed simply stay free. Everything is checked before anything is queued.
+ * committed simply stay free. Everything is checked before anything is queued. Thread rule:
+ * serialized with every other call on the transmit queue of @p qp.
  * @param[in] d    the driver
  * @param[in] qp   queue pair
  * @param[in] bufs the buffers as vio_net_driver_tx_get() returned them (a prefix of them)
@@ -433,7 +438,9 @@ struct vio_net_driver_rxfrm {
  * (at most one such frame per burst: the burst ends after it) and dropped (rx_oversize)
  * when longer than the largest frame a device may deliver (65589 bytes). An incomplete
  * frame is kept for the next call. The released buffers are published by the next
- * vio_net_driver_kick_prepare() on VIO_NET_DRIVER_RXQ(qp).
+ * vio_net_driver_kick_prepare() on VIO_NET_DRIVER_RXQ(qp). Thread rule: the caller
+ * serializes every call on the receive queue of @p qp, and reads the frames from that
+ * thread (or hands them over) before the next such call.
  * @param[in]  d      the driver
  * @param[in]  qp     queue pair
  * @param[out] frames receives the frames, in ring order
@@ -450,7 +457,10 @@ VIO_API int vio_net_driver_recv_burst(struct vio_net_driver *d, unsigned qp,
 /**
  * @brief Give the buffers of the last vio_net_driver_recv_burst() on @p qp back to the
  * device (one burst of ring additions; published by the next vio_net_driver_kick_prepare()
- * on VIO_NET_DRIVER_RXQ(qp)). The frames' pointers are invalid afterwards.
+ * on VIO_NET_DRIVER_RXQ(qp)). The frames' pointers are invalid afterwards. Thread rule:
+ * serialized with every other call on the receive queue of @p qp.
+ * @param[in] d  the driver
+ * @param[in] qp queue pair
  * @return the number of buffers posted (>= 0)
  * @retval -EINVAL d NULL
  * @retval -ERANGE qp out of range

@@ -384,12 +384,6 @@ struct vio_drvq *vio_net_driver_queue(struct vio_net_driver *d, unsigned qidx)
 /* ------------------------------------------------------------------------ */
 /* Transmit                                                                  */
 
-static bool is_copy_token(const struct nd_txq *t, const void *tok)
-{
-    uintptr_t p = (uintptr_t)tok, lo = (uintptr_t)t->tags;
-    return p >= lo && p - lo < t->nbufs;
-}
-
 /* Used entries taken from the core per call of vio_drvq_get_used_burst(). */
 #define ND_COLLECT_BURST 64u
 
@@ -407,10 +401,16 @@ static int tx_collect(struct nd_txq *t)
         unsigned n = (unsigned)r;
         t->inflight -= n;
         vio_ctr_add(&t->completed, n);
+        /* locals: the stores to fr[] are not assumed to alias them */
+        uint16_t *fr = t->free;
+        uint16_t nfree = t->nfree;
+        const uintptr_t lo = (uintptr_t)t->tags, nb = t->nbufs;
         for (unsigned k = 0; k < n; k++) {
             void *tok = toks[k];
-            if (__builtin_expect(is_copy_token(t, tok), 1)) {
-                t->free[t->nfree++] = (uint16_t)((uintptr_t)tok - (uintptr_t)t->tags);
+            /* copy-buffer tokens are &tags[slot]; anything else is a send_sg() token */
+            uintptr_t off = (uintptr_t)tok - lo;
+            if (__builtin_expect(off < nb, 1)) {
+                fr[nfree++] = (uint16_t)off;
             } else {
                 /* send_sg() keeps sg_inflight + stash_n <= queue size: no overflow. */
                 t->sg_inflight--;
@@ -418,6 +418,7 @@ static int tx_collect(struct nd_txq *t)
                 t->stash_n++;
             }
         }
+        t->nfree = nfree;
         if (n < ND_COLLECT_BURST)
             return got;
     }
@@ -634,22 +635,28 @@ int vio_net_driver_tx_commit(struct vio_net_driver *d, unsigned qp,
     else
         memset(&h, 0, sizeof(h));
     h.num_buffers = 0; /* spec 5.1.6.2: only meaningful on receive */
-    const bool h12 = d->hdr_size == sizeof(h);
+    const uint32_t hs = (uint32_t)d->hdr_size;
+    const bool h12 = hs == sizeof(h);
+    /* locals: the header stores (bytes) are not assumed to alias them */
+    uint8_t *const host = t->buf_host;
+    uint8_t *const tags = t->tags;
+    const uint64_t gpa = t->buf_gpa;
+    const size_t stride = d->tx_stride;
     struct vio_sg sg[ND_COLLECT_BURST];
     void *tok[ND_COLLECT_BURST];
     for (unsigned done = 0; done < n;) {
         unsigned m = n - done < ND_COLLECT_BURST ? n - done : ND_COLLECT_BURST;
         for (unsigned k = 0; k < m; k++) {
             uint16_t slot = bufs[done + k].id;
-            size_t off = (size_t)slot * d->tx_stride;
-            uint8_t *b = t->buf_host + off;
+            size_t off = (size_t)slot * stride;
+            uint8_t *b = host + off;
             if (h12)
                 memcpy(b, &h, sizeof(h));
             else
                 memcpy(b, &h, 10);
-            sg[k].addr = t->buf_gpa + off;
-            sg[k].len = (uint32_t)d->hdr_size + lens[done + k];
-            tok[k] = &t->tags[slot];
+            sg[k].addr = gpa + off;
+            sg[k].len = hs + lens[done + k];
+            tok[k] = &tags[slot];
         }
         r = vio_drvq_add_burst(t->q, sg, m, false, tok);
         if (r < 0 || (unsigned)r != m) {
@@ -903,28 +910,54 @@ __attribute__((noinline)) static int rx_burst_slow(struct vio_net_driver *d, str
     bool reasm_used = false;
     int err = 0;
     while (n < max) {
-        if (rq->npend == 0 && rq->fcnt) {
-            /* The common case first: a frame in one buffer, handed out without the
-             * pending-frame bookkeeping. Anything else goes the general way below. */
-            uint16_t slot = (uint16_t)((uintptr_t)rq->ftok[rq->fhead] - 1u);
-            uint32_t len = rq->flen[rq->fhead];
-            const uint8_t *first = rq->buf_host + (size_t)slot * d->rx_stride;
-            uint16_t nb = 1;
-            if (d->mrg && len >= hs) {
-                uint16_t raw; /* read once: the device may still write the buffer */
-                memcpy(&raw, first + offsetof(struct vio_net_hdr, num_buffers), sizeof(raw));
-                nb = le16toh(raw);
+        if (rq->npend == 0) {
+            /* The common case first: frames in one buffer each, handed out without the
+             * pending-frame bookkeeping (the ring state in locals: the frames written are
+             * not assumed to alias it). Anything else goes the general way below. */
+            if (rq->fcnt == 0) {
+                r = vio_drvq_get_used_burst(rq->q, rq->ftok, rq->flen, rq->nbufs);
+                if (r <= 0) {
+                    if (r < 0)
+                        err = -EIO;
+                    break;
+                }
+                rq->fhead = 0;
+                rq->fcnt = (uint16_t)r;
             }
-            if (__builtin_expect(len >= hs && nb == 1, 1)) {
-                rq->fhead++;
-                rq->fcnt--;
-                bufs++;
+            uint16_t fh = rq->fhead, fc = rq->fcnt, nh = rq->nheld;
+            void *const *ftok = rq->ftok;
+            const uint32_t *flen = rq->flen;
+            uint16_t *held = rq->held;
+            uint8_t *const base = rq->buf_host;
+            const size_t stride = d->rx_stride;
+            const bool mrg = d->mrg;
+            unsigned k = n;
+            while (fc && k < max) {
+                uint16_t slot = (uint16_t)((uintptr_t)ftok[fh] - 1u);
+                uint32_t len = flen[fh];
+                const uint8_t *first = base + (size_t)slot * stride;
+                uint16_t nb = 1;
+                if (mrg && len >= hs) {
+                    uint16_t raw; /* read once: the device may still write the buffer */
+                    memcpy(&raw, first + offsetof(struct vio_net_hdr, num_buffers), sizeof(raw));
+                    nb = le16toh(raw);
+                }
+                if (__builtin_expect(len < hs || nb != 1, 0))
+                    break;
+                fh++;
+                fc--;
                 uint32_t l = len - (uint32_t)hs;
-                frames[n++] = (struct vio_net_driver_rxfrm){first + hs, l, 1, first};
+                frames[k++] = (struct vio_net_driver_rxfrm){first + hs, l, 1, first};
                 bytes += l;
-                rq->held[rq->nheld++] = slot;
-                continue;
+                held[nh++] = slot;
             }
+            bufs += k - n;
+            n = k;
+            rq->fhead = fh;
+            rq->fcnt = fc;
+            rq->nheld = nh;
+            if (fc == 0 || n >= max)
+                continue;
         }
         if (rq->need == 0 || rq->npend < rq->need) {
             r = rx_take(d, rq, qp);
