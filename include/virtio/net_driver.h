@@ -18,7 +18,8 @@
  *   frame); vio_net_driver_send_sg() exposes caller-owned guest memory instead (zero copy;
  *   the caller's segments start with the header). Completions are collected with
  *   vio_net_driver_tx_reclaim() (send() also collects them itself when it runs out of
- *   buffers).
+ *   buffers). vio_net_driver_tx_get() / vio_net_driver_tx_commit() let the caller write
+ *   frames in place into the copy buffers and queue a burst of them in one go (no copy).
  * - Receive: buffers are posted as the virtio spec asks for the negotiated features
  *   (5.1.6.3.1): with VIRTIO_NET_F_MRG_RXBUF page-sized buffers (each at least a header);
  *   without it, when any GUEST_TSO4 / GUEST_TSO6 / GUEST_UFO / GUEST_USO feature is
@@ -26,7 +27,9 @@
  *   of a header plus an Ethernet frame of the MTU (at least 1526 bytes).
  *   vio_net_driver_recv() collects used buffers, reads num_buffers from the header and
  *   reassembles a frame that spans several buffers into the caller's buffer, then posts
- *   the buffers again.
+ *   the buffers again. vio_net_driver_recv_burst() returns a burst of frames in place (no
+ *   copy; used buffers taken from the ring in bursts) and vio_net_driver_rx_release() posts
+ *   their buffers again in one go.
  * - Notifications are the caller's decision: every queue has vio_net_driver_kick_prepare()
  *   (publish and say whether the device wants a kick), vio_net_driver_enable_cb() (arm
  *   used-buffer interrupts and re-check) and vio_net_driver_disable_cb(). An optional
@@ -298,6 +301,70 @@ VIO_API int vio_net_driver_send_sg(struct vio_net_driver *d, unsigned qp, const 
 VIO_API int vio_net_driver_tx_reclaim(struct vio_net_driver *d, unsigned qp, void **tokens,
                                       unsigned cap);
 
+/** A transmit copy buffer lent to the caller by vio_net_driver_tx_get(). */
+struct vio_net_driver_txbuf {
+    void *frame;  /**< where the frame goes: right after the virtio-net header */
+    uint32_t cap; /**< bytes available for the frame (vio_net_driver_tx_buf_size() - header) */
+    uint16_t id;  /**< buffer number, 0 .. tx_bufs - 1; the contents of a buffer stay as the
+                       caller left them between uses (the device only reads them), so a
+                       caller may write a frame template once per id and patch it after */
+};
+
+/**
+ * @brief Lend up to @p n free transmit copy buffers of pair @p qp to the caller, who writes
+ * frames into them in place (no copy by the driver) and hands them over with
+ * vio_net_driver_tx_commit().
+ *
+ * The buffers are not taken from the driver: they are the next ones a send would use.
+ * Nothing else may run on the transmit queue of @p qp between this call and the commit (a
+ * commit after another send, commit or reclaim is refused with -EINVAL unless the buffers
+ * are still the next free ones). When fewer than @p n buffers or descriptors are free,
+ * completions are collected first (as vio_net_driver_send() does). Thread rule: the caller
+ * serializes every call on the transmit queue of @p qp (as for every transmit call).
+ * @param[in]  d    the driver
+ * @param[in]  qp   queue pair
+ * @param[out] bufs receives the buffers, in the order they must be committed
+ * @param[in]  n    buffers wanted
+ * @return the number of buffers lent (0 .. @p n; 0 when every buffer is in flight)
+ * @retval -EINVAL d NULL, bufs NULL with n > 0
+ * @retval -ERANGE qp out of range
+ * @retval -EIO the transmit queue is broken (seen when completions had to be collected;
+ *              otherwise vio_net_driver_tx_commit() reports it)
+ * @retval -EPROTO collecting completions found a ring violation: the queue is now broken
+ */
+VIO_API int vio_net_driver_tx_get(struct vio_net_driver *d, unsigned qp,
+                                  struct vio_net_driver_txbuf *bufs, unsigned n);
+
+/**
+ * @brief Queue the first @p n buffers of the last vio_net_driver_tx_get() on pair @p qp for
+ * transmission, frame k of @p lens[k] bytes (written by the caller at @p bufs[k].frame).
+ *
+ * The driver writes the virtio-net header (@p hdr, or all zero, num_buffers 0) in front of
+ * every frame and adds all of them to the ring in one burst. Not visible to the device
+ * until vio_net_driver_kick_prepare() on VIO_NET_DRIVER_TXQ(qp). Buffers lent but not
+ * committed simply stay free. Everything is checked before anything is queued. Thread rule:
+ * serialized with every other call on the transmit queue of @p qp.
+ * @param[in] d    the driver
+ * @param[in] qp   queue pair
+ * @param[in] bufs the buffers as vio_net_driver_tx_get() returned them (a prefix of them)
+ * @param[in] lens frame bytes of each buffer (1 .. its cap)
+ * @param[in] n    buffers to queue
+ * @param[in] hdr  virtio-net header for every frame (little-endian fields), or NULL
+ * @return the number of frames queued (@p n)
+ * @retval -EINVAL d NULL, bufs or lens NULL with n > 0, a length 0, or a buffer that is not
+ *                 the next free one (not lent by the last vio_net_driver_tx_get(), or taken
+ *                 by another call since)
+ * @retval -EMSGSIZE a length above the buffer's cap
+ * @retval -ENOSPC fewer free descriptors than @p n (vio_net_driver_send_sg() took them since
+ *                 vio_net_driver_tx_get()); nothing queued
+ * @retval -ERANGE qp out of range
+ * @retval -EIO the transmit queue is broken
+ */
+VIO_API int vio_net_driver_tx_commit(struct vio_net_driver *d, unsigned qp,
+                                     const struct vio_net_driver_txbuf *bufs,
+                                     const uint32_t *lens, unsigned n,
+                                     const struct vio_net_hdr *hdr);
+
 /** @brief Frames of pair @p qp handed to the device and not yet collected (0 for bad args). */
 VIO_API unsigned vio_net_driver_tx_inflight(const struct vio_net_driver *d, unsigned qp);
 
@@ -346,6 +413,60 @@ VIO_API int vio_net_driver_rx_fill(struct vio_net_driver *d, unsigned qp);
  */
 VIO_API ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struct vio_net_hdr *hdr,
                                     void *buf, size_t cap);
+
+/** One frame returned by vio_net_driver_recv_burst(), read in place. */
+struct vio_net_driver_rxfrm {
+    const void *data; /**< the frame, without the header: in the receive buffer itself, or
+                           (a frame spread over several mergeable buffers) in the driver's
+                           reassembly area */
+    uint32_t len;     /**< frame bytes */
+    uint16_t nbufs;   /**< receive buffers the frame took (num_buffers; 1 without MRG_RXBUF) */
+    const void *hdr;  /**< the virtio-net header as the device wrote it
+                           (vio_net_driver_hdr_size() bytes, little-endian) */
+};
+
+/**
+ * @brief Receive up to @p max frames without copying them: each is described by a pointer
+ * into its receive buffer (zero copy), valid until the next vio_net_driver_rx_release(),
+ * vio_net_driver_recv_burst(), vio_net_driver_recv() or vio_net_driver_rx_fill() on @p qp.
+ *
+ * First releases the buffers of the previous burst (as vio_net_driver_rx_release()). Used
+ * buffers are collected from the ring in bursts. What the device wrote is checked as
+ * vio_net_driver_recv() does: a first buffer shorter than the header, num_buffers 0 or
+ * larger than the buffers posted drops the frame (counted in rx_bad_hdr, the burst goes
+ * on); a frame spread over several buffers is copied into the driver's reassembly area
+ * (at most one such frame per burst: the burst ends after it) and dropped (rx_oversize)
+ * when longer than the largest frame a device may deliver (65589 bytes). An incomplete
+ * frame is kept for the next call. The released buffers are published by the next
+ * vio_net_driver_kick_prepare() on VIO_NET_DRIVER_RXQ(qp). Thread rule: the caller
+ * serializes every call on the receive queue of @p qp, and reads the frames from that
+ * thread (or hands them over) before the next such call.
+ * @param[in]  d      the driver
+ * @param[in]  qp     queue pair
+ * @param[out] frames receives the frames, in ring order
+ * @param[in]  max    most frames to return
+ * @return the number of frames returned (0 when none is complete)
+ * @retval -EINVAL d NULL, frames NULL with max > 0
+ * @retval -ERANGE qp out of range
+ * @retval -EIO the receive queue is broken (a ring violation by the device; frames
+ *              collected before it are returned first)
+ */
+VIO_API int vio_net_driver_recv_burst(struct vio_net_driver *d, unsigned qp,
+                                      struct vio_net_driver_rxfrm *frames, unsigned max);
+
+/**
+ * @brief Give the buffers of the last vio_net_driver_recv_burst() on @p qp back to the
+ * device (one burst of ring additions; published by the next vio_net_driver_kick_prepare()
+ * on VIO_NET_DRIVER_RXQ(qp)). The frames' pointers are invalid afterwards. Thread rule:
+ * serialized with every other call on the receive queue of @p qp.
+ * @param[in] d  the driver
+ * @param[in] qp queue pair
+ * @return the number of buffers posted (>= 0)
+ * @retval -EINVAL d NULL
+ * @retval -ERANGE qp out of range
+ * @retval -EIO the receive queue is broken (the buffers stay with the driver)
+ */
+VIO_API int vio_net_driver_rx_release(struct vio_net_driver *d, unsigned qp);
 
 /** @} */
 

@@ -15,6 +15,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,11 +38,6 @@
 #define ND_F_GUEST_USO4 54u
 #define ND_F_GUEST_USO6 55u
 
-struct nd_pend {
-    uint16_t slot;
-    uint32_t len;
-};
-
 struct nd_rxq {
     struct vio_drvq *q;
     struct vio_net_driver_queue_addr addr;
@@ -50,9 +46,18 @@ struct nd_rxq {
     uint16_t nbufs;
     uint16_t *free;     /* slots not with the device */
     uint16_t nfree;
-    struct nd_pend *pend; /* used buffers of the frame being collected */
+    uint16_t *pslot;    /* used buffers of the frame being collected: slots, lengths */
+    uint32_t *plen;
     uint16_t npend;
     uint16_t need;      /* num_buffers of that frame (0: no frame started) */
+    void **ftok;        /* used buffers taken from the ring in a burst, not yet looked at: */
+    uint32_t *flen;     /* tokens and lengths from fhead on, fcnt of them */
+    uint16_t fhead, fcnt;
+    uint16_t *held;     /* slots lent to the caller by recv_burst() */
+    uint16_t nheld;
+    struct vio_sg *sgv; /* scratch for posting buffers in a burst */
+    void **tokv;
+    uint8_t *reasm;     /* reassembly area of recv_burst() (mergeable buffers only) */
     vio_ctr frames, bytes, buffers, merged, oversize, bad_hdr, kicks;
 };
 
@@ -188,7 +193,14 @@ void vio_net_driver_free(struct vio_net_driver *d)
     for (unsigned i = 0; d->rx && i < d->npairs; i++) {
         vio_drvq_free(d->rx[i].q);
         free(d->rx[i].free);
-        free(d->rx[i].pend);
+        free(d->rx[i].pslot);
+        free(d->rx[i].plen);
+        free(d->rx[i].ftok);
+        free(d->rx[i].flen);
+        free(d->rx[i].held);
+        free(d->rx[i].sgv);
+        free(d->rx[i].tokv);
+        free(d->rx[i].reasm);
     }
     for (unsigned i = 0; d->tx && i < d->npairs; i++) {
         vio_drvq_free(d->tx[i].q);
@@ -286,7 +298,15 @@ int vio_net_driver_new(const struct vio_net_driver_config *cfg, struct vio_net_d
         rq->buf_host = host + (rx_bufs - cfg->area);
         rq->nbufs = p.rx_bufs;
         rq->free = calloc(p.rx_bufs, sizeof(*rq->free));
-        rq->pend = calloc(p.rx_bufs, sizeof(*rq->pend));
+        rq->pslot = calloc(p.rx_bufs, sizeof(*rq->pslot));
+        rq->plen = calloc(p.rx_bufs, sizeof(*rq->plen));
+        rq->ftok = calloc(p.rx_bufs, sizeof(*rq->ftok));
+        rq->flen = calloc(p.rx_bufs, sizeof(*rq->flen));
+        rq->held = calloc(p.rx_bufs, sizeof(*rq->held));
+        rq->sgv = calloc(p.rx_bufs, sizeof(*rq->sgv));
+        rq->tokv = calloc(p.rx_bufs, sizeof(*rq->tokv));
+        if (p.mrg)
+            rq->reasm = malloc(ND_MAX_FRAME);
         tq->buf_gpa = tx_bufs;
         tq->buf_host = host + (tx_bufs - cfg->area);
         tq->nbufs = p.tx_bufs;
@@ -294,7 +314,8 @@ int vio_net_driver_new(const struct vio_net_driver_config *cfg, struct vio_net_d
         tq->tags = calloc(p.tx_bufs, 1);
         tq->stash = calloc(p.qsize, sizeof(*tq->stash));
         tq->stash_mask = (uint16_t)(p.qsize - 1);
-        if (!rq->free || !rq->pend || !tq->free || !tq->tags || !tq->stash) {
+        if (!rq->free || !rq->pslot || !rq->plen || !rq->ftok || !rq->flen || !rq->held ||
+            !rq->sgv || !rq->tokv || (p.mrg && !rq->reasm) || !tq->free || !tq->tags || !tq->stash) {
             r = -ENOMEM;
             goto fail;
         }
@@ -363,32 +384,43 @@ struct vio_drvq *vio_net_driver_queue(struct vio_net_driver *d, unsigned qidx)
 /* ------------------------------------------------------------------------ */
 /* Transmit                                                                  */
 
-static bool is_copy_token(const struct nd_txq *t, const void *tok)
-{
-    uintptr_t p = (uintptr_t)tok, lo = (uintptr_t)t->tags;
-    return p >= lo && p - lo < t->nbufs;
-}
+/* Used entries taken from the core per call of vio_drvq_get_used_burst(). */
+#define ND_COLLECT_BURST 64u
 
-/* Collect every completion there is; sg tokens go to the stash. */
+/* Collect every completion there is, a burst at a time; sg tokens go to the stash. Returns
+ * how many were collected, or the core's error. */
 static int tx_collect(struct nd_txq *t)
 {
+    void *toks[ND_COLLECT_BURST];
+    int got = 0;
     for (;;) {
-        void *tok;
-        int r = vio_drvq_get_used(t->q, &tok, NULL);
-        if (r == -EAGAIN)
-            return 0;
-        if (r < 0)
-            return r;
-        t->inflight--;
-        vio_ctr_add(&t->completed, 1);
-        if (is_copy_token(t, tok)) {
-            t->free[t->nfree++] = (uint16_t)((uintptr_t)tok - (uintptr_t)t->tags);
-        } else {
-            /* send_sg() keeps sg_inflight + stash_n <= queue size: no overflow. */
-            t->sg_inflight--;
-            t->stash[(uint16_t)(t->stash_head + t->stash_n) & t->stash_mask] = tok;
-            t->stash_n++;
+        int r = vio_drvq_get_used_burst(t->q, toks, NULL, ND_COLLECT_BURST);
+        if (r <= 0)
+            return r < 0 ? r : got;
+        got += r;
+        unsigned n = (unsigned)r;
+        t->inflight -= n;
+        vio_ctr_add(&t->completed, n);
+        /* locals: the stores to fr[] are not assumed to alias them */
+        uint16_t *fr = t->free;
+        uint16_t nfree = t->nfree;
+        const uintptr_t lo = (uintptr_t)t->tags, nb = t->nbufs;
+        for (unsigned k = 0; k < n; k++) {
+            void *tok = toks[k];
+            /* copy-buffer tokens are &tags[slot]; anything else is a send_sg() token */
+            uintptr_t off = (uintptr_t)tok - lo;
+            if (__builtin_expect(off < nb, 1)) {
+                fr[nfree++] = (uint16_t)off;
+            } else {
+                /* send_sg() keeps sg_inflight + stash_n <= queue size: no overflow. */
+                t->sg_inflight--;
+                t->stash[(uint16_t)(t->stash_head + t->stash_n) & t->stash_mask] = tok;
+                t->stash_n++;
+            }
         }
+        t->nfree = nfree;
+        if (n < ND_COLLECT_BURST)
+            return got;
     }
 }
 
@@ -531,6 +563,120 @@ int vio_net_driver_tx_reclaim(struct vio_net_driver *d, unsigned qp, void **toke
     return (int)n;
 }
 
+int vio_net_driver_tx_get(struct vio_net_driver *d, unsigned qp, struct vio_net_driver_txbuf *bufs,
+                          unsigned n)
+{
+    if (!d || (n && !bufs))
+        return -EINVAL;
+    if (qp >= d->npairs)
+        return -ERANGE;
+    /* A broken queue shows when completions are collected, else in tx_commit(): no
+     * separate check on this path (it runs on every poll of a busy sender). */
+    struct nd_txq *t = &d->tx[qp];
+    int r;
+    unsigned room = t->nfree, dfree = vio_drvq_num_free(t->q);
+    if (dfree < room)
+        room = dfree;
+    if (room < n) {
+        if ((r = tx_collect(t)) < 0)
+            return r; /* -EIO for a broken queue */
+        room = t->nfree;
+        dfree = vio_drvq_num_free(t->q);
+        if (dfree < room)
+            room = dfree;
+        if (room < n) {
+            n = room;
+            if (n == 0)
+                vio_ctr_add(&t->full, 1);
+        }
+    }
+    const uint32_t cap = d->tx_buf_size - (uint32_t)d->hdr_size;
+    const uint16_t *top = &t->free[t->nfree - 1];
+    for (unsigned k = 0; k < n; k++) {
+        uint16_t slot = top[-(ptrdiff_t)k];
+        bufs[k].frame = t->buf_host + (size_t)slot * d->tx_stride + d->hdr_size;
+        bufs[k].cap = cap;
+        bufs[k].id = slot;
+    }
+    return (int)n;
+}
+
+int vio_net_driver_tx_commit(struct vio_net_driver *d, unsigned qp,
+                             const struct vio_net_driver_txbuf *bufs, const uint32_t *lens,
+                             unsigned n, const struct vio_net_hdr *hdr)
+{
+    struct nd_txq *t;
+    int r = tx_queue(d, qp, &t);
+    if (r < 0)
+        return r;
+    if (n && (!bufs || !lens))
+        return -EINVAL;
+    if (n > t->nfree)
+        return -EINVAL;
+    /* Everything checked before anything is queued: the buffers must be the next free
+     * ones (the driver uses its own addresses for them, never the caller's pointers). */
+    const uint32_t cap = d->tx_buf_size - (uint32_t)d->hdr_size;
+    const uint16_t *top = &t->free[t->nfree - 1];
+    uint64_t bytes = 0;
+    for (unsigned k = 0; k < n; k++) {
+        if (bufs[k].id != top[-(ptrdiff_t)k] || lens[k] == 0)
+            return -EINVAL;
+        if (lens[k] > cap)
+            return -EMSGSIZE;
+        bytes += lens[k];
+    }
+    if (vio_drvq_num_free(t->q) < n) {
+        vio_ctr_add(&t->full, 1);
+        return -ENOSPC;
+    }
+    struct vio_net_hdr h;
+    if (hdr)
+        h = *hdr;
+    else
+        memset(&h, 0, sizeof(h));
+    h.num_buffers = 0; /* spec 5.1.6.2: only meaningful on receive */
+    const uint32_t hs = (uint32_t)d->hdr_size;
+    const bool h12 = hs == sizeof(h);
+    /* locals: the header stores (bytes) are not assumed to alias them */
+    uint8_t *const host = t->buf_host;
+    uint8_t *const tags = t->tags;
+    const uint64_t gpa = t->buf_gpa;
+    const size_t stride = d->tx_stride;
+    struct vio_sg sg[ND_COLLECT_BURST];
+    void *tok[ND_COLLECT_BURST];
+    for (unsigned done = 0; done < n;) {
+        unsigned m = n - done < ND_COLLECT_BURST ? n - done : ND_COLLECT_BURST;
+        for (unsigned k = 0; k < m; k++) {
+            uint16_t slot = bufs[done + k].id;
+            size_t off = (size_t)slot * stride;
+            uint8_t *b = host + off;
+            if (h12)
+                memcpy(b, &h, sizeof(h));
+            else
+                memcpy(b, &h, 10);
+            sg[k].addr = gpa + off;
+            sg[k].len = hs + lens[done + k];
+            tok[k] = &tags[slot];
+        }
+        r = vio_drvq_add_burst(t->q, sg, m, false, tok);
+        if (r < 0 || (unsigned)r != m) {
+            /* cannot happen (room and arguments checked): keep the books right */
+            unsigned got = r > 0 ? (unsigned)r : 0;
+            done += got;
+            t->nfree = (uint16_t)(t->nfree - done);
+            t->inflight += done;
+            vio_ctr_add(&t->frames, done);
+            return r < 0 ? r : -EIO;
+        }
+        done += m;
+    }
+    t->nfree = (uint16_t)(t->nfree - n);
+    t->inflight += n;
+    vio_ctr_add(&t->frames, n);
+    vio_ctr_add(&t->bytes, bytes);
+    return (int)n;
+}
+
 unsigned vio_net_driver_tx_inflight(const struct vio_net_driver *d, unsigned qp)
 {
     if (!d || qp >= d->npairs)
@@ -553,10 +699,32 @@ static int rx_queue(struct vio_net_driver *d, unsigned qp, struct nd_rxq **out)
     return 0;
 }
 
-static int rx_post(struct vio_net_driver *d, struct nd_rxq *rq, uint16_t slot)
+/* Post receive buffers @p slots[0 .. n) in one burst of ring additions; on a broken queue
+ * the ones not posted go back to the free list. Returns the number posted or -EIO. */
+static int rx_post_slots(struct vio_net_driver *d, struct nd_rxq *rq, const uint16_t *slots,
+                         unsigned n)
 {
-    struct vio_sg sg = {rq->buf_gpa + (uint64_t)slot * d->rx_stride, d->rx_buf_size};
-    return vio_drvq_add(rq->q, &sg, 0, 1, (void *)(uintptr_t)(slot + 1u));
+    if (n == 0)
+        return 0;
+    for (unsigned k = 0; k < n; k++) {
+        rq->sgv[k].addr = rq->buf_gpa + (uint64_t)slots[k] * d->rx_stride;
+        rq->sgv[k].len = d->rx_buf_size;
+        rq->tokv[k] = (void *)(uintptr_t)(slots[k] + 1u);
+    }
+    int r = vio_drvq_add_burst(rq->q, rq->sgv, n, true, rq->tokv);
+    unsigned done = r > 0 ? (unsigned)r : 0;
+    /* cannot fall short on a healthy queue: one descriptor per buffer, nbufs <= size */
+    for (unsigned k = done; k < n; k++)
+        rq->free[rq->nfree++] = slots[k];
+    return r < 0 ? r : (int)done;
+}
+
+/* Post the buffers lent by recv_burst() again. */
+static int rx_release_held(struct vio_net_driver *d, struct nd_rxq *rq)
+{
+    unsigned n = rq->nheld;
+    rq->nheld = 0;
+    return rx_post_slots(d, rq, rq->held, n);
 }
 
 int vio_net_driver_rx_fill(struct vio_net_driver *d, unsigned qp)
@@ -565,28 +733,105 @@ int vio_net_driver_rx_fill(struct vio_net_driver *d, unsigned qp)
     int r = rx_queue(d, qp, &rq);
     if (r < 0)
         return r;
-    int posted = 0;
-    while (rq->nfree) {
-        r = rx_post(d, rq, rq->free[rq->nfree - 1]);
-        if (r == -ENOSPC)
-            break; /* cannot happen with one descriptor per buffer and nbufs <= size */
-        if (r < 0)
-            return r;
-        rq->nfree--;
-        posted++;
-    }
-    return posted;
+    r = rx_release_held(d, rq);
+    if (r < 0)
+        return r;
+    int posted = r;
+    unsigned n = rq->nfree;
+    rq->nfree = 0;
+    /* the free stack from its top: low slots first */
+    for (unsigned k = 0; k < n; k++)
+        rq->held[k] = rq->free[n - 1 - k];
+    r = rx_post_slots(d, rq, rq->held, n);
+    if (r < 0)
+        return r;
+    return posted + r;
 }
 
 /* Give the collected buffers of the current frame back to the device. */
 static void rx_repost(struct vio_net_driver *d, struct nd_rxq *rq)
 {
-    for (uint16_t k = 0; k < rq->npend; k++) {
-        if (rx_post(d, rq, rq->pend[k].slot) < 0)
-            rq->free[rq->nfree++] = rq->pend[k].slot; /* broken queue: keep it ours */
-    }
+    (void)rx_post_slots(d, rq, rq->pslot, rq->npend);
     rq->npend = 0;
     rq->need = 0;
+}
+
+/* The buffers of the current frame go to the caller's held list (posted at release). */
+static void rx_hold_pend(struct nd_rxq *rq)
+{
+    for (uint16_t k = 0; k < rq->npend; k++)
+        rq->held[rq->nheld++] = rq->pslot[k];
+    rq->npend = 0;
+    rq->need = 0;
+}
+
+/* The next used buffer: from the burst taken earlier, else a new burst from the ring.
+ * Returns 0, -EAGAIN (none used) or -EIO (the queue is broken). */
+__attribute__((always_inline)) static inline int rx_next(struct nd_rxq *rq, uint16_t *slot,
+                                                        uint32_t *len)
+{
+    if (rq->fcnt == 0) {
+        int r = vio_drvq_get_used_burst(rq->q, rq->ftok, rq->flen, rq->nbufs);
+        if (r <= 0)
+            return r == 0 ? -EAGAIN : -EIO; /* a ring violation: the queue is broken */
+        rq->fhead = 0;
+        rq->fcnt = (uint16_t)r;
+    }
+    /* Tokens are ours (the core only returns tokens that were in flight). */
+    *slot = (uint16_t)((uintptr_t)rq->ftok[rq->fhead] - 1u);
+    *len = rq->flen[rq->fhead];
+    rq->fhead++;
+    rq->fcnt--;
+    return 0;
+}
+
+/* A first buffer the device got wrong (too short when @p nb is 0, else a bad num_buffers):
+ * logged and counted; the caller drops the frame. */
+__attribute__((cold, noinline)) static int rx_bad(struct vio_net_driver *d, struct nd_rxq *rq,
+                                                  unsigned qp, uint32_t len, uint16_t nb)
+{
+    if (nb == 0 && len < d->hdr_size)
+        vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
+                 "rx%u: device returned %u bytes, less than a header", qp, len);
+    else
+        vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
+                 "rx%u: num_buffers %u (posted %u)", qp, nb, rq->nbufs);
+    vio_ctr_add(&rq->bad_hdr, 1);
+    return -EPROTO;
+}
+
+/* Take the next used buffer into the current frame and check what the device wrote in a
+ * first buffer. Returns 0 (taken; the frame is complete when npend == need), -EAGAIN,
+ * -EPROTO (bad first buffer: the caller drops the frame) or -EIO. */
+__attribute__((always_inline)) static inline int rx_take(struct vio_net_driver *d,
+                                                        struct nd_rxq *rq, unsigned qp)
+{
+    uint16_t slot;
+    uint32_t len;
+    int r = rx_next(rq, &slot, &len);
+    if (r < 0)
+        return r;
+    rq->pslot[rq->npend] = slot;
+    rq->plen[rq->npend] = len;
+    rq->npend++;
+    if (rq->npend > 1)
+        return 0;
+    if (len < d->hdr_size)
+        return rx_bad(d, rq, qp, len, 0);
+    uint16_t nb = 1;
+    if (d->mrg) {
+        /* read once: the device may still write the buffer */
+        const uint8_t *f = rq->buf_host + (size_t)slot * d->rx_stride;
+        uint16_t raw;
+        memcpy(&raw, f + offsetof(struct vio_net_hdr, num_buffers), sizeof(raw));
+        nb = le16toh(raw);
+    }
+    /* The device can only use buffers it was given: more than are posted is a lie that
+     * would make us wait forever. */
+    if (nb == 0 || nb > rq->nbufs)
+        return rx_bad(d, rq, qp, len, nb);
+    rq->need = nb;
+    return 0;
 }
 
 ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struct vio_net_hdr *hdr,
@@ -596,45 +841,25 @@ ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struct vio_ne
     int r = rx_queue(d, qp, &rq);
     if (r < 0)
         return r;
+    if (rq->nheld)
+        (void)rx_release_held(d, rq);
     /* Collect the buffers of one frame: the first names how many there are. */
     while (rq->need == 0 || rq->npend < rq->need) {
-        void *tok;
-        uint32_t len;
-        r = vio_drvq_get_used(rq->q, &tok, &len);
+        r = rx_take(d, rq, qp);
+        if (r == -EAGAIN)
+            return -EAGAIN;
+        if (r == -EPROTO) {
+            vio_ctr_add(&rq->buffers, 1);
+            rx_repost(d, rq);
+            return -EPROTO;
+        }
         if (r < 0)
-            return r == -EAGAIN ? -EAGAIN : -EIO;
-        /* Tokens are ours (the core only returns tokens that were in flight). */
-        uint16_t slot = (uint16_t)((uintptr_t)tok - 1u);
-        rq->pend[rq->npend].slot = slot;
-        rq->pend[rq->npend].len = len;
-        rq->npend++;
+            return -EIO;
         vio_ctr_add(&rq->buffers, 1);
-        if (rq->npend > 1)
-            continue;
-        if (len < d->hdr_size) {
-            vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
-                     "rx%u: device returned %u bytes, less than a header", qp, len);
-            vio_ctr_add(&rq->bad_hdr, 1);
-            rx_repost(d, rq);
-            return -EPROTO;
-        }
-        struct vio_net_hdr h;
-        memcpy(&h, rq->buf_host + (size_t)slot * d->rx_stride, d->hdr_size);
-        uint16_t nb = d->mrg ? le16toh(h.num_buffers) : 1;
-        /* The device can only use buffers it was given: more than are posted is a lie
-         * that would make us wait forever. */
-        if (nb == 0 || nb > rq->nbufs) {
-            vio_logf(d->log, d->log_opaque, VIO_LOG_WARN, "net-driver",
-                     "rx%u: num_buffers %u (posted %u)", qp, nb, rq->nbufs);
-            vio_ctr_add(&rq->bad_hdr, 1);
-            rx_repost(d, rq);
-            return -EPROTO;
-        }
-        rq->need = nb;
     }
 
     /* All buffers are here: copy out, header first. */
-    const uint8_t *first = rq->buf_host + (size_t)rq->pend[0].slot * d->rx_stride;
+    const uint8_t *first = rq->buf_host + (size_t)rq->pslot[0] * d->rx_stride;
     if (hdr) {
         memset(hdr, 0, sizeof(*hdr));
         memcpy(hdr, first, d->hdr_size);
@@ -643,7 +868,7 @@ ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struct vio_ne
     }
     size_t total = 0;
     for (uint16_t k = 0; k < rq->npend; k++)
-        total += rq->pend[k].len;
+        total += rq->plen[k];
     total -= d->hdr_size;
     if (buf && total > cap) {
         vio_ctr_add(&rq->oversize, 1);
@@ -653,8 +878,8 @@ ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struct vio_ne
     if (buf) {
         size_t off = 0;
         for (uint16_t k = 0; k < rq->npend; k++) {
-            const uint8_t *src = rq->buf_host + (size_t)rq->pend[k].slot * d->rx_stride;
-            size_t l = rq->pend[k].len;
+            const uint8_t *src = rq->buf_host + (size_t)rq->pslot[k] * d->rx_stride;
+            size_t l = rq->plen[k];
             if (k == 0) {
                 src += d->hdr_size;
                 l -= d->hdr_size;
@@ -669,6 +894,165 @@ ssize_t vio_net_driver_recv(struct vio_net_driver *d, unsigned qp, struct vio_ne
     vio_ctr_add(&rq->bytes, total);
     rx_repost(d, rq);
     return (ssize_t)total;
+}
+
+/* The burst proper: buffers taken from the ring are waiting in rq->ftok (or a frame is
+ * half-collected). */
+__attribute__((noinline)) static int rx_burst_slow(struct vio_net_driver *d, struct nd_rxq *rq,
+                                                   unsigned qp,
+                                                   struct vio_net_driver_rxfrm *frames,
+                                                   unsigned max)
+{
+    int r;
+    const size_t hs = d->hdr_size;
+    unsigned n = 0, bufs = 0;
+    uint64_t bytes = 0;
+    bool reasm_used = false;
+    int err = 0;
+    while (n < max) {
+        if (rq->npend == 0) {
+            /* The common case first: frames in one buffer each, handed out without the
+             * pending-frame bookkeeping (the ring state in locals: the frames written are
+             * not assumed to alias it). Anything else goes the general way below. */
+            if (rq->fcnt == 0) {
+                r = vio_drvq_get_used_burst(rq->q, rq->ftok, rq->flen, rq->nbufs);
+                if (r <= 0) {
+                    if (r < 0)
+                        err = -EIO;
+                    break;
+                }
+                rq->fhead = 0;
+                rq->fcnt = (uint16_t)r;
+            }
+            uint16_t fh = rq->fhead, fc = rq->fcnt, nh = rq->nheld;
+            void *const *ftok = rq->ftok;
+            const uint32_t *flen = rq->flen;
+            uint16_t *held = rq->held;
+            uint8_t *const base = rq->buf_host;
+            const size_t stride = d->rx_stride;
+            const bool mrg = d->mrg;
+            unsigned k = n;
+            while (fc && k < max) {
+                uint16_t slot = (uint16_t)((uintptr_t)ftok[fh] - 1u);
+                uint32_t len = flen[fh];
+                const uint8_t *first = base + (size_t)slot * stride;
+                uint16_t nb = 1;
+                if (mrg && len >= hs) {
+                    uint16_t raw; /* read once: the device may still write the buffer */
+                    memcpy(&raw, first + offsetof(struct vio_net_hdr, num_buffers), sizeof(raw));
+                    nb = le16toh(raw);
+                }
+                if (__builtin_expect(len < hs || nb != 1, 0))
+                    break;
+                fh++;
+                fc--;
+                uint32_t l = len - (uint32_t)hs;
+                frames[k++] = (struct vio_net_driver_rxfrm){first + hs, l, 1, first};
+                bytes += l;
+                held[nh++] = slot;
+            }
+            bufs += k - n;
+            n = k;
+            rq->fhead = fh;
+            rq->fcnt = fc;
+            rq->nheld = nh;
+            if (fc == 0 || n >= max)
+                continue;
+        }
+        if (rq->need == 0 || rq->npend < rq->need) {
+            r = rx_take(d, rq, qp);
+            if (r == -EAGAIN)
+                break;
+            if (r == -EPROTO) {
+                bufs++;
+                rx_hold_pend(rq); /* dropped: posted again with the others */
+                continue;
+            }
+            if (r < 0) {
+                err = -EIO;
+                break;
+            }
+            bufs++;
+            if (rq->npend < rq->need)
+                continue;
+        }
+        /* a complete frame */
+        const uint8_t *first = rq->buf_host + (size_t)rq->pslot[0] * d->rx_stride;
+        if (__builtin_expect(rq->npend == 1, 1)) {
+            uint32_t l = rq->plen[0] - (uint32_t)hs;
+            frames[n++] = (struct vio_net_driver_rxfrm){first + hs, l, 1, first};
+            bytes += l;
+            rq->held[rq->nheld++] = rq->pslot[0];
+            rq->npend = 0;
+            rq->need = 0;
+            continue;
+        }
+        if (reasm_used)
+            break; /* one reassembled frame per burst: this one waits for the next call */
+        uint64_t total = 0;
+        for (uint16_t k = 0; k < rq->npend; k++)
+            total += rq->plen[k];
+        total -= hs;
+        if (total > ND_MAX_FRAME) {
+            vio_ctr_add(&rq->oversize, 1);
+            rx_hold_pend(rq);
+            continue;
+        }
+        size_t off = 0;
+        for (uint16_t k = 0; k < rq->npend; k++) {
+            const uint8_t *src = rq->buf_host + (size_t)rq->pslot[k] * d->rx_stride;
+            size_t l = rq->plen[k];
+            if (k == 0) {
+                src += hs;
+                l -= hs;
+            }
+            memcpy(rq->reasm + off, src, l);
+            off += l;
+        }
+        frames[n++] = (struct vio_net_driver_rxfrm){rq->reasm, (uint32_t)total, rq->npend, first};
+        bytes += total;
+        vio_ctr_add(&rq->merged, 1);
+        reasm_used = true;
+        rx_hold_pend(rq);
+    }
+    vio_ctr_add(&rq->buffers, bufs);
+    if (n) {
+        vio_ctr_add(&rq->frames, n);
+        vio_ctr_add(&rq->bytes, bytes);
+    }
+    return n ? (int)n : err;
+}
+
+int vio_net_driver_recv_burst(struct vio_net_driver *d, unsigned qp,
+                              struct vio_net_driver_rxfrm *frames, unsigned max)
+{
+    if (!d || (max && !frames))
+        return -EINVAL;
+    if (qp >= d->npairs)
+        return -ERANGE;
+    /* A broken queue shows in the core's answers (-EIO): no separate check. */
+    struct nd_rxq *rq = &d->rx[qp];
+    int r;
+    if (rq->nheld && (r = rx_release_held(d, rq)) < 0)
+        return r;
+    if (rq->fcnt == 0 && rq->npend == 0) {
+        /* nothing half-done: an empty poll is one core call (kept small: no spills) */
+        r = vio_drvq_get_used_burst(rq->q, rq->ftok, rq->flen, rq->nbufs);
+        if (r <= 0)
+            return r == 0 ? 0 : -EIO;
+        rq->fhead = 0;
+        rq->fcnt = (uint16_t)r;
+    }
+    return rx_burst_slow(d, rq, qp, frames, max);
+}
+
+int vio_net_driver_rx_release(struct vio_net_driver *d, unsigned qp)
+{
+    struct nd_rxq *rq;
+    int r = rx_queue(d, qp, &rq);
+    if (r < 0)
+        return r;
+    return rx_release_held(d, rq);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -929,6 +929,467 @@ START_TEST(test_kick_without_hook)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* in-place transmit (tx_get / tx_commit) and zero-copy burst receive */
+
+/* Frames written in place: ids are stable and a buffer keeps what the caller wrote, so a
+ * template written once per id and patched afterwards reaches the device whole. */
+START_TEST(test_tx_get_commit)
+{
+    struct vio_net_driver_config c = base_cfg(BASE_FEATS | FEAT(VIO_NET_F_CSUM));
+    c.queue_size = 16;
+    struct tdev t;
+    tdev_init(&t, c);
+    bool written[16] = {false};
+    uint8_t want[16][600];
+    uint32_t seq = 0;
+    struct vio_net_driver_txbuf b[16];
+    uint32_t lens[16];
+    for (unsigned round = 0; round < 40; round++) {
+        unsigned n = 1 + round % 11;
+        ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 0, b, n), (int)n);
+        for (unsigned k = 0; k < n; k++) {
+            ck_assert_uint_lt(b[k].id, 16);
+            ck_assert_uint_eq(b[k].cap, vio_net_driver_tx_buf_size(t.drv) - HDR);
+            uint8_t *f = b[k].frame;
+            if (!written[b[k].id]) {
+                fill(f, 600, 1000 + b[k].id); /* the template */
+                memcpy(want[b[k].id], f, 600);
+                written[b[k].id] = true;
+            }
+            memcpy(f, &seq, 4); /* the patch */
+            memcpy(want[b[k].id], &seq, 4);
+            lens[k] = 60 + (seq * 7) % 540;
+            seq++;
+        }
+        struct vio_net_hdr h = {.flags = VIO_NET_HDR_F_NEEDS_CSUM, .csum_start = htole16(20),
+                                .csum_offset = htole16(4), .num_buffers = htole16(9)};
+        ck_assert_int_eq(vio_net_driver_tx_commit(t.drv, 0, b, lens, n, (round & 1) ? &h : NULL),
+                         (int)n);
+        ck_assert_uint_eq(vio_net_driver_tx_inflight(t.drv, 0), n);
+        vio_net_driver_kick_prepare(t.drv, VIO_NET_DRIVER_TXQ(0));
+        for (unsigned k = 0; k < n; k++) {
+            struct vio_net_hdr got;
+            uint8_t g[600];
+            size_t glen;
+            ck_assert_int_eq(dev_tx_pop(&t, 0, &got, g, sizeof(g), &glen), 0);
+            ck_assert_uint_eq(glen, lens[k]);
+            ck_assert_mem_eq(g, want[b[k].id], glen);
+            ck_assert_uint_eq(got.flags, (round & 1) ? VIO_NET_HDR_F_NEEDS_CSUM : 0);
+            ck_assert_uint_eq(got.num_buffers, 0); /* zeroed on transmit */
+        }
+        ck_assert_int_eq(vio_net_driver_tx_reclaim(t.drv, 0, NULL, 0), 0);
+        ck_assert_uint_eq(vio_net_driver_tx_inflight(t.drv, 0), 0);
+    }
+    struct vio_net_driver_stats st;
+    vio_net_driver_get_stats(t.drv, 0, &st);
+    ck_assert_uint_eq(st.tx_frames, seq);
+    ck_assert_uint_eq(st.tx_completed, seq);
+    tdev_fini(&t);
+}
+END_TEST
+
+/* A full ring lends nothing (counted); completions are collected when more is wanted. */
+START_TEST(test_tx_get_full_collects)
+{
+    struct vio_net_driver_config c = base_cfg(BASE_FEATS);
+    c.queue_size = 16;
+    struct tdev t;
+    tdev_init(&t, c);
+    struct vio_net_driver_txbuf b[32];
+    uint32_t lens[32];
+    ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 0, b, 32), 16);
+    for (unsigned k = 0; k < 16; k++) {
+        memset(b[k].frame, (int)k, 64);
+        lens[k] = 64;
+    }
+    ck_assert_int_eq(vio_net_driver_tx_commit(t.drv, 0, b, lens, 16, NULL), 16);
+    ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 0, b, 4), 0);
+    struct vio_net_driver_stats st;
+    vio_net_driver_get_stats(t.drv, 0, &st);
+    ck_assert_uint_eq(st.tx_full, 1);
+    vio_net_driver_kick_prepare(t.drv, VIO_NET_DRIVER_TXQ(0));
+    for (unsigned k = 0; k < 5; k++) {
+        struct vio_net_hdr h;
+        uint8_t g[64];
+        size_t glen;
+        ck_assert_int_eq(dev_tx_pop(&t, 0, &h, g, sizeof(g), &glen), 0);
+        ck_assert_uint_eq(g[0], k);
+    }
+    ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 0, b, 8), 5);
+    ck_assert_uint_eq(vio_net_driver_tx_inflight(t.drv, 0), 11);
+    /* a commit of fewer than lent: the rest stays free */
+    lens[0] = 64;
+    ck_assert_int_eq(vio_net_driver_tx_commit(t.drv, 0, b, lens, 1, NULL), 1);
+    ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 0, b, 8), 4);
+    tdev_fini(&t);
+}
+END_TEST
+
+/* Bad commits are refused before anything is queued. */
+struct bad_commit {
+    int what; /* 0 id not lent, 1 len 0, 2 len > cap, 3 stale after a send, 4 n > free,
+                 5 bufs NULL, 6 lens NULL, 7 qp out of range, 8 d NULL */
+    int want;
+};
+
+static const struct bad_commit bad_commits[] = {
+    {0, -EINVAL}, {1, -EINVAL}, {2, -EMSGSIZE}, {3, -EINVAL}, {4, -EINVAL},
+    {5, -EINVAL}, {6, -EINVAL}, {7, -ERANGE},   {8, -EINVAL},
+};
+
+START_TEST(test_tx_commit_bad)
+{
+    const struct bad_commit *bc = &bad_commits[_i];
+    struct vio_net_driver_config c = base_cfg(BASE_FEATS);
+    c.queue_size = 8;
+    struct tdev t;
+    tdev_init(&t, c);
+    struct vio_net_driver_txbuf b[9];
+    uint32_t lens[9];
+    ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 0, b, 4), 4);
+    for (unsigned k = 0; k < 9; k++)
+        lens[k] = 100;
+    unsigned n = 4;
+    struct vio_net_driver *d = t.drv;
+    unsigned qp = 0;
+    const struct vio_net_driver_txbuf *bp = b;
+    const uint32_t *lp = lens;
+    uint8_t f[100] = {1};
+    switch (bc->what) {
+    case 0: b[2].id = (uint16_t)(b[2].id ^ 1); break;
+    case 1: lens[3] = 0; break;
+    case 2: lens[1] = b[1].cap + 1; break;
+    case 3: ck_assert_int_eq(vio_net_driver_send(t.drv, 0, NULL, f, sizeof(f)), 0); break;
+    case 4: n = 9; break;
+    case 5: bp = NULL; break;
+    case 6: lp = NULL; break;
+    case 7: qp = 1; break;
+    case 8: d = NULL; break;
+    }
+    unsigned before = vio_net_driver_tx_inflight(t.drv, 0);
+    ck_assert_int_eq(vio_net_driver_tx_commit(d, qp, bp, lp, n, NULL), bc->want);
+    ck_assert_uint_eq(vio_net_driver_tx_inflight(t.drv, 0), before);
+    vio_net_driver_kick_prepare(t.drv, VIO_NET_DRIVER_TXQ(0));
+    struct vio_chain ch;
+    for (unsigned k = 0; k < before; k++)
+        ck_assert_int_eq(vio_queue_pop(t.q[1], &ch, t.iov, 16), 0);
+    ck_assert_int_eq(vio_queue_pop(t.q[1], &ch, t.iov, 16), -EAGAIN);
+    /* the queue still works */
+    lens[0] = lens[1] = 100;
+    ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 0, b, 2), 2);
+    ck_assert_int_eq(vio_net_driver_tx_commit(t.drv, 0, b, lens, 2, NULL), 2);
+    tdev_fini(&t);
+}
+END_TEST
+
+START_TEST(test_tx_get_bad_args_and_broken)
+{
+    struct vio_net_driver_config c = base_cfg(BASE_FEATS);
+    c.queue_size = 8;
+    struct tdev t;
+    tdev_init(&t, c);
+    struct vio_net_driver_txbuf b[8];
+    uint32_t lens[8] = {60, 60, 60, 60, 60, 60, 60, 60};
+    ck_assert_int_eq(vio_net_driver_tx_get(NULL, 0, b, 1), -EINVAL);
+    ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 0, NULL, 1), -EINVAL);
+    ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 1, b, 1), -ERANGE);
+    ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 0, NULL, 0), 0);
+    ck_assert_int_eq(vio_net_driver_tx_commit(t.drv, 0, NULL, NULL, 0, NULL), 0);
+    ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 0, b, 8), 8);
+    ck_assert_int_eq(vio_net_driver_tx_commit(t.drv, 0, b, lens, 8, NULL), 8);
+    vio_net_driver_kick_prepare(t.drv, VIO_NET_DRIVER_TXQ(0));
+    /* a hostile device returns a descriptor that is not a head in flight twice */
+    struct rawring rr;
+    ck_assert_int_eq(rawring_attach(&rr, &t.a, t.addr[1].size, t.addr[1].desc, t.addr[1].driver,
+                                    t.addr[1].device), 0);
+    rawring_push_used(&rr, 0, 0);
+    rawring_push_used(&rr, 0, 0);
+    int r = vio_net_driver_tx_get(t.drv, 0, b, 4);
+    ck_assert(r == -EPROTO || r == 1);
+    if (r == 1) /* the first entry was good: the violation is seen next */
+        ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 0, b, 4), -EIO);
+    ck_assert(vio_net_driver_is_broken(t.drv, VIO_NET_DRIVER_TXQ(0)));
+    ck_assert_int_eq(vio_net_driver_tx_get(t.drv, 0, b, 4), -EIO);
+    ck_assert_int_eq(vio_net_driver_tx_commit(t.drv, 0, b, lens, 1, NULL), -EIO);
+    tdev_fini(&t);
+}
+END_TEST
+
+/* Single-buffer frames in place; the buffers stay out until released, then are reposted. */
+START_TEST(test_recv_burst_single)
+{
+    struct vio_net_driver_config c = base_cfg(BASE_FEATS);
+    c.queue_size = 64;
+    struct tdev t;
+    tdev_init(&t, c);
+    struct vio_net_driver_rxfrm fr[64];
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 64), 0);
+    post_rx(&t, 0);
+    uint8_t f[1514];
+    uint32_t seq = 0;
+    for (unsigned round = 0; round < 20; round++) {
+        unsigned n = 1 + (round * 13) % 64;
+        for (unsigned k = 0; k < n; k++) {
+            size_t len = 60 + ((seq + k) * 131) % 1455;
+            fill(f, len, seq + k);
+            ck_assert_int_eq(dev_rx_deliver(&t, 0, f, len, false), 1);
+        }
+        /* more than one burst when max is small */
+        unsigned got = 0;
+        while (got < n) {
+            unsigned max = 1 + round % 7;
+            int r = vio_net_driver_recv_burst(t.drv, 0, fr, max);
+            ck_assert_int_gt(r, 0);
+            ck_assert_int_le(r, (int)max);
+            for (int k = 0; k < r; k++) {
+                size_t len = 60 + (seq * 131) % 1455;
+                fill(f, len, seq);
+                ck_assert_uint_eq(fr[k].len, len);
+                ck_assert_uint_eq(fr[k].nbufs, 1);
+                ck_assert_mem_eq(fr[k].data, f, len);
+                ck_assert_ptr_eq((const uint8_t *)fr[k].hdr + HDR, fr[k].data);
+                ck_assert_uint_eq(((const struct vio_net_hdr *)fr[k].hdr)->flags,
+                                  VIO_NET_HDR_F_DATA_VALID);
+                seq++;
+            }
+            got += (unsigned)r;
+        }
+        ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 64), 0); /* releases too */
+        ck_assert_int_eq(vio_net_driver_rx_release(t.drv, 0), 0);
+        vio_net_driver_kick_prepare(t.drv, VIO_NET_DRIVER_RXQ(0));
+    }
+    /* every buffer is back with the device: 64 frames fit */
+    for (unsigned k = 0; k < 64; k++)
+        ck_assert_int_eq(dev_rx_deliver(&t, 0, f, 100, false), 1);
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 64), 64);
+    ck_assert_int_eq(vio_net_driver_rx_release(t.drv, 0), 64);
+    struct vio_net_driver_stats st;
+    vio_net_driver_get_stats(t.drv, 0, &st);
+    ck_assert_uint_eq(st.rx_frames, seq + 64);
+    ck_assert_uint_eq(st.rx_buffers, seq + 64);
+    tdev_fini(&t);
+}
+END_TEST
+
+/* Mergeable frames: one reassembled frame per burst, the burst ends after it. */
+START_TEST(test_recv_burst_mergeable)
+{
+    struct vio_net_driver_config c = base_cfg(BASE_FEATS | FEAT(VIO_NET_F_MRG_RXBUF));
+    c.queue_size = 32;
+    c.rx_buf_size = 1024;
+    struct tdev t;
+    tdev_init(&t, c);
+    post_rx(&t, 0);
+    static const size_t lens[] = {100, 3000, 200, 2000, 300, 1012, 1013};
+    static const unsigned nbs[] = {1, 3, 1, 2, 1, 1, 2};
+    static uint8_t f[7][3000];
+    for (unsigned k = 0; k < 7; k++) {
+        fill(f[k], lens[k], 50 + k);
+        ck_assert_int_eq(dev_rx_deliver(&t, 0, f[k], lens[k], true), (int)nbs[k]);
+    }
+    struct vio_net_driver_rxfrm fr[16];
+    /* 100, 3000 (reassembled), 200, then 2000 would need the area again: ends */
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 16), 3);
+    unsigned want[] = {0, 1, 2};
+    for (unsigned k = 0; k < 3; k++) {
+        ck_assert_uint_eq(fr[k].len, lens[want[k]]);
+        ck_assert_uint_eq(fr[k].nbufs, nbs[want[k]]);
+        ck_assert_mem_eq(fr[k].data, f[want[k]], lens[want[k]]);
+        ck_assert_uint_eq(le16toh(((const struct vio_net_hdr *)fr[k].hdr)->num_buffers),
+                          nbs[want[k]]);
+    }
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 16), 3); /* 2000, 300, 1012 */
+    ck_assert_mem_eq(fr[0].data, f[3], 2000);
+    ck_assert_mem_eq(fr[1].data, f[4], 300);
+    ck_assert_uint_eq(fr[2].len, 1012);
+    ck_assert_uint_eq(fr[2].nbufs, 1);
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 16), 1); /* 1013 spills */
+    ck_assert_uint_eq(fr[0].nbufs, 2);
+    ck_assert_mem_eq(fr[0].data, f[6], 1013);
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 16), 0);
+    struct vio_net_driver_stats st;
+    vio_net_driver_get_stats(t.drv, 0, &st);
+    ck_assert_uint_eq(st.rx_frames, 7);
+    ck_assert_uint_eq(st.rx_buffers, 11);
+    ck_assert_uint_eq(st.rx_merged, 3);
+    /* recv() after a burst: the burst's buffers are released first, recv goes on */
+    ck_assert_int_eq(dev_rx_deliver(&t, 0, f[1], 3000, true), 3);
+    uint8_t g[3000];
+    ck_assert_int_eq(vio_net_driver_recv(t.drv, 0, NULL, g, sizeof(g)), 3000);
+    ck_assert_mem_eq(g, f[1], 3000);
+    tdev_fini(&t);
+}
+END_TEST
+
+/* The device publishes the first buffers of a frame before the rest: frames before it are
+ * returned, the partial frame waits. */
+START_TEST(test_recv_burst_partial)
+{
+    struct vio_net_driver_config c = base_cfg(BASE_FEATS | FEAT(VIO_NET_F_MRG_RXBUF));
+    c.rx_buf_size = 1024;
+    struct tdev t;
+    tdev_init(&t, c);
+    post_rx(&t, 0);
+    uint8_t a[100], f[3000];
+    fill(a, sizeof(a), 1);
+    fill(f, sizeof(f), 2);
+    ck_assert_int_eq(dev_rx_deliver(&t, 0, a, sizeof(a), true), 1);
+    ck_assert_int_eq(dev_rx_deliver_ex(&t, 0, f, sizeof(f), true, 0, 2), 3);
+    struct vio_net_driver_rxfrm fr[8];
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 8), 1);
+    ck_assert_mem_eq(fr[0].data, a, sizeof(a));
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 8), 0);
+    dev_release_held(&t, 0);
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 8), 1);
+    ck_assert_uint_eq(fr[0].len, sizeof(f));
+    ck_assert_mem_eq(fr[0].data, f, sizeof(f));
+    tdev_fini(&t);
+}
+END_TEST
+
+/* Hostile first buffers in a burst: the bad frame is dropped, the frames around it come
+ * through, the queue is not broken and every buffer goes back to the device. */
+START_TEST(test_recv_burst_bad_header)
+{
+    const struct bad_rx *b = &bad_rxs[_i];
+    struct vio_net_driver_config c = base_cfg(BASE_FEATS | FEAT(VIO_NET_F_MRG_RXBUF));
+    c.queue_size = 8;
+    c.rx_buf_size = 256;
+    struct tdev t;
+    tdev_init(&t, c);
+    post_rx(&t, 0);
+    uint8_t f[100], g[100];
+    fill(f, sizeof(f), 5);
+    fill(g, sizeof(g), 6);
+    ck_assert_int_eq(dev_rx_deliver(&t, 0, f, sizeof(f), true), 1);
+    if (b->num_buffers) {
+        ck_assert_int_eq(dev_rx_deliver_ex(&t, 0, f, sizeof(f), true, b->num_buffers, 0), 1);
+    } else {
+        ck_assert_int_eq(dev_rx_deliver_ex(&t, 0, f, sizeof(f), true, 0, 1), 1);
+        t.held[0].len = b->used_len;
+        dev_release_held(&t, 0);
+    }
+    ck_assert_int_eq(dev_rx_deliver(&t, 0, g, sizeof(g), true), 1);
+    struct vio_net_driver_rxfrm fr[8];
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 8), 2);
+    ck_assert_mem_eq(fr[0].data, f, sizeof(f));
+    ck_assert_mem_eq(fr[1].data, g, sizeof(g));
+    ck_assert(!vio_net_driver_is_broken(t.drv, VIO_NET_DRIVER_RXQ(0)));
+    ck_assert_int_eq(vio_net_driver_rx_release(t.drv, 0), 3); /* the dropped one too */
+    vio_net_driver_kick_prepare(t.drv, VIO_NET_DRIVER_RXQ(0));
+    for (unsigned k = 0; k < 8; k++)
+        ck_assert_int_eq(dev_rx_deliver(&t, 0, g, sizeof(g), true), 1);
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 8), 8);
+    struct vio_net_driver_stats st;
+    vio_net_driver_get_stats(t.drv, 0, &st);
+    ck_assert_uint_eq(st.rx_bad_hdr, 1);
+    ck_assert_uint_eq(st.rx_frames, 10);
+    tdev_fini(&t);
+}
+END_TEST
+
+/* num_buffers 0 written by the device into a burst */
+START_TEST(test_recv_burst_num_buffers_zero)
+{
+    struct vio_net_driver_config c = base_cfg(BASE_FEATS | FEAT(VIO_NET_F_MRG_RXBUF));
+    c.queue_size = 8;
+    struct tdev t;
+    tdev_init(&t, c);
+    post_rx(&t, 0);
+    uint8_t f[100];
+    fill(f, sizeof(f), 5);
+    ck_assert_int_eq(dev_rx_deliver_ex(&t, 0, f, sizeof(f), true, 0, 1), 1);
+    struct rawring rr;
+    ck_assert_int_eq(rawring_attach(&rr, &t.a, t.addr[0].size, t.addr[0].desc, t.addr[0].driver,
+                                    t.addr[0].device), 0);
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags, next;
+    rawring_get_desc(&rr, (uint16_t)t.held[0].id, &addr, &len, &flags, &next);
+    uint16_t zero = 0;
+    ck_assert_int_eq(arena_write(&t.a, addr + 10, &zero, 2), 0);
+    dev_release_held(&t, 0);
+    ck_assert_int_eq(dev_rx_deliver(&t, 0, f, sizeof(f), true), 1);
+    struct vio_net_driver_rxfrm fr[8];
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 8), 1);
+    ck_assert_mem_eq(fr[0].data, f, sizeof(f));
+    struct vio_net_driver_stats st;
+    vio_net_driver_get_stats(t.drv, 0, &st);
+    ck_assert_uint_eq(st.rx_bad_hdr, 1);
+    tdev_fini(&t);
+}
+END_TEST
+
+/* A merged frame longer than any device may deliver (the lengths all within the buffers):
+ * dropped as oversize, its buffers reposted. */
+START_TEST(test_recv_burst_oversize)
+{
+    struct vio_net_driver_config c = base_cfg(BASE_FEATS | FEAT(VIO_NET_F_MRG_RXBUF));
+    c.queue_size = 32;
+    struct tdev t;
+    tdev_init(&t, c);
+    post_rx(&t, 0);
+    static uint8_t f[17 * 4096];
+    fill(f, sizeof(f), 3);
+    size_t len = 17 * 4096 - HDR; /* 69620 > 65589 */
+    ck_assert_int_eq(dev_rx_deliver(&t, 0, f, len, true), 17);
+    ck_assert_int_eq(dev_rx_deliver(&t, 0, f, 500, true), 1);
+    struct vio_net_driver_rxfrm fr[8];
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 8), 1);
+    ck_assert_uint_eq(fr[0].len, 500);
+    ck_assert_mem_eq(fr[0].data, f, 500);
+    struct vio_net_driver_stats st;
+    vio_net_driver_get_stats(t.drv, 0, &st);
+    ck_assert_uint_eq(st.rx_oversize, 1);
+    ck_assert_uint_eq(st.rx_frames, 1);
+    ck_assert_int_eq(vio_net_driver_rx_release(t.drv, 0), 18);
+    tdev_fini(&t);
+}
+END_TEST
+
+/* A used length beyond the buffer breaks the queue: the good frames before it come first. */
+START_TEST(test_recv_burst_used_len_breaks)
+{
+    struct vio_net_driver_config c = base_cfg(BASE_FEATS);
+    c.queue_size = 8;
+    struct tdev t;
+    tdev_init(&t, c);
+    post_rx(&t, 0);
+    uint8_t f[100];
+    fill(f, sizeof(f), 5);
+    ck_assert_int_eq(dev_rx_deliver(&t, 0, f, sizeof(f), false), 1);
+    ck_assert_int_eq(dev_rx_deliver_ex(&t, 0, f, sizeof(f), false, 0, 1), 1);
+    t.held[0].len = vio_net_driver_rx_buf_size(t.drv) + 1;
+    dev_release_held(&t, 0);
+    struct vio_net_driver_rxfrm fr[8];
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 8), 1);
+    ck_assert_mem_eq(fr[0].data, f, sizeof(f));
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 8), -EIO);
+    ck_assert(vio_net_driver_is_broken(t.drv, VIO_NET_DRIVER_RXQ(0)));
+    ck_assert_int_eq(vio_drvq_violation(vio_net_driver_queue(t.drv, 0)), VIO_VIOL_USED_LEN);
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, fr, 8), -EIO);
+    ck_assert_int_eq(vio_net_driver_rx_release(t.drv, 0), -EIO);
+    tdev_fini(&t);
+}
+END_TEST
+
+START_TEST(test_recv_burst_bad_args)
+{
+    struct tdev t;
+    tdev_init(&t, base_cfg(BASE_FEATS));
+    struct vio_net_driver_rxfrm fr[2];
+    ck_assert_int_eq(vio_net_driver_recv_burst(NULL, 0, fr, 2), -EINVAL);
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, NULL, 2), -EINVAL);
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 1, fr, 2), -ERANGE);
+    ck_assert_int_eq(vio_net_driver_recv_burst(t.drv, 0, NULL, 0), 0);
+    ck_assert_int_eq(vio_net_driver_rx_release(NULL, 0), -EINVAL);
+    ck_assert_int_eq(vio_net_driver_rx_release(t.drv, 1), -ERANGE);
+    ck_assert_int_eq(vio_net_driver_rx_release(t.drv, 0), 0);
+    tdev_fini(&t);
+}
+END_TEST
+
 static Suite *net_driver_suite(void)
 {
     Suite *s = suite_create("net_driver");
@@ -957,6 +1418,21 @@ static Suite *net_driver_suite(void)
     tcase_add_test(tc, test_rx_num_buffers_zero);
     tcase_add_test(tc, test_rx_used_len_breaks);
     tcase_add_test(tc, test_rx_legacy_header);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("burst");
+    tcase_add_test(tc, test_tx_get_commit);
+    tcase_add_test(tc, test_tx_get_full_collects);
+    tcase_add_loop_test(tc, test_tx_commit_bad, 0, sizeof(bad_commits) / sizeof(bad_commits[0]));
+    tcase_add_test(tc, test_tx_get_bad_args_and_broken);
+    tcase_add_test(tc, test_recv_burst_single);
+    tcase_add_test(tc, test_recv_burst_mergeable);
+    tcase_add_test(tc, test_recv_burst_partial);
+    tcase_add_loop_test(tc, test_recv_burst_bad_header, 0, sizeof(bad_rxs) / sizeof(bad_rxs[0]));
+    tcase_add_test(tc, test_recv_burst_num_buffers_zero);
+    tcase_add_test(tc, test_recv_burst_oversize);
+    tcase_add_test(tc, test_recv_burst_used_len_breaks);
+    tcase_add_test(tc, test_recv_burst_bad_args);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("echo");

@@ -159,6 +159,72 @@ START_TEST(add_burst)
 }
 END_TEST
 
+/* vio_drvq_get_used_burst(): entries seen by an earlier call and entries published since are
+ * taken in one call; an empty poll answers 0; a used idx beyond what is in flight, read
+ * after good entries, returns those first and breaks the queue. */
+START_TEST(get_used_burst_refresh)
+{
+    struct arena a;
+    ck_assert_int_eq(arena_init_simple(&a, 0x100000, 1 << 20), 0);
+    uint64_t desc = arena_alloc(&a, 16 * QSZ, 16), avail = arena_alloc(&a, 6 + 2 * QSZ, 2),
+             used = arena_alloc(&a, 6 + 8 * QSZ, 4), buf = arena_alloc(&a, 64 * QSZ, 16);
+    struct vio_drvq_config dc = {.struct_size = sizeof(dc), .size = QSZ, .mem = a.mem,
+                                 .desc = desc, .driver = avail, .device = used};
+    struct vio_drvq *d;
+    ck_assert_int_eq(vio_drvq_new(&dc, &d), 0);
+    struct vio_queue_config qc = {.struct_size = sizeof(qc), .max_size = QSZ};
+    struct vio_queue *q;
+    ck_assert_int_eq(vio_queue_new(&qc, &q), 0);
+    ck_assert_int_eq(vio_queue_setup(q, a.mem, QSZ, 0, desc, avail, used), 0);
+    struct rawring rr;
+    ck_assert_int_eq(rawring_attach(&rr, &a, QSZ, desc, avail, used), 0);
+
+    struct vio_sg sg[8];
+    void *tok[8];
+    for (unsigned k = 0; k < 8; k++) {
+        sg[k].addr = buf + 64 * k;
+        sg[k].len = 64;
+        tok[k] = (void *)(uintptr_t)(k + 1);
+    }
+    void *got[8];
+    uint32_t len[8];
+    ck_assert_int_eq(vio_drvq_get_used_burst(d, got, len, 8), 0); /* nothing in flight */
+    ck_assert_int_eq(vio_drvq_add_burst(d, sg, 8, true, tok), 8);
+    vio_drvq_kick_prepare(d);
+    struct vio_chain ch[8];
+    struct iovec iov[8];
+    ck_assert_int_eq(vio_queue_pop_burst(q, ch, 8, iov, 8), 8);
+    ck_assert_int_eq(vio_drvq_get_used_burst(d, got, len, 8), 0); /* none used yet */
+    for (unsigned k = 0; k < 3; k++)
+        ck_assert_int_eq(vio_queue_push(q, ch[k].head, 10 + k), 0);
+    ck_assert_int_eq(vio_drvq_get_used_burst(d, got, len, 2), 2); /* 3 seen, 2 taken */
+    ck_assert_ptr_eq(got[1], tok[1]);
+    for (unsigned k = 3; k < 6; k++)
+        ck_assert_int_eq(vio_queue_push(q, ch[k].head, 10 + k), 0);
+    /* the one seen and the three published since, in one call */
+    ck_assert_int_eq(vio_drvq_get_used_burst(d, got, len, 8), 4);
+    for (unsigned k = 0; k < 4; k++) {
+        ck_assert_ptr_eq(got[k], tok[2 + k]);
+        ck_assert_uint_eq(len[k], 12 + k);
+    }
+    ck_assert_int_eq(vio_drvq_get_used_burst(d, got, NULL, 8), 0); /* empty poll */
+    ck_assert(!vio_drvq_is_broken(d));
+    /* one more seen, then a used idx beyond what is in flight */
+    ck_assert_int_eq(vio_queue_push(q, ch[6].head, 16), 0);
+    ck_assert_int_eq(vio_queue_push(q, ch[7].head, 17), 0);
+    ck_assert_int_eq(vio_drvq_get_used_burst(d, got, len, 1), 1);
+    rawring_set_used_idx(&rr, (uint16_t)(rawring_used_idx(&rr) + 5));
+    ck_assert_int_eq(vio_drvq_get_used_burst(d, got, len, 8), 1); /* the seen one first */
+    ck_assert_ptr_eq(got[0], tok[7]);
+    ck_assert(vio_drvq_is_broken(d));
+    ck_assert_int_eq(vio_drvq_violation(d), VIO_VIOL_USED_IDX);
+    ck_assert_int_eq(vio_drvq_get_used_burst(d, got, len, 8), -EIO);
+    vio_queue_free(q);
+    vio_drvq_free(d);
+    arena_fini(&a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("queue_burst");
@@ -167,6 +233,7 @@ int main(void)
     tcase_add_test(t, burst_short_array);
     tcase_add_test(t, burst_violation_after_good);
     tcase_add_test(t, add_burst);
+    tcase_add_test(t, get_used_burst_refresh);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
