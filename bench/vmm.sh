@@ -145,11 +145,11 @@ one_run() { # VMM PATH
     [ $ok = 1 ] || tail -n 20 /tmp/l2.log
 }
 for p in $(echo "$VIO_PATHS" | tr "," " "); do
-    i=0
-    while [ $i -lt $VIO_PAIRS ]; do
+    pair=0
+    while [ $pair -lt "$VIO_PAIRS" ]; do   # (one_run uses i)
         one_run vio $p
         one_run qemu $p
-        i=$((i + 1))
+        pair=$((pair + 1))
     done
 done
 exit 0
