@@ -366,8 +366,8 @@ static int build_dsdt(struct vmm *vm, uint8_t *out, size_t cap, size_t *len)
     device(&a, "RTC", rtc_body, NULL);
     device(&a, "PCI0", pci_body, NULL);
     for (unsigned i = 0; i < vm->nmmio_devs; i++) {
-        char nm[5];
-        snprintf(nm, sizeof(nm), "VR%02u", i);
+        char nm[16];
+        snprintf(nm, sizeof(nm), "VR%02u", i % 100u);
         device(&a, nm, mmio_body, &vm->mmio_devs[i]);
     }
     close_pkg(&a, s);
