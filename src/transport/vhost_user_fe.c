@@ -580,6 +580,13 @@ static int live(const struct vu_fe *f)
     return f->sock >= 0 ? 0 : -ENOTCONN;
 }
 
+/* The prologue of an op that needs protocol feature @p pf: -ENOTCONN, -ENOTSUP or 0. */
+static int live_pf(const struct vu_fe *f, unsigned pf)
+{
+    int r = live(f);
+    return r < 0 ? r : has_pf(f, pf) ? 0 : -ENOTSUP;
+}
+
 static int dupfd(int fd)
 {
     if (fd < 0)
@@ -806,11 +813,9 @@ static int fe_reset(struct vio_vhost *v)
 static int fe_get_queue_num(struct vio_vhost *v, unsigned *num)
 {
     struct vu_fe *f = FE(v);
-    int r = live(f);
+    int r = live_pf(f, VU_PF_MQ);
     if (r < 0)
         return r;
-    if (!has_pf(f, VU_PF_MQ))
-        return -ENOTSUP;
     *num = f->qnum;
     return 0;
 }
@@ -818,11 +823,9 @@ static int fe_get_queue_num(struct vio_vhost *v, unsigned *num)
 static int fe_set_status(struct vio_vhost *v, uint8_t status)
 {
     struct vu_fe *f = FE(v);
-    int r = live(f);
+    int r = live_pf(f, VU_PF_STATUS);
     if (r < 0)
         return r;
-    if (!has_pf(f, VU_PF_STATUS))
-        return -ENOTSUP;
     if ((r = fe_u64(f, VU_SET_STATUS, status)) == 0) {
         f->status_set = status != 0;
         f->status = status;
@@ -833,11 +836,9 @@ static int fe_set_status(struct vio_vhost *v, uint8_t status)
 static int fe_get_status(struct vio_vhost *v, uint8_t *status)
 {
     struct vu_fe *f = FE(v);
-    int r = live(f);
+    int r = live_pf(f, VU_PF_STATUS);
     if (r < 0)
         return r;
-    if (!has_pf(f, VU_PF_STATUS))
-        return -ENOTSUP;
     uint64_t s;
     if ((r = fe_get_u64(f, VU_GET_STATUS, &s)) < 0)
         return r;
@@ -855,11 +856,9 @@ static int cfg_range(uint32_t off, uint32_t len)
 static int fe_get_config(struct vio_vhost *v, uint32_t off, void *buf, uint32_t len)
 {
     struct vu_fe *f = FE(v);
-    int r = live(f);
+    int r = live_pf(f, VU_PF_CONFIG);
     if (r < 0)
         return r;
-    if (!has_pf(f, VU_PF_CONFIG))
-        return -ENOTSUP;
     if ((r = cfg_range(off, len)) < 0)
         return r;
     /* libvhost-user (and SPDK) answer from offset 0 whatever the message says; QEMU always
@@ -890,11 +889,9 @@ static int fe_get_config(struct vio_vhost *v, uint32_t off, void *buf, uint32_t 
 static int fe_set_config(struct vio_vhost *v, uint32_t off, const void *buf, uint32_t len)
 {
     struct vu_fe *f = FE(v);
-    int r = live(f);
+    int r = live_pf(f, VU_PF_CONFIG);
     if (r < 0)
         return r;
-    if (!has_pf(f, VU_PF_CONFIG))
-        return -ENOTSUP;
     if ((r = cfg_range(off, len)) < 0)
         return r;
     struct vu_config c;
@@ -990,11 +987,9 @@ static int fe_set_mem_table(struct vio_vhost *v, const struct vio_vhost_mem_regi
 static int fe_get_max_mem_slots(struct vio_vhost *v, unsigned *slots)
 {
     struct vu_fe *f = FE(v);
-    int r = live(f);
+    int r = live_pf(f, VU_PF_CONFIGURE_MEM_SLOTS);
     if (r < 0)
         return r;
-    if (!has_pf(f, VU_PF_CONFIGURE_MEM_SLOTS))
-        return -ENOTSUP;
     uint64_t s;
     if ((r = fe_get_u64(f, VU_GET_MAX_MEM_SLOTS, &s)) < 0)
         return r;
@@ -1009,11 +1004,9 @@ static int fe_add_mem_region(struct vio_vhost *v, const struct vio_vhost_mem_reg
     struct vu_fe *f = FE(v);
     if (region_ok(r) < 0)
         return -EINVAL;
-    int e = live(f);
+    int e = live_pf(f, VU_PF_CONFIGURE_MEM_SLOTS);
     if (e < 0)
         return e;
-    if (!has_pf(f, VU_PF_CONFIGURE_MEM_SLOTS))
-        return -ENOTSUP;
     if ((e = w_mem_reg(f, VU_ADD_MEM_REG, r)) < 0)
         return e;
     if ((e = record_regions(f, r, 1, false)) < 0)
@@ -1027,11 +1020,9 @@ static int fe_rem_mem_region(struct vio_vhost *v, const struct vio_vhost_mem_reg
     struct vu_fe *f = FE(v);
     if (!r->size || wraps(r->guest_addr, r->size))
         return -EINVAL;
-    int e = live(f);
+    int e = live_pf(f, VU_PF_CONFIGURE_MEM_SLOTS);
     if (e < 0)
         return e;
-    if (!has_pf(f, VU_PF_CONFIGURE_MEM_SLOTS))
-        return -ENOTSUP;
     if ((e = w_mem_reg(f, VU_REM_MEM_REG, r)) < 0)
         return e;
     for (unsigned i = 0; i < f->nmem; i++) {
@@ -1048,11 +1039,9 @@ static int fe_set_log_base(struct vio_vhost *v, uint64_t user_addr, int fd, uint
 {
     struct vu_fe *f = FE(v);
     (void)user_addr; /* vhost-user shares the log as an fd */
-    int r = live(f);
+    int r = live_pf(f, VU_PF_LOG_SHMFD);
     if (r < 0)
         return r;
-    if (!has_pf(f, VU_PF_LOG_SHMFD))
-        return -ENOTSUP;
     if (fd < 0 || size == 0)
         return -EINVAL;
     struct vu_log lg = {.size = size, .offset = 0};
@@ -1239,11 +1228,9 @@ static int fe_set_vring_enable(struct vio_vhost *v, unsigned idx, bool enable)
 static int fe_get_inflight(struct vio_vhost *v, unsigned nq, unsigned qs, int *fd, uint64_t *size)
 {
     struct vu_fe *f = FE(v);
-    int r = live(f);
+    int r = live_pf(f, VU_PF_INFLIGHT_SHMFD);
     if (r < 0)
         return r;
-    if (!has_pf(f, VU_PF_INFLIGHT_SHMFD))
-        return -ENOTSUP;
     if (!size || nq == 0 || nq > f->nrings || !vio_is_pow2(qs) || qs > 32768)
         return -EINVAL;
     struct vu_inflight in;
@@ -1284,11 +1271,9 @@ static int fe_get_inflight(struct vio_vhost *v, unsigned nq, unsigned qs, int *f
 static int fe_set_inflight(struct vio_vhost *v, int fd, uint64_t size, unsigned nq, unsigned qs)
 {
     struct vu_fe *f = FE(v);
-    int r = live(f);
+    int r = live_pf(f, VU_PF_INFLIGHT_SHMFD);
     if (r < 0)
         return r;
-    if (!has_pf(f, VU_PF_INFLIGHT_SHMFD))
-        return -ENOTSUP;
     if (fd < 0 || size == 0 || nq == 0 || nq > f->nrings || !vio_is_pow2(qs) || qs > 32768)
         return -EINVAL;
     if ((r = w_set_inflight(f, fd, size, nq, qs)) < 0)
